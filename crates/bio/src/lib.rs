@@ -1,0 +1,3 @@
+//! Devices and an order-keeping block-I/O submission queue.
+//!
+//! Filled by the bio issue.

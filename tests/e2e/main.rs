@@ -1,0 +1,3 @@
+//! End-to-end tests across the stack crates: one test binary, one module per area.
+
+mod tidy;

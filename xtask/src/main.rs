@@ -1,0 +1,39 @@
+//! `cargo xtask`: the workspace's own tasks (benchmarks, soaks, fault matrices).
+//!
+//! Run through the alias in `.cargo/config.toml`, so `cargo xtask bench` builds this in
+//! release mode and runs it from the workspace root.
+
+mod bench;
+
+use anyhow::{bail, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  bench [--quick] [--only GROUP[,GROUP...]]
+        run the benchmark groups, print one table of ratios against peers measured in
+        the same run, and write target/bench/results.json
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let Some(task) = args.next() else {
+        eprint!("{USAGE}");
+        bail!("no task given");
+    };
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "bench" => bench::main(&rest),
+        // Cases that can hang run in a child process of this binary with a time-out.
+        bench::CHILD_TASK => bench::child_main(&rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            bail!("unknown task `{other}`")
+        }
+    }
+}
