@@ -1,3 +1,5 @@
 //! End-to-end tests across the stack crates: one test binary, one module per area.
 
+mod cli;
 mod tidy;
+mod volume;

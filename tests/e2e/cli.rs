@@ -1,0 +1,1 @@
+//! End-to-end tests of the `stackctl` binary: every command, option and exit status.
