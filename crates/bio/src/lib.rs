@@ -1,3 +1,33 @@
 //! Devices and an order-keeping block-I/O submission queue.
 //!
-//! Filled by the bio issue.
+//! The bottom of the `stack` I/O path. A [`Device`] is anything with positional reads
+//! and writes and a fixed size: a regular file or raw block device ([`FileDevice`],
+//! optionally `O_DIRECT`), memory ([`MemDevice`]), or a fault-injecting wrapper
+//! ([`FaultyDevice`]) that fails, corrupts, tears, drops, misdirects or wraps writes and
+//! models what a crash keeps.
+//!
+//! ```
+//! use stack_bio::{Device, MemDevice};
+//!
+//! let dev = MemDevice::new(1 << 20);
+//! dev.write_at(b"hello", 4096)?;
+//! let mut back = [0u8; 5];
+//! dev.read_at(&mut back, 4096)?;
+//! assert_eq!(&back, b"hello");
+//! # Ok::<(), stack_bio::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod buf;
+mod device;
+mod error;
+mod file;
+mod mem;
+mod sys;
+
+pub use buf::{AlignedBuf, BufferPool, PooledBuf};
+pub use device::{Device, DeviceInfo, DeviceKind};
+pub use error::Error;
+pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};
+pub use mem::{MemDevice, MEM_LOGICAL_BLOCK_SIZE};

@@ -1,0 +1,332 @@
+//! Aligned buffers and a bounded pool of them, so a pipeline's memory has a limit.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// A zeroed heap buffer whose first byte sits at a multiple of `align` (what `O_DIRECT`
+/// asks of buffers). Its length is fixed at creation.
+///
+/// Built without unsafe code: it over-allocates by `align` bytes and starts at the first
+/// aligned byte; a `Vec`'s heap block never moves when the `Vec` itself moves.
+pub struct AlignedBuf {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+    align: usize,
+}
+
+impl AlignedBuf {
+    /// A zeroed buffer of `len` bytes aligned to `align`.
+    ///
+    /// # Panics
+    /// If `align` is not a power of two.
+    pub fn new(len: usize, align: usize) -> Self {
+        assert!(
+            align.is_power_of_two(),
+            "alignment {align} is not a power of two"
+        );
+        let storage = vec![0u8; len + align];
+        let start = storage.as_ptr().align_offset(align);
+        assert!(start < align);
+        assert!(start + len <= storage.len());
+        let buf = Self {
+            storage,
+            start,
+            len,
+            align,
+        };
+        debug_assert_eq!(buf.as_ptr() as usize % align, 0);
+        buf
+    }
+
+    /// An aligned copy of `data`.
+    pub fn from_slice(data: &[u8], align: usize) -> Self {
+        let mut buf = Self::new(data.len(), align);
+        buf.copy_from_slice(data);
+        buf
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The alignment the buffer was made with.
+    pub fn align(&self) -> usize {
+        self.align
+    }
+}
+
+impl Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl Clone for AlignedBuf {
+    fn clone(&self) -> Self {
+        Self::from_slice(self, self.align)
+    }
+}
+
+impl fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlignedBuf")
+            .field("len", &self.len)
+            .field("align", &self.align)
+            .finish()
+    }
+}
+
+struct PoolInner {
+    free: Mutex<PoolState>,
+    returned: Condvar,
+    count: usize,
+    buf_len: usize,
+    align: usize,
+}
+
+struct PoolState {
+    free: Vec<AlignedBuf>,
+    /// Buffers allocated so far (they are made on first demand, never more than `count`).
+    created: usize,
+}
+
+/// A bounded pool of `count` aligned buffers of `buf_len` bytes.
+///
+/// [`BufferPool::get`] blocks while every buffer is out; a buffer goes back to the pool
+/// when its [`PooledBuf`] lease is dropped, wherever that happens (typically in a bio's
+/// completion). Buffers are allocated on first demand, so an idle pool costs nothing.
+#[derive(Clone)]
+pub struct BufferPool {
+    inner: Arc<PoolInner>,
+}
+
+impl BufferPool {
+    /// A pool of at most `count` buffers of `buf_len` bytes aligned to `align`.
+    ///
+    /// # Panics
+    /// If `count` is zero or `align` is not a power of two.
+    pub fn new(count: usize, buf_len: usize, align: usize) -> Self {
+        assert!(count > 0, "a buffer pool needs at least one buffer");
+        assert!(
+            align.is_power_of_two(),
+            "alignment {align} is not a power of two"
+        );
+        Self {
+            inner: Arc::new(PoolInner {
+                free: Mutex::new(PoolState {
+                    free: Vec::with_capacity(count),
+                    created: 0,
+                }),
+                returned: Condvar::new(),
+                count,
+                buf_len,
+                align,
+            }),
+        }
+    }
+
+    /// A buffer, waiting while all `count` are out.
+    pub fn get(&self) -> PooledBuf {
+        let mut state = self.lock();
+        loop {
+            if let Some(buf) = self.take(&mut state) {
+                return buf;
+            }
+            state = self
+                .inner
+                .returned
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A buffer if one is free now.
+    pub fn try_get(&self) -> Option<PooledBuf> {
+        let mut state = self.lock();
+        self.take(&mut state)
+    }
+
+    /// How many buffers the pool holds at most.
+    pub fn count(&self) -> usize {
+        self.inner.count
+    }
+
+    /// Capacity of each buffer in bytes.
+    pub fn buf_len(&self) -> usize {
+        self.inner.buf_len
+    }
+
+    /// How many buffers are leased out right now.
+    pub fn outstanding(&self) -> usize {
+        let state = self.lock();
+        state.created - state.free.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.inner.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, state: &mut PoolState) -> Option<PooledBuf> {
+        let buf = match state.free.pop() {
+            Some(buf) => buf,
+            None if state.created < self.inner.count => {
+                state.created += 1;
+                AlignedBuf::new(self.inner.buf_len, self.inner.align)
+            }
+            None => return None,
+        };
+        assert!(state.created <= self.inner.count);
+        assert_eq!(buf.len(), self.inner.buf_len);
+        Some(PooledBuf {
+            len: buf.len(),
+            buf: Some(buf),
+            pool: Arc::clone(&self.inner),
+        })
+    }
+}
+
+impl fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("count", &self.inner.count)
+            .field("buf_len", &self.inner.buf_len)
+            .field("align", &self.inner.align)
+            .finish()
+    }
+}
+
+/// A buffer leased from a [`BufferPool`]; it returns to the pool on drop.
+///
+/// Its visible length starts at the pool's `buf_len` and can be shortened with
+/// [`PooledBuf::set_len`] (a last, partial chunk); it is reset when the buffer returns.
+pub struct PooledBuf {
+    buf: Option<AlignedBuf>,
+    len: usize,
+    pool: Arc<PoolInner>,
+}
+
+impl PooledBuf {
+    /// Sets the visible length.
+    ///
+    /// # Panics
+    /// If `len` exceeds [`PooledBuf::capacity`].
+    pub fn set_len(&mut self, len: usize) {
+        assert!(
+            len <= self.capacity(),
+            "length {len} exceeds the buffer's capacity {}",
+            self.capacity()
+        );
+        self.len = len;
+    }
+
+    /// The pool's buffer size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.pool.buf_len
+    }
+
+    fn full(&self) -> &AlignedBuf {
+        self.buf
+            .as_ref()
+            .expect("a leased buffer is present until drop")
+    }
+}
+
+impl Deref for PooledBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.full()[..self.len]
+    }
+}
+
+impl DerefMut for PooledBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        &mut self
+            .buf
+            .as_mut()
+            .expect("a leased buffer is present until drop")[..len]
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            let mut state = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+            state.free.push(buf);
+            assert!(state.free.len() <= state.created);
+            drop(state);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+impl fmt::Debug for PooledBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledBuf")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn aligned_buf_is_aligned_and_zeroed() {
+        for align in [1, 512, 4096] {
+            let buf = AlignedBuf::new(10_000, align);
+            assert_eq!(buf.as_ptr() as usize % align, 0);
+            assert_eq!(buf.len(), 10_000);
+            assert!(buf.iter().all(|&b| b == 0));
+            let moved = vec![buf];
+            assert_eq!(moved[0].as_ptr() as usize % align, 0);
+        }
+        let copy = AlignedBuf::from_slice(b"hello", 4096).clone();
+        assert_eq!(&copy[..], b"hello");
+        assert_eq!(copy.as_ptr() as usize % 4096, 0);
+    }
+
+    #[test]
+    fn pool_blocks_while_all_out_and_refills_on_drop() {
+        let pool = BufferPool::new(2, 4096, 4096);
+        let a = pool.get();
+        let mut b = pool.get();
+        assert_eq!(pool.outstanding(), 2);
+        assert!(pool.try_get().is_none());
+        b.set_len(100);
+        assert_eq!(b.len(), 100);
+        let p2 = pool.clone();
+        let waiter = std::thread::spawn(move || p2.get().len());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "get() returned while every buffer was out"
+        );
+        drop(b);
+        assert_eq!(
+            waiter.join().unwrap(),
+            4096,
+            "a returned buffer has its full length again"
+        );
+        drop(a);
+        assert_eq!(pool.outstanding(), 0);
+    }
+}

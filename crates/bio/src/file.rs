@@ -1,0 +1,381 @@
+//! `FileDevice`: regular files and raw block devices, buffered or `O_DIRECT`.
+
+use crate::device::{check_range, total_len};
+use crate::{sys, Device, DeviceInfo, DeviceKind, Error};
+use std::fs::File;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Logical block size reported for regular files. Direct I/O on common filesystems
+/// needs at most page alignment, and filesystems allocate in 4 KiB blocks.
+pub const FILE_LOGICAL_BLOCK_SIZE: u32 = 4096;
+
+/// How many `EINTR`s in a row one transfer tolerates before giving up.
+const MAX_INTERRUPTS: u32 = 64;
+
+/// How to open a [`FileDevice`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Open with `O_DIRECT`: buffers, offsets and lengths must then be multiples of the
+    /// logical block size (see [`crate::AlignedBuf`]).
+    pub direct: bool,
+    /// Open read-only; writes fail with [`Error::ReadOnly`].
+    pub read_only: bool,
+    /// Regular files only: create the file if missing and extend it to this size if it
+    /// is shorter (never shrinks it).
+    pub create_size_bytes: Option<u64>,
+}
+
+/// A regular file or raw block device used as a device.
+///
+/// A block device's size and logical block size come from the kernel (`BLKGETSIZE64`,
+/// `BLKSSZGET`); a regular file's size is its length at open and its logical block size
+/// is [`FILE_LOGICAL_BLOCK_SIZE`]. The size is fixed: I/O past it is refused.
+#[derive(Debug)]
+pub struct FileDevice {
+    file: File,
+    info: DeviceInfo,
+}
+
+impl FileDevice {
+    /// Opens `path` as a device.
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Self, Error> {
+        let open_err = |source: io::Error| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        if opts.read_only && opts.create_size_bytes.is_some() {
+            return Err(Error::BadOptions {
+                path: path.to_path_buf(),
+                reason: "create_size_bytes with read_only",
+            });
+        }
+        let mut std_opts = std::fs::OpenOptions::new();
+        std_opts
+            .read(true)
+            .write(!opts.read_only)
+            .create(opts.create_size_bytes.is_some());
+        if opts.direct {
+            std_opts.custom_flags(libc::O_DIRECT);
+        }
+        let file = std_opts.open(path).map_err(open_err)?;
+        let meta = file.metadata().map_err(open_err)?;
+        let file_type = meta.file_type();
+        let (kind, size_bytes, logical_block_size, model, serial) = if file_type.is_block_device() {
+            if opts.create_size_bytes.is_some() {
+                return Err(Error::BadOptions {
+                    path: path.to_path_buf(),
+                    reason: "create_size_bytes on a block device",
+                });
+            }
+            let size = sys::block_size_bytes(&file).map_err(open_err)?;
+            let lbs = sys::block_logical_size(&file).map_err(open_err)?;
+            let (model, serial) = sysfs_identity(meta.rdev());
+            (DeviceKind::Block, size, lbs, model, serial)
+        } else if file_type.is_file() {
+            let mut size = meta.len();
+            if let Some(want) = opts.create_size_bytes {
+                if size < want {
+                    file.set_len(want).map_err(open_err)?;
+                    size = want;
+                }
+            }
+            (DeviceKind::File, size, FILE_LOGICAL_BLOCK_SIZE, None, None)
+        } else {
+            return Err(Error::BadOptions {
+                path: path.to_path_buf(),
+                reason: "not a regular file or block device",
+            });
+        };
+        assert!(logical_block_size.is_power_of_two());
+        let info = DeviceInfo {
+            path: path.display().to_string(),
+            kind,
+            size_bytes,
+            logical_block_size,
+            model,
+            serial,
+            direct: opts.direct,
+            read_only: opts.read_only,
+        };
+        Ok(Self { file, info })
+    }
+
+    /// The open file, e.g. to map it read-only for verification.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn name(&self) -> &str {
+        &self.info.path
+    }
+
+    fn io_err(&self, op: &'static str, offset: u64, len: usize, source: io::Error) -> Error {
+        Error::Io {
+            device: self.name().to_owned(),
+            offset,
+            len,
+            op,
+            source,
+        }
+    }
+
+    /// Range, read-only and (for `O_DIRECT`) alignment checks before a transfer.
+    fn check(
+        &self,
+        offset: u64,
+        addrs_lens: impl Iterator<Item = (usize, usize)>,
+        len: usize,
+        write: bool,
+    ) -> Result<(), Error> {
+        if write && self.info.read_only {
+            return Err(Error::ReadOnly {
+                device: self.name().to_owned(),
+            });
+        }
+        check_range(self.name(), offset, len, self.info.size_bytes)?;
+        if self.info.direct {
+            let align = u64::from(self.info.logical_block_size);
+            let misaligned = |what, value: u64| Error::Misaligned {
+                device: self.name().to_owned(),
+                what,
+                value,
+                align,
+            };
+            if offset % align != 0 {
+                return Err(misaligned("offset", offset));
+            }
+            for (addr, buf_len) in addrs_lens {
+                if addr as u64 % align != 0 {
+                    return Err(misaligned("buffer address", addr as u64));
+                }
+                if buf_len as u64 % align != 0 {
+                    return Err(misaligned("length", buf_len as u64));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Device for FileDevice {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        self.readv_at(&mut [buf], offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
+        self.writev_at(&[buf], offset)
+    }
+
+    fn readv_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> Result<(), Error> {
+        let len = total_len(bufs);
+        self.check(
+            offset,
+            bufs.iter().map(|b| (b.as_ptr() as usize, b.len())),
+            len,
+            false,
+        )?;
+        let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+        let mut slices = &mut slices[..];
+        let mut done = 0usize;
+        let mut interrupts = 0;
+        while done < len {
+            let at = offset + done as u64;
+            match sys::preadv(&self.file, slices, at) {
+                Ok(0) => {
+                    let eof = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("end of file after {done} bytes"),
+                    );
+                    return Err(self.io_err("read", offset, len, eof));
+                }
+                Ok(n) => {
+                    done += n;
+                    assert!(done <= len);
+                    IoSliceMut::advance_slices(&mut slices, n);
+                    interrupts = 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < MAX_INTERRUPTS => {
+                    interrupts += 1
+                }
+                Err(e) => return Err(self.io_err("read", at, len - done, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn writev_at(&self, bufs: &[&[u8]], offset: u64) -> Result<(), Error> {
+        let len = total_len(bufs);
+        self.check(
+            offset,
+            bufs.iter().map(|b| (b.as_ptr() as usize, b.len())),
+            len,
+            true,
+        )?;
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+        let mut slices = &mut slices[..];
+        let mut done = 0usize;
+        let mut interrupts = 0;
+        while done < len {
+            let at = offset + done as u64;
+            match sys::pwritev(&self.file, slices, at) {
+                Ok(0) => {
+                    let zero = io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("wrote nothing after {done} bytes"),
+                    );
+                    return Err(self.io_err("write", offset, len, zero));
+                }
+                Ok(n) => {
+                    done += n;
+                    assert!(done <= len);
+                    IoSlice::advance_slices(&mut slices, n);
+                    interrupts = 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < MAX_INTERRUPTS => {
+                    interrupts += 1
+                }
+                Err(e) => return Err(self.io_err("write", at, len - done, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        if self.info.read_only {
+            return Ok(());
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| self.io_err("flush", 0, 0, e))
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.info.size_bytes
+    }
+
+    fn logical_block_size(&self) -> u32 {
+        self.info.logical_block_size
+    }
+
+    fn info(&self) -> DeviceInfo {
+        self.info.clone()
+    }
+}
+
+/// Model and serial of the block device `rdev`, from sysfs. A partition has no
+/// `device/` directory of its own; its parent disk's is used.
+fn sysfs_identity(rdev: u64) -> (Option<String>, Option<String>) {
+    let dev_dir = PathBuf::from(format!(
+        "/sys/dev/block/{}:{}",
+        libc::major(rdev),
+        libc::minor(rdev)
+    ));
+    let Ok(dev_dir) = std::fs::canonicalize(dev_dir) else {
+        return (None, None);
+    };
+    let mut candidates = vec![dev_dir.join("device")];
+    if let Some(parent) = dev_dir.parent() {
+        candidates.push(parent.join("device"));
+    }
+    let read = |name: &str| {
+        candidates.iter().find_map(|dir| {
+            let text = std::fs::read_to_string(dir.join(name)).ok()?;
+            let text = text.trim();
+            (!text.is_empty()).then(|| text.to_owned())
+        })
+    };
+    (read("model"), read("serial"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AlignedBuf;
+
+    fn opts(direct: bool, read_only: bool, create: Option<u64>) -> OpenOptions {
+        OpenOptions {
+            direct,
+            read_only,
+            create_size_bytes: create,
+        }
+    }
+
+    #[test]
+    fn regular_file_create_write_read_vectored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dev.img");
+        let dev = FileDevice::open(&path, &opts(false, false, Some(1 << 20))).unwrap();
+        assert_eq!(dev.size_bytes(), 1 << 20);
+        assert_eq!(dev.info().kind, DeviceKind::File);
+        let parts: Vec<Vec<u8>> = (0..1500u32).map(|i| vec![(i % 251) as u8; 3]).collect();
+        let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        dev.writev_at(&refs, 7).unwrap();
+        let mut back = vec![0u8; 4500];
+        dev.read_at(&mut back, 7).unwrap();
+        assert_eq!(back, parts.concat());
+        dev.flush().unwrap();
+        let err = dev.write_at(&[1; 10], (1 << 20) - 5).unwrap_err();
+        assert!(matches!(err, Error::OutOfRange { .. }), "{err}");
+        drop(dev);
+        let ro = FileDevice::open(&path, &opts(false, true, None)).unwrap();
+        assert!(matches!(
+            ro.write_at(&[1], 0).unwrap_err(),
+            Error::ReadOnly { .. }
+        ));
+        let mut one = [0u8; 3];
+        ro.read_at(&mut one, 7).unwrap();
+        assert_eq!(one, [0, 0, 0]);
+        assert!(matches!(
+            FileDevice::open(&path, &opts(false, true, Some(4096))).unwrap_err(),
+            Error::BadOptions { .. }
+        ));
+    }
+
+    #[test]
+    fn create_never_shrinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dev.img");
+        FileDevice::open(&path, &opts(false, false, Some(8192))).unwrap();
+        let dev = FileDevice::open(&path, &opts(false, false, Some(4096))).unwrap();
+        assert_eq!(dev.size_bytes(), 8192);
+    }
+
+    #[test]
+    fn direct_io_refuses_misalignment_and_names_it() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = dir.path().join("direct.img");
+        let dev = match FileDevice::open(&path, &opts(true, false, Some(1 << 20))) {
+            Ok(dev) => dev,
+            Err(err) => {
+                eprintln!("skipping: this filesystem refuses O_DIRECT: {err}");
+                return;
+            }
+        };
+        let mut buf = AlignedBuf::new(8192, 4096);
+        buf.fill(0x5a);
+        dev.write_at(&buf, 4096).unwrap();
+        let mut back = AlignedBuf::new(8192, 4096);
+        dev.read_at(&mut back, 4096).unwrap();
+        assert_eq!(&back[..], &buf[..]);
+        let what = |err: Error| match err {
+            Error::Misaligned { what, align, .. } => {
+                assert_eq!(align, 4096);
+                what
+            }
+            other => panic!("expected Misaligned, got {other}"),
+        };
+        assert_eq!(what(dev.write_at(&buf, 100).unwrap_err()), "offset");
+        assert_eq!(what(dev.write_at(&buf[..100], 0).unwrap_err()), "length");
+        let big = AlignedBuf::new(8192 + 4096, 4096);
+        assert_eq!(
+            what(dev.write_at(&big[1..4097], 0).unwrap_err()),
+            "buffer address"
+        );
+        assert_eq!(
+            what(dev.read_at(&mut back[..512], 0).unwrap_err()),
+            "length"
+        );
+    }
+}
