@@ -143,17 +143,17 @@ impl BlockCsum {
     pub fn compute(&self, first_addr: u64, buf: &[u8], out: &mut [u64]) -> Result<(), Error> {
         self.check_shape(first_addr, buf, out.len())?;
         match self.algorithm {
-            Algorithm::Crc32c => self.compute_with(first_addr, buf, out, |d| {
-                u64::from(crc32c::crc32c(d))
-            }),
+            Algorithm::Crc32c => {
+                self.compute_with(first_addr, buf, out, |d| u64::from(crc32c::crc32c(d)))
+            }
             Algorithm::Xxh3 => {
                 // Pick the XXH3 backend once per batch, not once per block.
                 let backend = xxh3::Backend::get();
                 self.compute_with(first_addr, buf, out, |d| backend.hash(d, 0))
             }
-            Algorithm::Xxh64 => self.compute_with(first_addr, buf, out, |d| {
-                xxhash_rust::xxh64::xxh64(d, 0)
-            }),
+            Algorithm::Xxh64 => {
+                self.compute_with(first_addr, buf, out, |d| xxhash_rust::xxh64::xxh64(d, 0))
+            }
         }
         Ok(())
     }
@@ -170,22 +170,18 @@ impl BlockCsum {
     ) -> Result<usize, Error> {
         self.check_shape(first_addr, buf, expected.len())?;
         let bad = match self.algorithm {
-            Algorithm::Crc32c => {
-                self.verify_with(first_addr, buf, expected, mismatches, |d| {
-                    u64::from(crc32c::crc32c(d))
-                })
-            }
+            Algorithm::Crc32c => self.verify_with(first_addr, buf, expected, mismatches, |d| {
+                u64::from(crc32c::crc32c(d))
+            }),
             Algorithm::Xxh3 => {
                 let backend = xxh3::Backend::get();
                 self.verify_with(first_addr, buf, expected, mismatches, |d| {
                     backend.hash(d, 0)
                 })
             }
-            Algorithm::Xxh64 => {
-                self.verify_with(first_addr, buf, expected, mismatches, |d| {
-                    xxhash_rust::xxh64::xxh64(d, 0)
-                })
-            }
+            Algorithm::Xxh64 => self.verify_with(first_addr, buf, expected, mismatches, |d| {
+                xxhash_rust::xxh64::xxh64(d, 0)
+            }),
         };
         Ok(bad)
     }
@@ -230,7 +226,13 @@ impl BlockCsum {
     }
 
     #[inline(always)]
-    fn compute_with(&self, first_addr: u64, buf: &[u8], out: &mut [u64], raw: impl Fn(&[u8]) -> u64) {
+    fn compute_with(
+        &self,
+        first_addr: u64,
+        buf: &[u8],
+        out: &mut [u64],
+        raw: impl Fn(&[u8]) -> u64,
+    ) {
         debug_assert_eq!(buf.len(), out.len() * self.block_size_bytes);
         let mut addr = first_addr;
         for (data, slot) in buf.chunks_exact(self.block_size_bytes).zip(out.iter_mut()) {

@@ -77,6 +77,9 @@ mod tests {
         assert_eq!(checksum(Algorithm::Crc32c, 0, b"123456789"), 0xE306_9283);
         assert_ne!(checksum(Algorithm::Crc32c, 1, b"123456789"), 0xE306_9283);
         // The high half of the seed is not ignored.
-        assert_ne!(checksum(Algorithm::Crc32c, 1 << 32, b"123456789"), 0xE306_9283);
+        assert_ne!(
+            checksum(Algorithm::Crc32c, 1 << 32, b"123456789"),
+            0xE306_9283
+        );
     }
 }
