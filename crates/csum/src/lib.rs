@@ -82,6 +82,8 @@ mod algorithm;
 mod block;
 mod error;
 mod plain;
+#[cfg(test)]
+mod props;
 mod xxh3;
 
 pub use algorithm::Algorithm;
