@@ -20,8 +20,8 @@ pub enum Algorithm {
     /// of burst errors. Stored in 4 bytes.
     #[default]
     Crc32c,
-    /// XXH3-64 (`xxhash-rust`, with a runtime-dispatched AVX2 path for inputs above 240
-    /// bytes, see [`crate::xxh3_64_with_seed`]). Stored in 8 bytes.
+    /// XXH3-64 (`xxhash-rust`, with a runtime-dispatched AVX2 path for inputs of 257
+    /// bytes and more, see [`crate::xxh3_64_with_seed`]). Stored in 8 bytes.
     Xxh3,
     /// xxHash64 (`xxhash-rust`). Stored in 8 bytes.
     Xxh64,

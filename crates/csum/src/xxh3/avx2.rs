@@ -29,7 +29,7 @@ impl Avx2 {
         }
     }
 
-    /// The accumulate loop of XXH3's long path (see `long::AccumulateFn`).
+    /// The accumulate loop of XXH3's long path (see `long::hash_long`).
     pub(crate) fn accumulate(self, acc: &mut [u64; 8], input: &[u8], secret: &[u8; SECRET_LEN]) {
         assert!(
             input.len() > STRIPE_LEN,

@@ -58,14 +58,15 @@ pub(crate) const DEFAULT_SECRET: [u8; SECRET_LEN] = [
     0x45, 0xcb, 0x3a, 0x8f, 0x95, 0x16, 0x04, 0x28, 0xaf, 0xd7, 0xfb, 0xca, 0xbb, 0x4b, 0x40, 0x7e,
 ];
 
-/// The accumulate loop of XXH3's long path: feeds every stripe of `input` (longer than
-/// [`MID_SIZE_MAX`]) into `acc` with `secret`, scrambling after each block.
-pub(crate) type AccumulateFn<'a> = &'a dyn Fn(&mut [u64; 8], &[u8], &[u8; SECRET_LEN]);
-
 /// XXH3-64 of `input` (longer than [`MID_SIZE_MAX`]) with `seed`, using `accumulate`
-/// for the stripe loop.
+/// for the stripe loop: it feeds every stripe of its input into the accumulators with
+/// the secret, scrambling after each block.
 #[inline]
-pub(crate) fn hash_long(input: &[u8], seed: u64, accumulate: AccumulateFn<'_>) -> u64 {
+pub(crate) fn hash_long(
+    input: &[u8],
+    seed: u64,
+    accumulate: impl FnOnce(&mut [u64; 8], &[u8], &[u8; SECRET_LEN]),
+) -> u64 {
     assert!(
         input.len() > MID_SIZE_MAX,
         "XXH3 long path takes > 240 bytes"
@@ -181,7 +182,7 @@ mod tests {
         ] {
             for seed in [0, 1, u64::MAX, 0x5eed_5a17_dead_beef] {
                 let want = xxh3_64_with_seed(&data[..len], seed);
-                let got = hash_long(&data[..len], seed, &accumulate_scalar);
+                let got = hash_long(&data[..len], seed, accumulate_scalar);
                 assert_eq!(got, want, "len {len} seed {seed:#x}");
             }
         }
