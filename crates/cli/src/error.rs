@@ -1,0 +1,142 @@
+//! The library's error type: every variant names the target, object, field or offset involved.
+
+use std::path::PathBuf;
+
+use crate::format::FormatError;
+
+/// Everything that can go wrong in the volume and its pipelines.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Neither superblock slot carries the volume magic: this is not a stackctl volume.
+    #[error("{path}: not a stackctl volume (no superblock magic in either slot)")]
+    NotAVolume {
+        /// The target that was opened.
+        path: PathBuf,
+    },
+    /// Both superblock copies are damaged or point to metadata that does not verify.
+    #[error("{path}: both superblocks are unusable: slot 0: {slot0}; slot 1: {slot1}")]
+    BothSuperblocksBad {
+        /// The target that was opened.
+        path: PathBuf,
+        /// Why slot 0 was rejected.
+        slot0: String,
+        /// Why slot 1 was rejected.
+        slot1: String,
+    },
+    /// No object with this name.
+    #[error("no object named {name:?}")]
+    ObjectNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// An object with this name exists and `replace` was not asked for.
+    #[error("an object named {name:?} already exists (use replace)")]
+    ObjectExists {
+        /// The name asked for.
+        name: String,
+    },
+    /// The object name is empty, too long or contains a byte the format does not allow.
+    #[error("invalid object name {name:?}: {reason}")]
+    InvalidName {
+        /// The name asked for.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The object cannot be resumed (it is complete, or it holds user data that cannot be
+    /// regenerated).
+    #[error("object {name:?} cannot be resumed: {reason}")]
+    NotResumable {
+        /// The object.
+        name: String,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// The volume has no room for what was asked.
+    #[error("no space: {needed_bytes} bytes needed, {free_bytes} bytes free")]
+    NoSpace {
+        /// Bytes the operation needed at least.
+        needed_bytes: u64,
+        /// Bytes free in the volume.
+        free_bytes: u64,
+    },
+    /// The target is too small to hold a volume.
+    #[error("{path}: {size_bytes} bytes is too small for a volume (at least {min_bytes} bytes)")]
+    TooSmall {
+        /// The target.
+        path: PathBuf,
+        /// Its size.
+        size_bytes: u64,
+        /// The smallest size a volume may have.
+        min_bytes: u64,
+    },
+    /// A format option is out of range.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The volume was opened read-only and a change was asked for.
+    #[error("the volume is open read-only")]
+    ReadOnly,
+    /// The operation was cancelled; everything committed before stays valid.
+    #[error("interrupted; the committed part stays on the volume")]
+    Interrupted,
+    /// A data block read back does not match what was written.
+    #[error("object {object:?} damaged at logical offset {logical_offset} (physical {physical_offset}): {cause}")]
+    Damaged {
+        /// The object.
+        object: String,
+        /// Byte offset inside the object.
+        logical_offset: u64,
+        /// Byte offset on the device.
+        physical_offset: u64,
+        /// What kind of damage.
+        cause: crate::report::Cause,
+    },
+    /// Bytes read from the volume do not decode.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The metadata decodes but is inconsistent.
+    #[error("corrupt {what} at byte {offset}: {detail}")]
+    Corrupt {
+        /// The structure.
+        what: &'static str,
+        /// Byte offset on the device.
+        offset: u64,
+        /// What is inconsistent.
+        detail: String,
+    },
+    /// Reading the input of a write failed.
+    #[error("reading the input of object {name:?} at offset {offset}: {source}")]
+    Input {
+        /// The object being written.
+        name: String,
+        /// Input offset where the read failed.
+        offset: u64,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Writing the output of a read failed.
+    #[error("writing the output of object {name:?} at offset {offset}: {source}")]
+    Output {
+        /// The object being read.
+        name: String,
+        /// Object offset of the write that failed.
+        offset: u64,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The device failed.
+    #[error(transparent)]
+    Device(#[from] stack_bio::Error),
+    /// The allocator failed.
+    #[error(transparent)]
+    Alloc(#[from] stack_alloc::Error),
+    /// The checksum engine refused its parameters.
+    #[error(transparent)]
+    Csum(#[from] stack_csum::Error),
+}

@@ -1,0 +1,241 @@
+//! Options and results of the volume's operations.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use stack_csum::Algorithm;
+
+use crate::format::ObjectKind;
+use crate::report::{as_secs_f64, DamagedRange};
+
+/// How to format a volume.
+#[derive(Debug, Clone)]
+pub struct FormatOptions {
+    /// Block size: a power of two from 512 to 65536, at least the device's logical block
+    /// size. Default 4096.
+    pub block_size_bytes: u32,
+    /// Checksum algorithm of data and metadata blocks. Default CRC32C.
+    pub algorithm: Algorithm,
+    /// Regular files: create the file at this size if it is missing (or shorter).
+    pub create_size_bytes: Option<u64>,
+    /// Use `O_DIRECT`.
+    pub direct: bool,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        FormatOptions {
+            block_size_bytes: 4096,
+            algorithm: Algorithm::Crc32c,
+            create_size_bytes: None,
+            direct: false,
+        }
+    }
+}
+
+/// How to open a volume.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Use `O_DIRECT`.
+    pub direct: bool,
+    /// Refuse every change (verify, read, ls, info).
+    pub read_only: bool,
+}
+
+/// Progress of a long operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// Bytes done so far.
+    pub done_bytes: u64,
+    /// Bytes in all, when known.
+    pub total_bytes: Option<u64>,
+}
+
+/// A progress callback (called from the caller's thread, in order).
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Default commit interval of long writes.
+pub const DEFAULT_COMMIT_EVERY_BYTES: u64 = 64 << 20;
+
+/// How to write an object.
+#[derive(Clone)]
+pub struct WriteOptions {
+    /// Replace an existing object of the same name (removed in the commit that completes
+    /// the new one).
+    pub replace: bool,
+    /// Commit at least this often, so a crash loses at most this much (rounded up to
+    /// the pipeline's extent size). Default 64 MiB.
+    pub commit_every_bytes: u64,
+    /// Progress callback.
+    pub progress: Option<ProgressFn>,
+    /// Set to stop: what was written is committed as an incomplete object and the
+    /// write returns [`crate::Error::Interrupted`].
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            replace: false,
+            commit_every_bytes: DEFAULT_COMMIT_EVERY_BYTES,
+            progress: None,
+            cancel: None,
+        }
+    }
+}
+
+impl fmt::Debug for WriteOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteOptions")
+            .field("replace", &self.replace)
+            .field("commit_every_bytes", &self.commit_every_bytes)
+            .field("progress", &self.progress.is_some())
+            .field("cancel", &self.cancel)
+            .finish()
+    }
+}
+
+/// How to verify.
+#[derive(Clone, Default)]
+pub struct VerifyOptions {
+    /// Only this object (the superblocks and the object table are always checked).
+    pub object: Option<String>,
+    /// Progress callback.
+    pub progress: Option<ProgressFn>,
+    /// Set to stop early; the report covers what was checked.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Called for each damaged range as it is found, in order (before merging).
+    pub on_damage: Option<Arc<dyn Fn(&DamagedRange) + Send + Sync>>,
+}
+
+impl fmt::Debug for VerifyOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyOptions")
+            .field("object", &self.object)
+            .field("progress", &self.progress.is_some())
+            .field("cancel", &self.cancel)
+            .field("on_damage", &self.on_damage.is_some())
+            .finish()
+    }
+}
+
+pub(crate) fn cancelled(cancel: &Option<Arc<AtomicBool>>) -> bool {
+    cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteReport {
+    /// The object.
+    pub name: String,
+    /// Bytes written by this call.
+    pub bytes: u64,
+    /// Size of the object afterwards.
+    pub size_bytes: u64,
+    /// Wall time.
+    #[serde(serialize_with = "as_secs_f64")]
+    pub elapsed: Duration,
+    /// Commits made (periodic and final).
+    pub commits: u64,
+    /// Data extents the object has.
+    pub extents: u64,
+    /// Whether the object is complete (false after an interruption).
+    pub complete: bool,
+}
+
+/// One object as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectInfo {
+    /// Name.
+    pub name: String,
+    /// Unique id.
+    pub id: u64,
+    /// Committed bytes.
+    pub size_bytes: u64,
+    /// Creation time (Unix seconds).
+    pub created: u64,
+    /// False for an interrupted write.
+    pub complete: bool,
+    /// Data extents.
+    pub extents: u64,
+    /// File or pattern (with its seed).
+    pub kind: ObjectKind,
+}
+
+/// Device facts for [`VolumeInfo`].
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceSummary {
+    /// Path or name.
+    pub path: String,
+    /// "file", "block device" or "memory".
+    pub kind: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Logical block size.
+    pub logical_block_size: u32,
+    /// Model, for block devices.
+    pub model: Option<String>,
+    /// Serial, for block devices.
+    pub serial: Option<String>,
+    /// Opened with `O_DIRECT`.
+    pub direct: bool,
+}
+
+impl From<&stack_bio::DeviceInfo> for DeviceSummary {
+    fn from(d: &stack_bio::DeviceInfo) -> Self {
+        DeviceSummary {
+            path: d.path.clone(),
+            kind: d.kind.to_string(),
+            size_bytes: d.size_bytes,
+            logical_block_size: d.logical_block_size,
+            model: d.model.clone(),
+            serial: d.serial.clone(),
+            direct: d.direct,
+        }
+    }
+}
+
+/// What `info` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeInfo {
+    /// The volume UUID, as 32 hex digits with dashes.
+    pub uuid: String,
+    /// The committed generation.
+    pub generation: u64,
+    /// Block size.
+    pub block_size_bytes: u32,
+    /// Checksum algorithm name.
+    pub algorithm: String,
+    /// Volume size (whole blocks).
+    pub size_bytes: u64,
+    /// Bytes in use (data, checksums, metadata, superblocks).
+    pub used_bytes: u64,
+    /// Bytes free for new data.
+    pub free_bytes: u64,
+    /// Objects in the table.
+    pub objects: u64,
+    /// Objects left incomplete by an interrupted write.
+    pub incomplete_objects: u64,
+    /// Formatting time (Unix seconds).
+    pub created: u64,
+    /// The superblock slot the volume was opened from.
+    pub superblock_slot: u8,
+    /// Set when the newest superblock was unusable and the other copy was used.
+    pub fallback_warning: Option<String>,
+    /// The device.
+    pub device: DeviceSummary,
+    /// The device, as the device layer describes it.
+    #[serde(skip)]
+    pub device_info: stack_bio::DeviceInfo,
+    /// The state of both superblock slots as found at open.
+    pub superblocks: [crate::report::SuperblockState; 2],
+}
+
+/// Formats a UUID as 8-4-4-4-12 hex digits.
+pub fn uuid_string(uuid: &[u8; 16]) -> String {
+    let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}

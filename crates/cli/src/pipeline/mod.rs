@@ -1,0 +1,41 @@
+//! The write and verify pipelines, and the two worker pools they run on.
+//!
+//! Write: the caller's thread fills buffers from a bounded [`stack_bio::BufferPool`] →
+//! [`stack_alloc::AllocQueue`] hands out long extents per stream → the *submit* pool
+//! computes block checksums before the I/O (and generates pattern data) → an ordered step
+//! hands bios to the device's [`stack_bio::SubmitQueue`] in stream order → the *end-I/O*
+//! pool records checksums and returns the buffers → commit.
+//!
+//! Verify: ordered read bios → the end-I/O pool checks every block after the I/O →
+//! results are reported in order.
+//!
+//! The pools are separate, as in btrfs: submit-side work blocks on the device queue's
+//! in-flight bound, which only end-I/O work releases. One bounded pool serving both can
+//! have every thread blocked in submission while the completions that would unblock them
+//! wait behind them in the same pool (see the `shared_pool_deadlocks` test).
+
+mod pending;
+
+use crate::Error;
+
+/// Bytes per pipeline buffer (one bio); checksums are computed on whole buffers, so the
+/// submit pool always works on at least 64 KiB unless the object is smaller.
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// Buffers a pipeline may have out at once: bounds its memory whatever the object size.
+pub const POOL_BUFFERS: usize = 16;
+/// Commit at least this often during a long write, whatever the byte interval.
+pub const COMMIT_INTERVAL_SECS: u64 = 30;
+
+const _: () = assert!(CHUNK_BYTES >= 64 * 1024);
+const _: () = assert!(CHUNK_BYTES % crate::format::MAX_BLOCK_BYTES as usize == 0);
+
+/// The two worker pools of the pipelines (filled when `stack-async-thread` lands).
+#[derive(Clone, Debug)]
+pub struct Pools {}
+
+impl Pools {
+    /// Two pools sized for this machine.
+    pub fn new() -> Result<Pools, Error> {
+        Ok(Pools {})
+    }
+}

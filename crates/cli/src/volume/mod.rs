@@ -1,0 +1,334 @@
+//! The volume: format, open, commit, list, remove. Writes, reads and verify live in
+//! [`crate::pipeline`] and `read.rs`.
+//!
+//! Commit protocol: write the new object table copy-on-write into fresh blocks, flush,
+//! write the *older* superblock slot with the next generation, flush. The previous
+//! generation's table and every extent it alone references stay busy until the commit
+//! after this one, so both slots always describe intact states and falling back to the
+//! older copy is always safe.
+
+mod commit;
+mod io;
+mod open;
+mod read;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use stack_alloc::{Allocator, Extent};
+use stack_bio::{Device, FileDevice};
+use stack_csum::BlockCsum;
+
+use crate::format::{
+    block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Superblock, MAX_BLOCK_BYTES, SB_SLOT_OFFSETS,
+};
+use crate::options::{uuid_string, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, VolumeInfo};
+use crate::pipeline::Pools;
+use crate::report::SuperblockState;
+use crate::Error;
+
+pub(crate) use io::{read_blocks, write_blocks, IO_ALIGN_BYTES};
+pub(crate) use open::{load_table, read_slot, SlotRead};
+pub(crate) use read::encode_csum;
+
+/// Blocks of free space a volume has at least, besides its superblocks.
+pub const MIN_FREE_BLOCKS: u64 = 16;
+
+/// A volume opened on a file, a block device or any [`Device`].
+pub struct Volume {
+    pub(crate) path: PathBuf,
+    pub(crate) device: Arc<dyn Device>,
+    pub(crate) read_only: bool,
+    /// The superblock of the committed state in use.
+    pub(crate) sb: Superblock,
+    pub(crate) salt: u64,
+    pub(crate) csum: BlockCsum,
+    /// The committed object table.
+    pub(crate) table: ObjectTable,
+    /// Where the committed table lives (`None` only while formatting).
+    pub(crate) meta_extent: Option<Extent>,
+    /// Highest generation any slot with a valid checksum carries.
+    pub(crate) max_seen_generation: u64,
+    pub(crate) slot_states: [SuperblockState; 2],
+    pub(crate) fallback_warning: Option<String>,
+    pub(crate) alloc: Allocator,
+    pub(crate) pools: Pools,
+    /// A table extent allocated ahead, so a full volume can still commit.
+    pub(crate) meta_reserve: Option<Extent>,
+    /// Set when a commit failed half-way: the in-memory state may not match the disk.
+    pub(crate) broken: Option<String>,
+}
+
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Volume")
+            .field("path", &self.path)
+            .field("generation", &self.sb.generation)
+            .field("slot", &self.sb.slot)
+            .field("objects", &self.table.objects.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Allocation group size for a volume of `total_blocks`: about 64 groups.
+pub(crate) fn group_blocks(total_blocks: u64) -> u64 {
+    total_blocks.div_ceil(64).max(256).min(total_blocks)
+}
+
+/// The blocks the two superblock slots occupy.
+pub(crate) fn superblock_extents(block_size_bytes: u32) -> [Extent; 2] {
+    let bs = u64::from(block_size_bytes);
+    [Extent::new(SB_SLOT_OFFSETS[0] / bs, 1), Extent::new(SB_SLOT_OFFSETS[1] / bs, 1)]
+}
+
+/// The smallest volume for a block size, in blocks.
+pub(crate) fn min_blocks(block_size_bytes: u32) -> u64 {
+    SB_SLOT_OFFSETS[1] / u64::from(block_size_bytes) + 1 + MIN_FREE_BLOCKS
+}
+
+/// Every extent a committed table references: its own blocks, data and checksum runs.
+pub(crate) fn table_refs(table: &ObjectTable, meta: Extent, block_size_bytes: u32, width_bytes: usize) -> Vec<Extent> {
+    let mut out = vec![meta];
+    for o in &table.objects {
+        for r in &o.runs {
+            out.push(Extent::new(r.data_start_block, r.data_blocks));
+            out.push(Extent::new(r.csum_start_block, r.csum_blocks(block_size_bytes, width_bytes)));
+        }
+    }
+    out
+}
+
+fn open_device(path: &Path, direct: bool, read_only: bool, create_size_bytes: Option<u64>) -> Result<Arc<dyn Device>, Error> {
+    let opts = stack_bio::OpenOptions {
+        direct,
+        read_only,
+        create_size_bytes,
+    };
+    Ok(Arc::new(FileDevice::open(path, &opts)?))
+}
+
+impl Volume {
+    /// Formats the file or block device at `path` (a missing regular file is created at
+    /// `opts.create_size_bytes`). Whatever was there is lost.
+    pub fn format(path: &Path, opts: &FormatOptions) -> Result<Volume, Error> {
+        let device = open_device(path, opts.direct, false, opts.create_size_bytes)?;
+        Self::format_device(device, opts)
+    }
+
+    /// Formats any device (in-memory or fault-injecting ones in tests).
+    pub fn format_device(device: Arc<dyn Device>, opts: &FormatOptions) -> Result<Volume, Error> {
+        let bs = opts.block_size_bytes;
+        let path = PathBuf::from(device.info().path);
+        if !block_size_ok(bs.into()) {
+            return Err(Error::InvalidOption {
+                option: "block size",
+                reason: format!("{bs} is not a power of two from 512 to {MAX_BLOCK_BYTES}"),
+            });
+        }
+        let lbs = device.logical_block_size();
+        if lbs == 0 || bs % lbs != 0 {
+            return Err(Error::InvalidOption {
+                option: "block size",
+                reason: format!("{bs} is not a multiple of the device's logical block size {lbs}"),
+            });
+        }
+        let size_bytes = device.size_bytes();
+        let total_blocks = size_bytes / u64::from(bs);
+        if total_blocks < min_blocks(bs) {
+            return Err(Error::TooSmall {
+                path,
+                size_bytes,
+                min_bytes: min_blocks(bs) * u64::from(bs),
+            });
+        }
+        let uuid = io::new_uuid();
+        let salt = uuid_salt(&uuid);
+        let alloc = Allocator::from_used(total_blocks, group_blocks(total_blocks), superblock_extents(bs))?;
+        // Generation 0 in slot 0 stands for "nothing yet": the first commit writes
+        // generation 1 into slot 1, the second generation 2 into slot 0.
+        let sb = Superblock {
+            uuid,
+            block_size_bytes: bs,
+            algorithm: opts.algorithm,
+            slot: 0,
+            generation: 0,
+            total_blocks,
+            meta_start_block: 0,
+            meta_blocks: 0,
+            meta_len_bytes: 0,
+            created_unix_secs: io::now_unix_secs(),
+        };
+        let mut vol = Volume {
+            path,
+            read_only: false,
+            csum: BlockCsum::new(opts.algorithm, salt, bs as usize)?,
+            salt,
+            sb,
+            table: ObjectTable::default(),
+            meta_extent: None,
+            max_seen_generation: 0,
+            slot_states: [
+                SuperblockState::Damaged { reason: "being formatted".into() },
+                SuperblockState::Damaged { reason: "being formatted".into() },
+            ],
+            fallback_warning: None,
+            alloc,
+            pools: Pools::new()?,
+            meta_reserve: None,
+            broken: None,
+            device,
+        };
+        // Wipe both slots first: an older volume's superblocks must not outlive a format
+        // that is interrupted half-way.
+        let zero = vec![0u8; bs as usize];
+        for e in superblock_extents(bs) {
+            write_blocks(&*vol.device, e.start, &zero, bs)?;
+        }
+        vol.device.flush()?;
+        vol.commit_table(ObjectTable::default(), Vec::new())?;
+        vol.commit_table(ObjectTable::default(), Vec::new())?;
+        Ok(vol)
+    }
+
+    /// Opens the volume on the file or block device at `path`.
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Volume, Error> {
+        let device = open_device(path, opts.direct, opts.read_only, None)?;
+        let mut vol = Self::open_device(device, opts)?;
+        vol.path = path.to_path_buf();
+        Ok(vol)
+    }
+
+    /// Opens the volume on any device.
+    pub fn open_device(device: Arc<dyn Device>, opts: &OpenOptions) -> Result<Volume, Error> {
+        open::open(device, opts.read_only)
+    }
+
+    /// The device the volume lives on.
+    pub fn device(&self) -> &Arc<dyn Device> {
+        &self.device
+    }
+
+    /// Facts about the volume.
+    pub fn info(&self) -> VolumeInfo {
+        let bs = u64::from(self.sb.block_size_bytes);
+        let device_info = self.device.info();
+        VolumeInfo {
+            uuid: uuid_string(&self.sb.uuid),
+            generation: self.sb.generation,
+            block_size_bytes: self.sb.block_size_bytes,
+            algorithm: self.sb.algorithm.name().to_string(),
+            size_bytes: self.sb.total_blocks * bs,
+            used_bytes: (self.sb.total_blocks - self.alloc.free_blocks()) * bs,
+            free_bytes: self.alloc.free_blocks() * bs,
+            objects: self.table.objects.len() as u64,
+            incomplete_objects: self.table.objects.iter().filter(|o| !o.complete).count() as u64,
+            created: self.sb.created_unix_secs,
+            superblock_slot: self.sb.slot,
+            fallback_warning: self.fallback_warning.clone(),
+            device: DeviceSummary::from(&device_info),
+            device_info,
+            superblocks: self.slot_states.clone(),
+        }
+    }
+
+    /// The objects, in creation order.
+    pub fn objects(&self) -> Vec<ObjectInfo> {
+        self.table.objects.iter().map(object_info).collect()
+    }
+
+    /// One object by name.
+    pub fn object(&self, name: &str) -> Option<ObjectInfo> {
+        self.find(name).map(object_info)
+    }
+
+    /// Bytes free for new data and its checksums.
+    pub fn free_bytes(&self) -> u64 {
+        self.alloc.free_blocks() * u64::from(self.sb.block_size_bytes)
+    }
+
+    /// Removes an object and commits; its blocks are free for new writes when this returns.
+    pub fn remove(&mut self, name: &str) -> Result<(), Error> {
+        self.check_writable()?;
+        let index = self
+            .table
+            .objects
+            .iter()
+            .position(|o| o.name == name)
+            .ok_or_else(|| Error::ObjectNotFound { name: name.to_string() })?;
+        let mut table = self.table.clone();
+        let record = table.objects.remove(index);
+        let dropped = self.record_extents(&record);
+        self.commit_table(table, dropped)?;
+        // A second commit moves the older slot past the removal too, so no durable
+        // superblock references the freed blocks any more and they can be reused now.
+        self.commit_table(self.table.clone(), Vec::new())
+    }
+
+    pub(crate) fn find(&self, name: &str) -> Option<&ObjectRecord> {
+        self.table.objects.iter().find(|o| o.name == name)
+    }
+
+    /// The data and checksum extents of a record.
+    pub(crate) fn record_extents(&self, record: &ObjectRecord) -> Vec<Extent> {
+        let width = self.sb.algorithm.width_bytes();
+        record
+            .runs
+            .iter()
+            .flat_map(|r| {
+                [
+                    Extent::new(r.data_start_block, r.data_blocks),
+                    Extent::new(r.csum_start_block, r.csum_blocks(self.sb.block_size_bytes, width)),
+                ]
+            })
+            .collect()
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if let Some(why) = &self.broken {
+            return Err(Error::Corrupt {
+                what: "volume state",
+                offset: 0,
+                detail: format!("an earlier commit failed ({why}); reopen the volume"),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+        match name_problem(name) {
+            Some(reason) => Err(Error::InvalidName {
+                name: name.to_string(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The block size.
+    pub fn block_size_bytes(&self) -> u32 {
+        self.sb.block_size_bytes
+    }
+
+    /// The committed generation.
+    pub fn generation(&self) -> u64 {
+        self.sb.generation
+    }
+}
+
+fn object_info(o: &ObjectRecord) -> ObjectInfo {
+    ObjectInfo {
+        name: o.name.clone(),
+        id: o.id,
+        size_bytes: o.size_bytes,
+        created: o.created_unix_secs,
+        complete: o.complete,
+        extents: o.runs.len() as u64,
+        kind: o.kind,
+    }
+}
+
+#[cfg(test)]
+mod tests;

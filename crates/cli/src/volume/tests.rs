@@ -1,0 +1,121 @@
+//! Unit tests of format, open, commit and the superblock fallback.
+
+use std::sync::Arc;
+
+use stack_bio::{Device, MemDevice};
+
+use super::*;
+use crate::format::SB_SLOT_OFFSETS;
+
+fn mem(size_bytes: u64) -> Arc<MemDevice> {
+    Arc::new(MemDevice::new(size_bytes))
+}
+
+#[test]
+fn format_then_open_sees_generation_two_and_both_slots() {
+    let dev = mem(1 << 20);
+    let vol = Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap();
+    assert_eq!(vol.generation(), 2);
+    drop(vol);
+    let vol = Volume::open_device(dev, &OpenOptions::default()).unwrap();
+    let info = vol.info();
+    assert_eq!(info.generation, 2);
+    assert_eq!(info.superblock_slot, 0);
+    assert!(info.fallback_warning.is_none());
+    assert_eq!(info.objects, 0);
+    assert!(vol.slot_states.iter().all(SuperblockState::is_ok), "{:?}", vol.slot_states);
+    assert_eq!(info.size_bytes, 1 << 20);
+}
+
+#[test]
+fn too_small_and_bad_block_size_are_refused() {
+    let err = Volume::format_device(mem(64 << 10), &FormatOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::TooSmall { .. }), "{err}");
+    let opts = FormatOptions { block_size_bytes: 3000, ..FormatOptions::default() };
+    let err = Volume::format_device(mem(1 << 20), &opts).unwrap_err();
+    assert!(matches!(err, Error::InvalidOption { option: "block size", .. }), "{err}");
+}
+
+#[test]
+fn blank_device_is_not_a_volume() {
+    let err = Volume::open_device(mem(1 << 20), &OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::NotAVolume { .. }), "{err}");
+}
+
+#[test]
+fn damaged_newest_superblock_falls_back_and_says_so() {
+    let dev = mem(1 << 20);
+    drop(Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap());
+    // Generation 2 lives in slot 0: flip a byte of its generation field.
+    let mut b = [0u8; 1];
+    dev.read_at(&mut b, SB_SLOT_OFFSETS[0] + 40).unwrap();
+    dev.write_at(&[b[0] ^ 0x10], SB_SLOT_OFFSETS[0] + 40).unwrap();
+    let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).unwrap();
+    assert_eq!(vol.generation(), 1);
+    assert_eq!(vol.info().superblock_slot, 1);
+    let warning = vol.info().fallback_warning.expect("a fallback warning");
+    assert!(warning.contains("slot 0") && warning.contains("checksum"), "{warning}");
+    // The next commit overwrites the damaged slot, not the good one.
+    vol.commit_table(vol.table.clone(), Vec::new()).unwrap();
+    assert_eq!(vol.info().superblock_slot, 0);
+    drop(vol);
+    let vol = Volume::open_device(dev, &OpenOptions::default()).unwrap();
+    assert!(vol.info().fallback_warning.is_none());
+    assert_eq!(vol.generation(), 2);
+}
+
+#[test]
+fn newest_superblock_with_damaged_metadata_falls_back() {
+    let dev = mem(1 << 20);
+    let vol = Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap();
+    let meta = vol.meta_extent.unwrap();
+    drop(vol);
+    let at = meta.start * 4096 + 100;
+    dev.write_at(&[0xAA], at).unwrap();
+    let vol = Volume::open_device(dev, &OpenOptions::default()).unwrap();
+    assert_eq!(vol.generation(), 1);
+    let warning = vol.info().fallback_warning.unwrap();
+    assert!(warning.contains("metadata does not verify"), "{warning}");
+}
+
+#[test]
+fn both_superblocks_damaged_is_an_error_naming_both() {
+    let dev = mem(1 << 20);
+    drop(Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap());
+    for at in SB_SLOT_OFFSETS {
+        dev.write_at(&[0xFF; 4], at + 16).unwrap();
+    }
+    let err = Volume::open_device(dev, &OpenOptions::default()).unwrap_err();
+    match err {
+        Error::BothSuperblocksBad { slot0, slot1, .. } => {
+            assert!(slot0.contains("checksum"), "{slot0}");
+            assert!(slot1.contains("checksum"), "{slot1}");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn commits_alternate_slots_and_free_old_tables_one_commit_late() {
+    let dev = mem(1 << 20);
+    let mut vol = Volume::format_device(dev, &FormatOptions::default()).unwrap();
+    let free0 = vol.alloc.free_blocks();
+    for i in 0..6u64 {
+        let before = vol.meta_extent.unwrap();
+        vol.commit_table(vol.table.clone(), Vec::new()).unwrap();
+        assert_eq!(vol.generation(), 3 + i);
+        assert_eq!(u64::from(vol.sb.slot), (3 + i) % 2);
+        assert_ne!(vol.meta_extent.unwrap(), before);
+        vol.alloc.check().unwrap();
+        // Two tables are referenced (one per slot) and one is busy at most.
+        assert!(vol.alloc.free_blocks() + 1 >= free0, "{} vs {free0}", vol.alloc.free_blocks());
+    }
+}
+
+#[test]
+fn read_only_refuses_changes() {
+    let dev = mem(1 << 20);
+    drop(Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap());
+    let mut vol = Volume::open_device(dev, &OpenOptions { read_only: true, direct: false }).unwrap();
+    assert!(matches!(vol.remove("x"), Err(Error::ReadOnly)));
+}
