@@ -331,7 +331,7 @@ fn dispatch_cases(ctx: &mut Ctx, buf: &[u8], per_run_bytes: usize, runs: usize) 
         let (ours, peer) = alternate(
             runs,
             || gbs(&|d| stack_csum::xxh3_64_with_seed(d, 0)),
-            || gbs(&xxhash_rust::xxh3::xxh3_64),
+            || gbs(&|d| xxhash_rust::xxh3::xxh3_64_with_seed(d, 0)),
         )?;
         ctx.record(
             &format!("xxh3 dispatch {label} 1T"),
@@ -341,7 +341,11 @@ fn dispatch_cases(ctx: &mut Ctx, buf: &[u8], per_run_bytes: usize, runs: usize) 
             "xxhash-rust default",
             peer,
             None,
-            &format!("backend {backend}"),
+            &if len <= 256 {
+                format!("backend {backend}; <= 256 B both run xxhash-rust")
+            } else {
+                format!("backend {backend}")
+            },
         );
     }
     Ok(())

@@ -75,6 +75,7 @@ impl Backend {
 ///     xxhash_rust::xxh3::xxh3_64_with_seed(&data, 7),
 /// );
 /// ```
+#[inline]
 pub fn xxh3_64_with_seed(data: &[u8], seed: u64) -> u64 {
     Backend::get().hash(data, seed)
 }
