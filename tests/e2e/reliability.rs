@@ -1,1 +1,35 @@
 //! Reliability proof: killed writes, crash points against a model, the fault matrix, hostile bytes, bad requests.
+//!
+//! Every test here can fail: each one drives real code with damage, crashes or bad input
+//! and checks an exact expectation (an error, a report naming the damage, or the
+//! committed state byte for byte). The modules:
+//!
+//! - [`mutate`]: a deterministic mutation engine (bit flips, truncation, length-field
+//!   inflation, random bytes) and its random-number generator;
+//! - [`decoders`]: every on-disk decoder over a seed corpus plus thousands of mutations;
+//! - [`volumes`]: thousands of mutated small volumes opened and verified under a time
+//!   bound;
+//! - [`crashdev`] and [`crash`]: a crash-model device and the crash-point property test
+//!   against a model of the committed state;
+//! - [`ioerr`]: I/O errors and out-of-space during writes (memory and loop device);
+//! - [`requests`]: bad requests at the library level (oversized metadata, read-only);
+//! - [`killed`]: the `stackctl` binary killed with SIGKILL mid-write.
+
+#[path = "reliability/alloc_track.rs"]
+mod alloc_track;
+#[path = "reliability/crash.rs"]
+mod crash;
+#[path = "reliability/crashdev.rs"]
+mod crashdev;
+#[path = "reliability/decoders.rs"]
+mod decoders;
+#[path = "reliability/ioerr.rs"]
+mod ioerr;
+#[path = "reliability/killed.rs"]
+mod killed;
+#[path = "reliability/mutate.rs"]
+mod mutate;
+#[path = "reliability/requests.rs"]
+mod requests;
+#[path = "reliability/volumes.rs"]
+mod volumes;
