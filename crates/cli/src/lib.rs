@@ -40,8 +40,10 @@ mod volume;
 pub use error::Error;
 pub use format::ObjectKind;
 pub use options::{
-    uuid_string, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, Progress, ProgressFn, VerifyOptions, VolumeInfo,
-    WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES,
+    uuid_string, DamageFn, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, Progress,
+    ProgressFn, VerifyOptions, VolumeInfo, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES,
 };
-pub use report::{Cause, DamagedRange, MetadataDamage, SuperblockState, VerifyReport, MAX_LISTED_RANGES};
+pub use report::{
+    Cause, DamagedRange, MetadataDamage, SuperblockState, VerifyReport, MAX_LISTED_RANGES,
+};
 pub use volume::{Volume, MIN_FREE_BLOCKS};

@@ -98,6 +98,9 @@ impl fmt::Debug for WriteOptions {
     }
 }
 
+/// A callback for each damaged range verify finds.
+pub type DamageFn = Arc<dyn Fn(&DamagedRange) + Send + Sync>;
+
 /// How to verify.
 #[derive(Clone, Default)]
 pub struct VerifyOptions {
@@ -108,7 +111,7 @@ pub struct VerifyOptions {
     /// Set to stop early; the report covers what was checked.
     pub cancel: Option<Arc<AtomicBool>>,
     /// Called for each damaged range as it is found, in order (before merging).
-    pub on_damage: Option<Arc<dyn Fn(&DamagedRange) + Send + Sync>>,
+    pub on_damage: Option<DamageFn>,
 }
 
 impl fmt::Debug for VerifyOptions {
@@ -237,5 +240,12 @@ pub struct VolumeInfo {
 /// Formats a UUID as 8-4-4-4-12 hex digits.
 pub fn uuid_string(uuid: &[u8; 16]) -> String {
     let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }

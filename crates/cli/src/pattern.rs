@@ -69,7 +69,10 @@ impl PatternHeader {
         put_u64(block, 48, 0);
         let csum = stack_csum::checksum(Algorithm::Xxh3, 0, &block[..HEADER_CSUM_AT]);
         put_u64(block, HEADER_CSUM_AT, csum);
-        let mut state = salt ^ self.seed.rotate_left(17) ^ self.object_id.wrapping_mul(GOLDEN) ^ self.logical_offset.rotate_left(41);
+        let mut state = salt
+            ^ self.seed.rotate_left(17)
+            ^ self.object_id.wrapping_mul(GOLDEN)
+            ^ self.logical_offset.rotate_left(41);
         for word in block[PATTERN_HEADER_BYTES..].chunks_exact_mut(8) {
             word.copy_from_slice(&splitmix(&mut state).to_le_bytes());
         }
@@ -94,26 +97,16 @@ impl PatternHeader {
     }
 }
 
-/// Fills `buf` (whole blocks) with the pattern of an object: block `i` of `buf` sits at
-/// physical block `first_phys + i` and logical offset `first_logical + i * block size`.
-pub fn fill_blocks(
-    buf: &mut [u8],
-    block_size_bytes: usize,
-    salt: u64,
-    object_id: u64,
-    seed: u64,
-    generation: u64,
-    first_phys: u64,
-    first_logical: u64,
-) {
+/// Fills `buf` (whole blocks) with consecutive pattern blocks of an object, the first
+/// described by `first`: block `i` sits at physical block `first.phys_block + i` and
+/// logical offset `first.logical_offset + i * block size`.
+pub fn fill_blocks(buf: &mut [u8], block_size_bytes: usize, salt: u64, first: PatternHeader) {
     assert!(buf.len() % block_size_bytes == 0);
     for (i, block) in buf.chunks_exact_mut(block_size_bytes).enumerate() {
         PatternHeader {
-            phys_block: first_phys + i as u64,
-            object_id,
-            logical_offset: first_logical + (i * block_size_bytes) as u64,
-            generation,
-            seed,
+            phys_block: first.phys_block + i as u64,
+            logical_offset: first.logical_offset + (i * block_size_bytes) as u64,
+            ..first
         }
         .fill(salt, block);
     }
@@ -157,7 +150,8 @@ fn foreign_block(found: &[u8], addr: u64, algorithm: Algorithm, salt: u64) -> Op
         let claimed = get_u64(found, 24);
         let bs32 = found.len() as u32;
         for kind in [MetaKind::ObjectTable, MetaKind::Checksums] {
-            if crate::format::decode_meta_block(found, claimed, kind, algorithm, salt, bs32).is_ok() {
+            if crate::format::decode_meta_block(found, claimed, kind, algorithm, salt, bs32).is_ok()
+            {
                 return Some(if claimed == addr {
                     Cause::Stale
                 } else {
@@ -173,7 +167,13 @@ fn foreign_block(found: &[u8], addr: u64, algorithm: Algorithm, salt: u64) -> Op
 
 /// Says what happened to a pattern block whose checksum failed: `found` was read at
 /// physical block `addr`, `expected` is the block that belongs there.
-pub fn classify_pattern(found: &[u8], expected: &[u8], addr: u64, algorithm: Algorithm, salt: u64) -> Cause {
+pub fn classify_pattern(
+    found: &[u8],
+    expected: &[u8],
+    addr: u64,
+    algorithm: Algorithm,
+    salt: u64,
+) -> Cause {
     assert_eq!(found.len(), expected.len());
     if found.iter().all(|&b| b == 0) {
         return Cause::Zeroed;
@@ -195,7 +195,11 @@ pub fn classify_pattern(found: &[u8], expected: &[u8], addr: u64, algorithm: Alg
         }
     }
     // Torn: the new content up to a sector boundary, then every later sector not new.
-    let first_diff = found.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(found.len());
+    let first_diff = found
+        .iter()
+        .zip(expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(found.len());
     let boundary = first_diff / SECTOR_BYTES * SECTOR_BYTES;
     if boundary > 0 {
         let rest_is_old = found[boundary..]
@@ -225,7 +229,18 @@ mod tests {
 
     fn block(phys: u64, object: u64, logical: u64, gen: u64) -> Vec<u8> {
         let mut b = vec![0u8; BS];
-        fill_blocks(&mut b, BS, 77, object, 5, gen, phys, logical);
+        fill_blocks(
+            &mut b,
+            BS,
+            77,
+            PatternHeader {
+                phys_block: phys,
+                object_id: object,
+                logical_offset: logical,
+                generation: gen,
+                seed: 5,
+            },
+        );
         b
     }
 
@@ -235,33 +250,70 @@ mod tests {
         assert_ne!(block(10, 1, 0, 3)[64..], block(10, 1, 4096, 3)[64..]);
         assert_ne!(block(10, 1, 0, 3)[64..], block(10, 2, 0, 3)[64..]);
         let h = PatternHeader::parse(&block(10, 1, 8192, 3)).unwrap();
-        assert_eq!(h, PatternHeader { phys_block: 10, object_id: 1, logical_offset: 8192, generation: 3, seed: 5 });
+        assert_eq!(
+            h,
+            PatternHeader {
+                phys_block: 10,
+                object_id: 1,
+                logical_offset: 8192,
+                generation: 3,
+                seed: 5
+            }
+        );
     }
 
     #[test]
     fn every_cause_is_recognised() {
         let alg = Algorithm::Crc32c;
         let want = block(10, 1, 0, 3);
-        assert_eq!(classify_pattern(&vec![0; BS], &want, 10, alg, 77), Cause::Zeroed);
+        assert_eq!(
+            classify_pattern(&vec![0; BS], &want, 10, alg, 77),
+            Cause::Zeroed
+        );
         let mut flipped = want.clone();
         flipped[100] ^= 0b101;
         flipped[4000] ^= 1;
-        assert_eq!(classify_pattern(&flipped, &want, 10, alg, 77), Cause::FlippedBits { bits: 3 });
-        assert_eq!(classify_pattern(&block(10, 0, 0, 1), &want, 10, alg, 77), Cause::Stale);
+        assert_eq!(
+            classify_pattern(&flipped, &want, 10, alg, 77),
+            Cause::FlippedBits { bits: 3 }
+        );
+        assert_eq!(
+            classify_pattern(&block(10, 0, 0, 1), &want, 10, alg, 77),
+            Cause::Stale
+        );
         assert_eq!(
             classify_pattern(&block(12, 1, 8192, 3), &want, 10, alg, 77),
-            Cause::Misdirected { belongs_at: 12 * BS as u64 }
+            Cause::Misdirected {
+                belongs_at: 12 * BS as u64
+            }
         );
         let mut torn = want.clone();
         torn[1024..].copy_from_slice(&block(10, 0, 0, 1)[1024..]);
-        assert_eq!(classify_pattern(&torn, &want, 10, alg, 77), Cause::Torn { valid_bytes: 1024 });
+        assert_eq!(
+            classify_pattern(&torn, &want, 10, alg, 77),
+            Cause::Torn { valid_bytes: 1024 }
+        );
         let mut torn_zero = want.clone();
         torn_zero[3584..].fill(0);
-        assert_eq!(classify_pattern(&torn_zero, &want, 10, alg, 77), Cause::Torn { valid_bytes: 3584 });
+        assert_eq!(
+            classify_pattern(&torn_zero, &want, 10, alg, 77),
+            Cause::Torn { valid_bytes: 3584 }
+        );
         let garbage: Vec<u8> = (0..BS).map(|i| (i * 31 % 251) as u8 | 1).collect();
-        assert_eq!(classify_pattern(&garbage, &want, 10, alg, 77), Cause::ChecksumMismatch);
-        assert_eq!(classify_file(&garbage, 10, alg, 77), Cause::ChecksumMismatch);
-        assert_eq!(classify_file(&block(3, 1, 0, 1), 10, alg, 77), Cause::Misdirected { belongs_at: 3 * BS as u64 });
+        assert_eq!(
+            classify_pattern(&garbage, &want, 10, alg, 77),
+            Cause::ChecksumMismatch
+        );
+        assert_eq!(
+            classify_file(&garbage, 10, alg, 77),
+            Cause::ChecksumMismatch
+        );
+        assert_eq!(
+            classify_file(&block(3, 1, 0, 1), 10, alg, 77),
+            Cause::Misdirected {
+                belongs_at: 3 * BS as u64
+            }
+        );
     }
 
     #[test]

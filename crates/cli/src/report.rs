@@ -83,7 +83,10 @@ impl DamagedRange {
     pub(crate) fn try_merge(&mut self, next: &DamagedRange) -> bool {
         let mergeable = self.object == next.object
             && self.cause == next.cause
-            && !matches!(self.cause, Cause::FlippedBits { .. } | Cause::Misdirected { .. } | Cause::Torn { .. })
+            && !matches!(
+                self.cause,
+                Cause::FlippedBits { .. } | Cause::Misdirected { .. } | Cause::Torn { .. }
+            )
             && self.logical_offset + self.length == next.logical_offset
             && self.physical_offset + self.length == next.physical_offset;
         if mergeable {
@@ -173,7 +176,10 @@ impl VerifyReport {
             && !self.interrupted
             && self.damaged_not_listed == 0
             && self.metadata_ok
-            && self.superblocks.iter().all(|s| s.as_ref().is_some_and(SuperblockState::is_ok))
+            && self
+                .superblocks
+                .iter()
+                .all(|s| s.as_ref().is_some_and(SuperblockState::is_ok))
     }
 
     /// Records a damaged range, merging it into the previous one where it continues it.
@@ -213,7 +219,10 @@ mod tests {
 
     #[test]
     fn adjacent_ranges_of_one_cause_merge() {
-        let mut r = VerifyReport { metadata_ok: true, ..Default::default() };
+        let mut r = VerifyReport {
+            metadata_ok: true,
+            ..Default::default()
+        };
         r.push_damage(range(0, 8192, Cause::Zeroed));
         r.push_damage(range(4096, 12288, Cause::Zeroed));
         r.push_damage(range(8192, 16384, Cause::Stale));

@@ -34,7 +34,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next `len` bytes.
-    pub(crate) fn bytes(&mut self, field: &'static str, len: usize) -> Result<&'a [u8], FormatError> {
+    pub(crate) fn bytes(
+        &mut self,
+        field: &'static str,
+        len: usize,
+    ) -> Result<&'a [u8], FormatError> {
         if self.remaining() < len {
             return Err(FormatError::Truncated {
                 what: self.what,
@@ -49,7 +53,10 @@ impl<'a> Cursor<'a> {
     }
 
     /// A fixed-size array.
-    pub(crate) fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], FormatError> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], FormatError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.bytes(field, N)?);
         Ok(out)
@@ -89,7 +96,12 @@ impl<'a> Cursor<'a> {
     }
 
     /// Checks that `field` (just read, `field_len` bytes) is zero.
-    pub(crate) fn expect_zero(&self, field: &'static str, field_len: usize, value: u64) -> Result<(), FormatError> {
+    pub(crate) fn expect_zero(
+        &self,
+        field: &'static str,
+        field_len: usize,
+        value: u64,
+    ) -> Result<(), FormatError> {
         if value == 0 {
             Ok(())
         } else {

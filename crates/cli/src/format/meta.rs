@@ -70,7 +70,9 @@ pub fn payload_per_block(block_size_bytes: u32) -> usize {
 
 /// Blocks a stream of `len_bytes` payload takes (at least one).
 pub fn stream_blocks(len_bytes: u64, block_size_bytes: u32) -> u64 {
-    len_bytes.div_ceil(payload_per_block(block_size_bytes) as u64).max(1)
+    len_bytes
+        .div_ceil(payload_per_block(block_size_bytes) as u64)
+        .max(1)
 }
 
 /// Encodes `payload` as a stream of metadata blocks written at `start_block..`.
@@ -89,7 +91,9 @@ pub fn encode_stream(
     let count_u32 = u32::try_from(count).expect("metadata stream over 2^32 blocks");
     let mut out = vec![0u8; bs * count as usize];
     for (index, block) in out.chunks_exact_mut(bs).enumerate() {
-        let chunk = payload.get(index * per..).map_or(&[][..], |p| &p[..p.len().min(per)]);
+        let chunk = payload
+            .get(index * per..)
+            .map_or(&[][..], |p| &p[..p.len().min(per)]);
         let addr = start_block + index as u64;
         let mut w = Writer::with_capacity(META_HEADER_BYTES);
         w.bytes(&META_MAGIC);
@@ -112,14 +116,14 @@ pub fn encode_stream(
 }
 
 /// Decodes one metadata block read from physical block `addr`; returns its header and payload.
-pub fn decode_block<'a>(
-    block: &'a [u8],
+pub fn decode_block(
+    block: &[u8],
     addr: u64,
     kind: MetaKind,
     algorithm: Algorithm,
     salt: u64,
     block_size_bytes: u32,
-) -> Result<(MetaHeader, &'a [u8]), FormatError> {
+) -> Result<(MetaHeader, &[u8]), FormatError> {
     let what = kind.name();
     let base = addr.saturating_mul(u64::from(block_size_bytes));
     if block.len() != block_size_bytes as usize {
@@ -208,7 +212,10 @@ pub fn decode_stream(
     let what = kind.name();
     let base = start_block.saturating_mul(bs as u64);
     let count = bytes.len() / bs;
-    if count == 0 || bytes.len() % bs != 0 || stream_blocks(len_bytes, block_size_bytes) != count as u64 {
+    if count == 0
+        || bytes.len() % bs != 0
+        || stream_blocks(len_bytes, block_size_bytes) != count as u64
+    {
         return Err(FormatError::BadValue {
             what,
             field: "stream length",
@@ -223,13 +230,14 @@ pub fn decode_stream(
         let addr = start_block + index as u64;
         let block_offset = addr.saturating_mul(bs as u64);
         let (h, payload) = decode_block(block, addr, kind, algorithm, salt, block_size_bytes)?;
-        let bad = |field: &'static str, at: u64, value: u64, expected: String| FormatError::BadValue {
-            what,
-            field,
-            offset: block_offset + at,
-            value,
-            expected,
-        };
+        let bad =
+            |field: &'static str, at: u64, value: u64, expected: String| FormatError::BadValue {
+                what,
+                field,
+                offset: block_offset + at,
+                value,
+                expected,
+            };
         if h.generation != generation {
             return Err(bad("generation", 16, h.generation, generation.to_string()));
         }
@@ -241,7 +249,12 @@ pub fn decode_stream(
         }
         let want = (len_bytes - out.len() as u64).min(payload_per_block(block_size_bytes) as u64);
         if u64::from(h.payload_len) != want {
-            return Err(bad("payload_len", 12, h.payload_len.into(), want.to_string()));
+            return Err(bad(
+                "payload_len",
+                12,
+                h.payload_len.into(),
+                want.to_string(),
+            ));
         }
         out.extend_from_slice(payload);
     }
@@ -257,21 +270,83 @@ mod tests {
     #[test]
     fn stream_round_trip_and_misplaced_block() {
         let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
-        let bytes = encode_stream(MetaKind::ObjectTable, 9, 100, &payload, 4096, Algorithm::Crc32c, 5);
+        let bytes = encode_stream(
+            MetaKind::ObjectTable,
+            9,
+            100,
+            &payload,
+            4096,
+            Algorithm::Crc32c,
+            5,
+        );
         assert_eq!(bytes.len(), 3 * 4096);
         let mut out = Vec::new();
-        decode_stream(&bytes, 100, MetaKind::ObjectTable, 9, 10_000, Algorithm::Crc32c, 5, 4096, &mut out).unwrap();
+        decode_stream(
+            &bytes,
+            100,
+            MetaKind::ObjectTable,
+            9,
+            10_000,
+            Algorithm::Crc32c,
+            5,
+            4096,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, payload);
         // The same bytes read from another address do not verify (misdirected metadata).
-        let err = decode_stream(&bytes, 101, MetaKind::ObjectTable, 9, 10_000, Algorithm::Crc32c, 5, 4096, &mut out)
-            .unwrap_err();
-        assert!(matches!(err, FormatError::ChecksumMismatch { offset, .. } if offset == 101 * 4096), "{err}");
+        let err = decode_stream(
+            &bytes,
+            101,
+            MetaKind::ObjectTable,
+            9,
+            10_000,
+            Algorithm::Crc32c,
+            5,
+            4096,
+            &mut out,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, FormatError::ChecksumMismatch { offset, .. } if offset == 101 * 4096),
+            "{err}"
+        );
         // An older generation is refused (stale metadata).
-        let err = decode_stream(&bytes, 100, MetaKind::ObjectTable, 10, 10_000, Algorithm::Crc32c, 5, 4096, &mut out)
-            .unwrap_err();
-        assert!(matches!(err, FormatError::BadValue { field: "generation", .. }), "{err}");
+        let err = decode_stream(
+            &bytes,
+            100,
+            MetaKind::ObjectTable,
+            10,
+            10_000,
+            Algorithm::Crc32c,
+            5,
+            4096,
+            &mut out,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FormatError::BadValue {
+                    field: "generation",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // Another volume (salt) does not verify.
-        assert!(decode_stream(&bytes, 100, MetaKind::ObjectTable, 9, 10_000, Algorithm::Crc32c, 6, 4096, &mut out).is_err());
+        assert!(decode_stream(
+            &bytes,
+            100,
+            MetaKind::ObjectTable,
+            9,
+            10_000,
+            Algorithm::Crc32c,
+            6,
+            4096,
+            &mut out
+        )
+        .is_err());
     }
 
     #[test]
@@ -279,7 +354,18 @@ mod tests {
         let bytes = encode_stream(MetaKind::Checksums, 1, 7, &[], 512, Algorithm::Xxh3, 0);
         assert_eq!(bytes.len(), 512);
         let mut out = vec![1];
-        decode_stream(&bytes, 7, MetaKind::Checksums, 1, 0, Algorithm::Xxh3, 0, 512, &mut out).unwrap();
+        decode_stream(
+            &bytes,
+            7,
+            MetaKind::Checksums,
+            1,
+            0,
+            Algorithm::Xxh3,
+            0,
+            512,
+            &mut out,
+        )
+        .unwrap();
         assert!(out.is_empty());
     }
 

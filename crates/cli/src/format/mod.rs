@@ -10,14 +10,15 @@ mod meta;
 mod superblock;
 mod table;
 
-pub(crate) use cursor::{Cursor, Writer};
 pub use meta::{
-    decode_block as decode_meta_block, decode_stream as decode_meta_stream, encode_stream as encode_meta_stream,
-    payload_per_block, stream_blocks, MetaHeader, MetaKind, META_HEADER_BYTES, META_MAGIC,
+    decode_block as decode_meta_block, decode_stream as decode_meta_stream,
+    encode_stream as encode_meta_stream, payload_per_block, stream_blocks, MetaHeader, MetaKind,
+    META_HEADER_BYTES, META_MAGIC,
 };
 pub use superblock::{Superblock, SB_BYTES, SB_MAGIC, SB_SLOT_OFFSETS};
 pub use table::{
-    csum_stream_blocks, name_problem, ObjectKind, MAX_RUN_BYTES, ObjectRecord, ObjectTable, Run, MAX_NAME_BYTES, RUN_BYTES,
+    csum_stream_blocks, name_problem, ObjectKind, ObjectRecord, ObjectTable, Run, MAX_NAME_BYTES,
+    MAX_RUN_BYTES, RUN_BYTES,
 };
 
 /// The format version this code writes and reads.
@@ -40,7 +41,9 @@ const _: () = assert!(MIN_BLOCK_BYTES as usize % SECTOR_BYTES == 0);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     /// The bytes end before the field does.
-    #[error("{what}: field {field} at byte {offset} runs past the end ({available} bytes available)")]
+    #[error(
+        "{what}: field {field} at byte {offset} runs past the end ({available} bytes available)"
+    )]
     Truncated {
         /// The structure being decoded.
         what: &'static str,
@@ -76,7 +79,9 @@ pub enum FormatError {
         expected: String,
     },
     /// The structure's own checksum does not hold.
-    #[error("{what}: checksum mismatch at byte {offset}: stored {stored:#x}, computed {computed:#x}")]
+    #[error(
+        "{what}: checksum mismatch at byte {offset}: stored {stored:#x}, computed {computed:#x}"
+    )]
     ChecksumMismatch {
         /// The structure being decoded.
         what: &'static str,

@@ -104,7 +104,8 @@ impl Superblock {
         let mut stored = [0u8; 8];
         stored.copy_from_slice(&bytes[SB_CSUM_OFFSET..SB_BYTES]);
         let stored = u64::from_le_bytes(stored);
-        let computed = stack_csum::checksum(Algorithm::Crc32c, SB_CSUM_SEED, &bytes[..SB_CSUM_OFFSET]);
+        let computed =
+            stack_csum::checksum(Algorithm::Crc32c, SB_CSUM_SEED, &bytes[..SB_CSUM_OFFSET]);
         if stored != computed {
             return Err(FormatError::ChecksumMismatch {
                 what,
@@ -124,11 +125,22 @@ impl Superblock {
         let uuid: [u8; 16] = c.array("uuid")?;
         let block_size_bytes = c.u32("block_size")?;
         if !block_size_ok(block_size_bytes.into()) {
-            return Err(c.bad_value("block_size", 4, block_size_bytes.into(), "a power of two in 512..=65536"));
+            return Err(c.bad_value(
+                "block_size",
+                4,
+                block_size_bytes.into(),
+                "a power of two in 512..=65536",
+            ));
         }
         let algorithm_id = c.u8("csum_algorithm")?;
-        let algorithm = Algorithm::from_id(algorithm_id)
-            .map_err(|_| c.bad_value("csum_algorithm", 1, algorithm_id.into(), "1 (crc32c), 2 (xxh3) or 3 (xxh64)"))?;
+        let algorithm = Algorithm::from_id(algorithm_id).map_err(|_| {
+            c.bad_value(
+                "csum_algorithm",
+                1,
+                algorithm_id.into(),
+                "1 (crc32c), 2 (xxh3) or 3 (xxh64)",
+            )
+        })?;
         let found_slot = c.u8("slot")?;
         if found_slot != slot {
             return Err(c.bad_value("slot", 1, found_slot.into(), slot.to_string()));
@@ -143,7 +155,12 @@ impl Superblock {
         }
         let meta_start_block = c.u64("meta_start_block")?;
         if meta_start_block >= total_blocks {
-            return Err(c.bad_value("meta_start_block", 8, meta_start_block, format!("< {total_blocks}")));
+            return Err(c.bad_value(
+                "meta_start_block",
+                8,
+                meta_start_block,
+                format!("< {total_blocks}"),
+            ));
         }
         let meta_blocks = c.u64("meta_blocks")?;
         if meta_blocks == 0 || meta_blocks > total_blocks - meta_start_block {
@@ -218,7 +235,17 @@ mod tests {
     fn wrong_slot_is_refused() {
         let bytes = sample().encode();
         let err = Superblock::decode(&bytes, 0).unwrap_err();
-        assert!(matches!(err, FormatError::BadValue { field: "slot", offset: 37, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                FormatError::BadValue {
+                    field: "slot",
+                    offset: 37,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -227,7 +254,10 @@ mod tests {
         for bit in 0..SB_BYTES * 8 {
             let mut b = bytes;
             b[bit / 8] ^= 1 << (bit % 8);
-            assert!(Superblock::decode(&b, 1).is_err(), "flip of bit {bit} not caught");
+            assert!(
+                Superblock::decode(&b, 1).is_err(),
+                "flip of bit {bit} not caught"
+            );
         }
     }
 

@@ -52,7 +52,10 @@ impl Run {
 
 /// Blocks of the checksum stream covering `data_blocks` blocks.
 pub fn csum_stream_blocks(data_blocks: u64, block_size_bytes: u32, csum_width_bytes: usize) -> u64 {
-    stream_blocks(data_blocks.saturating_mul(csum_width_bytes as u64), block_size_bytes)
+    stream_blocks(
+        data_blocks.saturating_mul(csum_width_bytes as u64),
+        block_size_bytes,
+    )
 }
 
 /// One object of the table.
@@ -155,11 +158,20 @@ impl ObjectTable {
         csum_width_bytes: usize,
         start_block: u64,
     ) -> Result<Self, FormatError> {
-        Self::decode_inner(payload, generation, total_blocks, block_size_bytes, csum_width_bytes).map_err(|mut e| {
+        Self::decode_inner(
+            payload,
+            generation,
+            total_blocks,
+            block_size_bytes,
+            csum_width_bytes,
+        )
+        .map_err(|mut e| {
             // Cursor offsets are stream offsets: map them to the device.
             let per = payload_per_block(block_size_bytes) as u64;
             let map = |off: u64| {
-                (start_block + off / per) * u64::from(block_size_bytes) + META_HEADER_BYTES as u64 + off % per
+                (start_block + off / per) * u64::from(block_size_bytes)
+                    + META_HEADER_BYTES as u64
+                    + off % per
             };
             match &mut e {
                 FormatError::Truncated { offset, .. }
@@ -181,7 +193,12 @@ impl ObjectTable {
         let mut c = Cursor::new("object table", payload, 0);
         let count = c.u32("object_count")?;
         if count as usize > c.remaining() / RECORD_FIXED_BYTES {
-            return Err(c.bad_value("object_count", 4, count.into(), "a count that fits the table"));
+            return Err(c.bad_value(
+                "object_count",
+                4,
+                count.into(),
+                "a count that fits the table",
+            ));
         }
         let reserved = c.u32("reserved")?;
         c.expect_zero("reserved", 4, reserved.into())?;
@@ -203,7 +220,9 @@ impl ObjectTable {
             let kind = match c.u8("kind")? {
                 0 if seed == 0 => ObjectKind::File,
                 1 => ObjectKind::Pattern { seed },
-                k => return Err(c.bad_value("kind", 1, k.into(), "0 (file, seed 0) or 1 (pattern)")),
+                k => {
+                    return Err(c.bad_value("kind", 1, k.into(), "0 (file, seed 0) or 1 (pattern)"))
+                }
             };
             let flags = c.u8("flags")?;
             if flags & !FLAG_COMPLETE != 0 {
@@ -215,13 +234,30 @@ impl ObjectTable {
             let name = std::str::from_utf8(name_bytes)
                 .ok()
                 .filter(|n| name_problem(n).is_none())
-                .ok_or_else(|| c.bad_value("name", name_len.into(), name_len.into(), "1..=255 bytes of UTF-8 without control characters"))?
+                .ok_or_else(|| {
+                    c.bad_value(
+                        "name",
+                        name_len.into(),
+                        name_len.into(),
+                        "1..=255 bytes of UTF-8 without control characters",
+                    )
+                })?
                 .to_string();
             if objects.iter().any(|o| o.name == name) {
-                return Err(c.bad_value("name", name_len.into(), name_len.into(), "a name no other object has"));
+                return Err(c.bad_value(
+                    "name",
+                    name_len.into(),
+                    name_len.into(),
+                    "a name no other object has",
+                ));
             }
             if run_count as usize > c.remaining() / RUN_BYTES {
-                return Err(c.bad_value("run_count", 4, run_count.into(), "a count that fits the table"));
+                return Err(c.bad_value(
+                    "run_count",
+                    4,
+                    run_count.into(),
+                    "a count that fits the table",
+                ));
             }
             let mut runs = Vec::with_capacity(run_count as usize);
             let mut blocks_total = 0u64;
@@ -232,23 +268,55 @@ impl ObjectTable {
                     csum_start_block: c.u64("run.csum_start")?,
                     write_generation: c.u64("run.write_generation")?,
                 };
-                let in_volume = |start: u64, len: u64| start.checked_add(len).is_some_and(|end| end <= total_blocks);
+                let in_volume = |start: u64, len: u64| {
+                    start
+                        .checked_add(len)
+                        .is_some_and(|end| end <= total_blocks)
+                };
                 let max_run_blocks = MAX_RUN_BYTES / u64::from(block_size_bytes);
-                if run.data_blocks == 0 || run.data_blocks > max_run_blocks || !in_volume(run.data_start_block, run.data_blocks) {
-                    return Err(c.bad_value("run.data_blocks", 24, run.data_blocks, format!("1..={max_run_blocks} blocks inside {total_blocks} blocks")));
+                if run.data_blocks == 0
+                    || run.data_blocks > max_run_blocks
+                    || !in_volume(run.data_start_block, run.data_blocks)
+                {
+                    return Err(c.bad_value(
+                        "run.data_blocks",
+                        24,
+                        run.data_blocks,
+                        format!("1..={max_run_blocks} blocks inside {total_blocks} blocks"),
+                    ));
                 }
-                if !in_volume(run.csum_start_block, run.csum_blocks(block_size_bytes, csum_width_bytes)) {
-                    return Err(c.bad_value("run.csum_start", 16, run.csum_start_block, format!("an extent inside {total_blocks} blocks")));
+                if !in_volume(
+                    run.csum_start_block,
+                    run.csum_blocks(block_size_bytes, csum_width_bytes),
+                ) {
+                    return Err(c.bad_value(
+                        "run.csum_start",
+                        16,
+                        run.csum_start_block,
+                        format!("an extent inside {total_blocks} blocks"),
+                    ));
                 }
                 if run.write_generation > generation {
-                    return Err(c.bad_value("run.write_generation", 8, run.write_generation, format!("<= table generation {generation}")));
+                    return Err(c.bad_value(
+                        "run.write_generation",
+                        8,
+                        run.write_generation,
+                        format!("<= table generation {generation}"),
+                    ));
                 }
                 blocks_total += run.data_blocks;
                 runs.push(run);
             }
             let want = size_bytes.div_ceil(u64::from(block_size_bytes));
             if blocks_total != want {
-                return Err(c.bad_value("run_count", 4, run_count.into(), format!("runs adding up to {want} blocks (size {size_bytes}), not {blocks_total}")));
+                return Err(c.bad_value(
+                    "run_count",
+                    4,
+                    run_count.into(),
+                    format!(
+                        "runs adding up to {want} blocks (size {size_bytes}), not {blocks_total}"
+                    ),
+                ));
             }
             objects.push(ObjectRecord {
                 id,
@@ -262,9 +330,17 @@ impl ObjectTable {
             });
         }
         if c.remaining() != 0 {
-            return Err(c.bad_value("end", 0, c.remaining() as u64, "no bytes after the last object"));
+            return Err(c.bad_value(
+                "end",
+                0,
+                c.remaining() as u64,
+                "no bytes after the last object",
+            ));
         }
-        Ok(ObjectTable { next_object_id, objects })
+        Ok(ObjectTable {
+            next_object_id,
+            objects,
+        })
     }
 }
 
@@ -280,7 +356,14 @@ mod tests {
             csum_start_block: c,
             write_generation: g,
         });
-        let obj = ("[a-z0-9._-]{1,40}", proptest::collection::vec(run, 0..6), any::<u64>(), any::<Option<u64>>(), any::<bool>(), 0u64..4096);
+        let obj = (
+            "[a-z0-9._-]{1,40}",
+            proptest::collection::vec(run, 0..6),
+            any::<u64>(),
+            any::<Option<u64>>(),
+            any::<bool>(),
+            0u64..4096,
+        );
         proptest::collection::vec(obj, 0..8).prop_map(|objs| {
             let mut seen = std::collections::HashSet::new();
             let objects: Vec<ObjectRecord> = objs
@@ -289,7 +372,11 @@ mod tests {
                 .enumerate()
                 .map(|(i, (name, runs, created, seed, complete, tail))| {
                     let blocks: u64 = runs.iter().map(|r| r.data_blocks).sum();
-                    let size_bytes = if blocks == 0 { 0 } else { (blocks - 1) * 4096 + 1 + tail % 4096 };
+                    let size_bytes = if blocks == 0 {
+                        0
+                    } else {
+                        (blocks - 1) * 4096 + 1 + tail % 4096
+                    };
                     ObjectRecord {
                         id: i as u64 * 3,
                         name,
@@ -302,7 +389,10 @@ mod tests {
                     }
                 })
                 .collect();
-            ObjectTable { next_object_id: objects.len() as u64 * 3 + 1, objects }
+            ObjectTable {
+                next_object_id: objects.len() as u64 * 3 + 1,
+                objects,
+            }
         })
     }
 
@@ -330,10 +420,17 @@ mod tests {
 
     #[test]
     fn huge_count_is_refused_without_allocating() {
-        let mut bytes = ObjectTable { next_object_id: 1, objects: vec![] }.encode();
+        let mut bytes = ObjectTable {
+            next_object_id: 1,
+            objects: vec![],
+        }
+        .encode();
         bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         let err = ObjectTable::decode(&bytes, 1, 100, 4096, 4, 10).unwrap_err();
-        assert!(matches!(err, FormatError::BadValue { field: "object_count", offset, .. } if offset == 10 * 4096 + 48), "{err}");
+        assert!(
+            matches!(err, FormatError::BadValue { field: "object_count", offset, .. } if offset == 10 * 4096 + 48),
+            "{err}"
+        );
     }
 
     #[test]
@@ -348,10 +445,24 @@ mod tests {
                 kind: ObjectKind::File,
                 complete: true,
                 target_size_bytes: None,
-                runs: vec![Run { data_start_block: 99, data_blocks: 2, csum_start_block: 5, write_generation: 1 }],
+                runs: vec![Run {
+                    data_start_block: 99,
+                    data_blocks: 2,
+                    csum_start_block: 5,
+                    write_generation: 1,
+                }],
             }],
         };
         let err = ObjectTable::decode(&t.encode(), 1, 100, 4096, 4, 0).unwrap_err();
-        assert!(matches!(err, FormatError::BadValue { field: "run.data_blocks", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                FormatError::BadValue {
+                    field: "run.data_blocks",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -14,9 +14,15 @@
 //! have every thread blocked in submission while the completions that would unblock them
 //! wait behind them in the same pool (see the `shared_pool_deadlocks` test).
 
-mod pending;
+mod glue;
+mod verify;
+mod write;
+
+use glue::Workers;
 
 use crate::Error;
+
+pub use write::Source;
 
 /// Bytes per pipeline buffer (one bio); checksums are computed on whole buffers, so the
 /// submit pool always works on at least 64 KiB unless the object is smaller.
@@ -29,13 +35,41 @@ pub const COMMIT_INTERVAL_SECS: u64 = 30;
 const _: () = assert!(CHUNK_BYTES >= 64 * 1024);
 const _: () = assert!(CHUNK_BYTES % crate::format::MAX_BLOCK_BYTES as usize == 0);
 
-/// The two worker pools of the pipelines (filled when `stack-async-thread` lands).
-#[derive(Clone, Debug)]
-pub struct Pools {}
+/// The two worker pools of the pipelines (cheap to clone).
+#[derive(Clone)]
+pub struct Pools {
+    /// Pre-I/O work: checksums of buffers about to be written, pattern generation.
+    pub submit: Workers,
+    /// Post-I/O work: bio completions (recording or checking checksums).
+    pub end_io: Workers,
+}
+
+impl std::fmt::Debug for Pools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pools").finish_non_exhaustive()
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
 
 impl Pools {
     /// Two pools sized for this machine.
     pub fn new() -> Result<Pools, Error> {
-        Ok(Pools {})
+        let n = cpus().clamp(2, 64);
+        Ok(Pools {
+            submit: Workers::new(n),
+            end_io: Workers::new(n),
+        })
+    }
+
+    /// One pool serving both sides. It can deadlock when the pool is bounded; kept to show
+    /// why the two pools exist.
+    pub fn shared(workers: Workers) -> Pools {
+        Pools {
+            submit: workers.clone(),
+            end_io: workers,
+        }
     }
 }

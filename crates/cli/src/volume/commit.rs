@@ -3,7 +3,9 @@
 use stack_alloc::{AllocRequest, Extent};
 
 use super::{write_blocks, Volume};
-use crate::format::{encode_meta_stream, stream_blocks, MetaKind, ObjectTable, Superblock, SB_BYTES, SB_SLOT_OFFSETS};
+use crate::format::{
+    encode_meta_stream, stream_blocks, MetaKind, ObjectTable, Superblock, SB_BYTES, SB_SLOT_OFFSETS,
+};
 use crate::report::SuperblockState;
 use crate::Error;
 
@@ -48,7 +50,8 @@ impl Volume {
             if r.len >= blocks {
                 self.meta_reserve = None;
                 if r.len > blocks {
-                    self.alloc.free_uncommitted(Extent::new(r.start + blocks, r.len - blocks))?;
+                    self.alloc
+                        .free_uncommitted(Extent::new(r.start + blocks, r.len - blocks))?;
                 }
                 return Ok(Extent::new(r.start, blocks));
             }
@@ -61,7 +64,11 @@ impl Volume {
     /// Commits `table` as the next generation. `dropped` are extents the committed state
     /// referenced and `table` no longer does; they stay busy until the commit after this
     /// one (the older slot still references them until then).
-    pub(crate) fn commit_table(&mut self, table: ObjectTable, dropped: Vec<Extent>) -> Result<(), Error> {
+    pub(crate) fn commit_table(
+        &mut self,
+        table: ObjectTable,
+        dropped: Vec<Extent>,
+    ) -> Result<(), Error> {
         self.check_writable()?;
         let bs = self.sb.block_size_bytes;
         let generation = self.max_seen_generation.max(self.sb.generation) + 1;
@@ -70,7 +77,15 @@ impl Volume {
         let blocks = stream_blocks(payload.len() as u64, bs);
         let meta = self.take_meta_extent(blocks)?;
         assert_eq!(meta.len, blocks);
-        let bytes = encode_meta_stream(MetaKind::ObjectTable, generation, meta.start, &payload, bs, self.sb.algorithm, self.salt);
+        let bytes = encode_meta_stream(
+            MetaKind::ObjectTable,
+            generation,
+            meta.start,
+            &payload,
+            bs,
+            self.sb.algorithm,
+            self.salt,
+        );
         let sb = Superblock {
             slot,
             generation,

@@ -9,15 +9,26 @@ use crate::Error;
 pub(crate) const IO_ALIGN_BYTES: usize = 4096;
 
 /// Reads `count` blocks from `start_block`.
-pub(crate) fn read_blocks(device: &dyn Device, start_block: u64, count: u64, block_size_bytes: u32) -> Result<AlignedBuf, Error> {
-    let len = usize::try_from(count * u64::from(block_size_bytes)).expect("read larger than memory");
+pub(crate) fn read_blocks(
+    device: &dyn Device,
+    start_block: u64,
+    count: u64,
+    block_size_bytes: u32,
+) -> Result<AlignedBuf, Error> {
+    let len =
+        usize::try_from(count * u64::from(block_size_bytes)).expect("read larger than memory");
     let mut buf = AlignedBuf::new(len, IO_ALIGN_BYTES);
     device.read_at(&mut buf, start_block * u64::from(block_size_bytes))?;
     Ok(buf)
 }
 
 /// Writes whole blocks at `start_block`.
-pub(crate) fn write_blocks(device: &dyn Device, start_block: u64, bytes: &[u8], block_size_bytes: u32) -> Result<(), Error> {
+pub(crate) fn write_blocks(
+    device: &dyn Device,
+    start_block: u64,
+    bytes: &[u8],
+    block_size_bytes: u32,
+) -> Result<(), Error> {
     assert!(bytes.len() % block_size_bytes as usize == 0);
     assert!(!bytes.is_empty());
     let buf = AlignedBuf::from_slice(bytes, IO_ALIGN_BYTES);
@@ -36,7 +47,8 @@ pub(crate) fn new_uuid() -> [u8; 16] {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let local = 0u8;
-        let seed = nanos ^ u64::from(std::process::id()).rotate_left(32) ^ (&local as *const u8 as u64);
+        let seed =
+            nanos ^ u64::from(std::process::id()).rotate_left(32) ^ (&local as *const u8 as u64);
         let a = stack_csum::checksum(stack_csum::Algorithm::Xxh3, seed, b"stackctl-uuid-a");
         let b = stack_csum::checksum(stack_csum::Algorithm::Xxh3, seed, b"stackctl-uuid-b");
         uuid[..8].copy_from_slice(&a.to_le_bytes());

@@ -20,9 +20,12 @@ use stack_bio::{Device, FileDevice};
 use stack_csum::BlockCsum;
 
 use crate::format::{
-    block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Superblock, MAX_BLOCK_BYTES, SB_SLOT_OFFSETS,
+    block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Superblock, MAX_BLOCK_BYTES,
+    SB_SLOT_OFFSETS,
 };
-use crate::options::{uuid_string, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, VolumeInfo};
+use crate::options::{
+    uuid_string, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, VolumeInfo,
+};
 use crate::pipeline::Pools;
 use crate::report::SuperblockState;
 use crate::Error;
@@ -78,7 +81,10 @@ pub(crate) fn group_blocks(total_blocks: u64) -> u64 {
 /// The blocks the two superblock slots occupy.
 pub(crate) fn superblock_extents(block_size_bytes: u32) -> [Extent; 2] {
     let bs = u64::from(block_size_bytes);
-    [Extent::new(SB_SLOT_OFFSETS[0] / bs, 1), Extent::new(SB_SLOT_OFFSETS[1] / bs, 1)]
+    [
+        Extent::new(SB_SLOT_OFFSETS[0] / bs, 1),
+        Extent::new(SB_SLOT_OFFSETS[1] / bs, 1),
+    ]
 }
 
 /// The smallest volume for a block size, in blocks.
@@ -87,18 +93,31 @@ pub(crate) fn min_blocks(block_size_bytes: u32) -> u64 {
 }
 
 /// Every extent a committed table references: its own blocks, data and checksum runs.
-pub(crate) fn table_refs(table: &ObjectTable, meta: Extent, block_size_bytes: u32, width_bytes: usize) -> Vec<Extent> {
+pub(crate) fn table_refs(
+    table: &ObjectTable,
+    meta: Extent,
+    block_size_bytes: u32,
+    width_bytes: usize,
+) -> Vec<Extent> {
     let mut out = vec![meta];
     for o in &table.objects {
         for r in &o.runs {
             out.push(Extent::new(r.data_start_block, r.data_blocks));
-            out.push(Extent::new(r.csum_start_block, r.csum_blocks(block_size_bytes, width_bytes)));
+            out.push(Extent::new(
+                r.csum_start_block,
+                r.csum_blocks(block_size_bytes, width_bytes),
+            ));
         }
     }
     out
 }
 
-fn open_device(path: &Path, direct: bool, read_only: bool, create_size_bytes: Option<u64>) -> Result<Arc<dyn Device>, Error> {
+fn open_device(
+    path: &Path,
+    direct: bool,
+    read_only: bool,
+    create_size_bytes: Option<u64>,
+) -> Result<Arc<dyn Device>, Error> {
     let opts = stack_bio::OpenOptions {
         direct,
         read_only,
@@ -143,7 +162,11 @@ impl Volume {
         }
         let uuid = io::new_uuid();
         let salt = uuid_salt(&uuid);
-        let alloc = Allocator::from_used(total_blocks, group_blocks(total_blocks), superblock_extents(bs))?;
+        let alloc = Allocator::from_used(
+            total_blocks,
+            group_blocks(total_blocks),
+            superblock_extents(bs),
+        )?;
         // Generation 0 in slot 0 stands for "nothing yet": the first commit writes
         // generation 1 into slot 1, the second generation 2 into slot 0.
         let sb = Superblock {
@@ -168,8 +191,12 @@ impl Volume {
             meta_extent: None,
             max_seen_generation: 0,
             slot_states: [
-                SuperblockState::Damaged { reason: "being formatted".into() },
-                SuperblockState::Damaged { reason: "being formatted".into() },
+                SuperblockState::Damaged {
+                    reason: "being formatted".into(),
+                },
+                SuperblockState::Damaged {
+                    reason: "being formatted".into(),
+                },
             ],
             fallback_warning: None,
             alloc,
@@ -254,7 +281,9 @@ impl Volume {
             .objects
             .iter()
             .position(|o| o.name == name)
-            .ok_or_else(|| Error::ObjectNotFound { name: name.to_string() })?;
+            .ok_or_else(|| Error::ObjectNotFound {
+                name: name.to_string(),
+            })?;
         let mut table = self.table.clone();
         let record = table.objects.remove(index);
         let dropped = self.record_extents(&record);
@@ -277,7 +306,10 @@ impl Volume {
             .flat_map(|r| {
                 [
                     Extent::new(r.data_start_block, r.data_blocks),
-                    Extent::new(r.csum_start_block, r.csum_blocks(self.sb.block_size_bytes, width)),
+                    Extent::new(
+                        r.csum_start_block,
+                        r.csum_blocks(self.sb.block_size_bytes, width),
+                    ),
                 ]
             })
             .collect()

@@ -9,7 +9,9 @@ use stack_bio::Device;
 use stack_csum::BlockCsum;
 
 use super::{group_blocks, read_blocks, superblock_extents, table_refs, Volume, IO_ALIGN_BYTES};
-use crate::format::{decode_meta_stream, uuid_salt, MetaKind, ObjectTable, Superblock, SB_BYTES, SB_SLOT_OFFSETS};
+use crate::format::{
+    decode_meta_stream, uuid_salt, MetaKind, ObjectTable, Superblock, SB_BYTES, SB_SLOT_OFFSETS,
+};
 use crate::pattern::PatternHeader;
 use crate::pipeline::Pools;
 use crate::report::SuperblockState;
@@ -28,9 +30,14 @@ pub(crate) enum SlotRead {
 /// Reads and decodes superblock slot `slot`.
 pub(crate) fn read_slot(device: &dyn Device, slot: u8) -> SlotRead {
     let at = SB_SLOT_OFFSETS[usize::from(slot)];
-    let len = (device.logical_block_size() as usize).max(SB_BYTES).next_multiple_of(512);
+    let len = (device.logical_block_size() as usize)
+        .max(SB_BYTES)
+        .next_multiple_of(512);
     if device.size_bytes() < at + len as u64 {
-        return SlotRead::Empty(format!("the device ({} bytes) ends before slot {slot}", device.size_bytes()));
+        return SlotRead::Empty(format!(
+            "the device ({} bytes) ends before slot {slot}",
+            device.size_bytes()
+        ));
     }
     let mut buf = stack_bio::AlignedBuf::new(len, IO_ALIGN_BYTES);
     if let Err(e) = device.read_at(&mut buf, at) {
@@ -80,13 +87,22 @@ pub(crate) fn load_table(device: &dyn Device, sb: &Superblock) -> Result<ObjectT
     )?;
     // Extents must not overlap each other or the superblocks: rebuilding an allocator
     // from them checks exactly that.
-    let refs = table_refs(&table, Extent::new(sb.meta_start_block, sb.meta_blocks), bs, sb.algorithm.width_bytes());
-    Allocator::from_used(sb.total_blocks, group_blocks(sb.total_blocks), refs.into_iter().chain(superblock_extents(bs)))
-        .map_err(|e| Error::Corrupt {
-            what: "object table",
-            offset: sb.meta_start_block * u64::from(bs),
-            detail: format!("extents overlap: {e}"),
-        })?;
+    let refs = table_refs(
+        &table,
+        Extent::new(sb.meta_start_block, sb.meta_blocks),
+        bs,
+        sb.algorithm.width_bytes(),
+    );
+    Allocator::from_used(
+        sb.total_blocks,
+        group_blocks(sb.total_blocks),
+        refs.into_iter().chain(superblock_extents(bs)),
+    )
+    .map_err(|e| Error::Corrupt {
+        what: "object table",
+        offset: sb.meta_start_block * u64::from(bs),
+        detail: format!("extents overlap: {e}"),
+    })?;
     Ok(table)
 }
 
@@ -96,7 +112,11 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
     if reads.iter().all(|r| matches!(r, SlotRead::Empty(_))) {
         if let [SlotRead::Empty(a), SlotRead::Empty(b)] = &reads {
             if a != "no superblock magic" || b != "no superblock magic" {
-                return Err(Error::BothSuperblocksBad { path, slot0: a.clone(), slot1: b.clone() });
+                return Err(Error::BothSuperblocksBad {
+                    path,
+                    slot0: a.clone(),
+                    slot1: b.clone(),
+                });
             }
         }
         return Err(Error::NotAVolume { path });
@@ -109,49 +129,79 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
             SlotRead::Valid(sb) => candidates.push(*sb),
         }
     }
-    candidates.sort_by(|a, b| b.generation.cmp(&a.generation));
+    candidates.sort_by_key(|s| std::cmp::Reverse(s.generation));
     let max_seen_generation = candidates.first().map_or(0, |s| s.generation);
     let mut chosen: Option<(Superblock, ObjectTable)> = None;
     let mut others: Vec<(Superblock, ObjectTable)> = Vec::new();
     for sb in candidates {
         if let Some((c, _)) = &chosen {
-            if sb.uuid != c.uuid || sb.block_size_bytes != c.block_size_bytes || sb.total_blocks != c.total_blocks {
-                reasons[usize::from(sb.slot)] = Some("belongs to another volume (different UUID or geometry)".into());
+            if sb.uuid != c.uuid
+                || sb.block_size_bytes != c.block_size_bytes
+                || sb.total_blocks != c.total_blocks
+            {
+                reasons[usize::from(sb.slot)] =
+                    Some("belongs to another volume (different UUID or geometry)".into());
                 continue;
             }
         }
         match load_table(&*device, &sb) {
             Ok(table) if chosen.is_none() => chosen = Some((sb, table)),
             Ok(table) => others.push((sb, table)),
-            Err(e) => reasons[usize::from(sb.slot)] = Some(format!("generation {}: metadata does not verify: {e}", sb.generation)),
+            Err(e) => {
+                reasons[usize::from(sb.slot)] = Some(format!(
+                    "generation {}: metadata does not verify: {e}",
+                    sb.generation
+                ))
+            }
         }
     }
     let Some((sb, table)) = chosen else {
         let why = |i: usize| reasons[i].clone().unwrap_or_default();
-        return Err(Error::BothSuperblocksBad { path, slot0: why(0), slot1: why(1) });
+        return Err(Error::BothSuperblocksBad {
+            path,
+            slot0: why(0),
+            slot1: why(1),
+        });
     };
     let bs = sb.block_size_bytes;
     let width = sb.algorithm.width_bytes();
     let meta = Extent::new(sb.meta_start_block, sb.meta_blocks);
     let refs = table_refs(&table, meta, bs, width);
-    let alloc = Allocator::from_used(sb.total_blocks, group_blocks(sb.total_blocks), refs.iter().copied().chain(superblock_extents(bs)))?;
+    let alloc = Allocator::from_used(
+        sb.total_blocks,
+        group_blocks(sb.total_blocks),
+        refs.iter().copied().chain(superblock_extents(bs)),
+    )?;
     // The older copy stays a valid fallback until the next commit overwrites it: keep
     // what only it references busy until then.
     let mine: HashSet<Extent> = refs.into_iter().collect();
     for (osb, other) in &others {
-        for e in table_refs(other, Extent::new(osb.meta_start_block, osb.meta_blocks), bs, width) {
+        for e in table_refs(
+            other,
+            Extent::new(osb.meta_start_block, osb.meta_blocks),
+            bs,
+            width,
+        ) {
             if !mine.contains(&e) && alloc.mark_used(e).is_ok() {
                 alloc.free(e, sb.generation)?;
             }
         }
     }
     let mut slot_states = [
-        SuperblockState::Damaged { reason: String::new() },
-        SuperblockState::Damaged { reason: String::new() },
+        SuperblockState::Damaged {
+            reason: String::new(),
+        },
+        SuperblockState::Damaged {
+            reason: String::new(),
+        },
     ];
-    slot_states[usize::from(sb.slot)] = SuperblockState::Ok { generation: sb.generation };
+    slot_states[usize::from(sb.slot)] = SuperblockState::Ok {
+        generation: sb.generation,
+    };
     for (o, _) in &others {
-        slot_states[usize::from(o.slot)] = SuperblockState::Ok { generation: o.generation };
+        slot_states[usize::from(o.slot)] = SuperblockState::Ok {
+            generation: o.generation,
+        };
     }
     for (slot, reason) in reasons.iter().enumerate() {
         if let Some(r) = reason {

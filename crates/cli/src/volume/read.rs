@@ -35,7 +35,15 @@ impl Volume {
     }
 
     /// The block that belongs at block `index` of `run` of a pattern object.
-    pub(crate) fn expected_pattern_block(&self, record: &ObjectRecord, run: &Run, logical_offset: u64, index: u64, seed: u64, out: &mut [u8]) {
+    pub(crate) fn expected_pattern_block(
+        &self,
+        record: &ObjectRecord,
+        run: &Run,
+        logical_offset: u64,
+        index: u64,
+        seed: u64,
+        out: &mut [u8],
+    ) {
         PatternHeader {
             phys_block: run.data_start_block + index,
             object_id: record.id,
@@ -48,13 +56,27 @@ impl Volume {
 
     /// What happened to block `index` of `run` (at `logical_offset` in the object), whose
     /// content `found` failed its checksum.
-    pub(crate) fn classify(&self, record: &ObjectRecord, run: &Run, logical_offset: u64, index: u64, found: &[u8]) -> Cause {
+    pub(crate) fn classify(
+        &self,
+        record: &ObjectRecord,
+        run: &Run,
+        logical_offset: u64,
+        index: u64,
+        found: &[u8],
+    ) -> Cause {
         let addr = run.data_start_block + index;
         match record.kind {
             ObjectKind::File => classify_file(found, addr, self.sb.algorithm, self.salt),
             ObjectKind::Pattern { seed } => {
                 let mut expected = vec![0u8; found.len()];
-                self.expected_pattern_block(record, run, logical_offset, index, seed, &mut expected);
+                self.expected_pattern_block(
+                    record,
+                    run,
+                    logical_offset,
+                    index,
+                    seed,
+                    &mut expected,
+                );
                 classify_pattern(found, &expected, addr, self.sb.algorithm, self.salt)
             }
         }
@@ -63,7 +85,9 @@ impl Volume {
     /// Writes object `name` to `out`, verifying every block first; a damaged block is an
     /// [`Error::Damaged`] naming the object and offset. Returns the bytes written.
     pub fn read(&self, name: &str, out: &mut dyn Write) -> Result<u64, Error> {
-        let record = self.find(name).ok_or_else(|| Error::ObjectNotFound { name: name.to_string() })?;
+        let record = self.find(name).ok_or_else(|| Error::ObjectNotFound {
+            name: name.to_string(),
+        })?;
         let bs = u64::from(self.sb.block_size_bytes);
         let chunk_blocks = (READ_CHUNK_BYTES / bs).max(1);
         let mut logical = 0u64;
@@ -74,10 +98,20 @@ impl Volume {
             let mut index = 0u64;
             while index < run.data_blocks {
                 let n = chunk_blocks.min(run.data_blocks - index);
-                let buf = read_blocks(&*self.device, run.data_start_block + index, n, self.sb.block_size_bytes)?;
+                let buf = read_blocks(
+                    &*self.device,
+                    run.data_start_block + index,
+                    n,
+                    self.sb.block_size_bytes,
+                )?;
                 mismatches.clear();
                 let range = index as usize..(index + n) as usize;
-                self.csum.verify(run.data_start_block + index, &buf, &csums[range], &mut mismatches)?;
+                self.csum.verify(
+                    run.data_start_block + index,
+                    &buf,
+                    &csums[range],
+                    &mut mismatches,
+                )?;
                 if let Some(m) = mismatches.first() {
                     let i = m.index as u64;
                     let block = &buf[(i * bs) as usize..((i + 1) * bs) as usize];
@@ -90,11 +124,12 @@ impl Volume {
                     });
                 }
                 let take = (n * bs).min(record.size_bytes - logical);
-                out.write_all(&buf[..take as usize]).map_err(|source| Error::Output {
-                    name: record.name.clone(),
-                    offset: logical,
-                    source,
-                })?;
+                out.write_all(&buf[..take as usize])
+                    .map_err(|source| Error::Output {
+                        name: record.name.clone(),
+                        offset: logical,
+                        source,
+                    })?;
                 logical += take;
                 index += n;
             }

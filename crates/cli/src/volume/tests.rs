@@ -23,7 +23,11 @@ fn format_then_open_sees_generation_two_and_both_slots() {
     assert_eq!(info.superblock_slot, 0);
     assert!(info.fallback_warning.is_none());
     assert_eq!(info.objects, 0);
-    assert!(vol.slot_states.iter().all(SuperblockState::is_ok), "{:?}", vol.slot_states);
+    assert!(
+        vol.slot_states.iter().all(SuperblockState::is_ok),
+        "{:?}",
+        vol.slot_states
+    );
     assert_eq!(info.size_bytes, 1 << 20);
 }
 
@@ -31,9 +35,21 @@ fn format_then_open_sees_generation_two_and_both_slots() {
 fn too_small_and_bad_block_size_are_refused() {
     let err = Volume::format_device(mem(64 << 10), &FormatOptions::default()).unwrap_err();
     assert!(matches!(err, Error::TooSmall { .. }), "{err}");
-    let opts = FormatOptions { block_size_bytes: 3000, ..FormatOptions::default() };
+    let opts = FormatOptions {
+        block_size_bytes: 3000,
+        ..FormatOptions::default()
+    };
     let err = Volume::format_device(mem(1 << 20), &opts).unwrap_err();
-    assert!(matches!(err, Error::InvalidOption { option: "block size", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "block size",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -49,12 +65,16 @@ fn damaged_newest_superblock_falls_back_and_says_so() {
     // Generation 2 lives in slot 0: flip a byte of its generation field.
     let mut b = [0u8; 1];
     dev.read_at(&mut b, SB_SLOT_OFFSETS[0] + 40).unwrap();
-    dev.write_at(&[b[0] ^ 0x10], SB_SLOT_OFFSETS[0] + 40).unwrap();
+    dev.write_at(&[b[0] ^ 0x10], SB_SLOT_OFFSETS[0] + 40)
+        .unwrap();
     let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).unwrap();
     assert_eq!(vol.generation(), 1);
     assert_eq!(vol.info().superblock_slot, 1);
     let warning = vol.info().fallback_warning.expect("a fallback warning");
-    assert!(warning.contains("slot 0") && warning.contains("checksum"), "{warning}");
+    assert!(
+        warning.contains("slot 0") && warning.contains("checksum"),
+        "{warning}"
+    );
     // The next commit overwrites the damaged slot, not the good one.
     vol.commit_table(vol.table.clone(), Vec::new()).unwrap();
     assert_eq!(vol.info().superblock_slot, 0);
@@ -108,7 +128,11 @@ fn commits_alternate_slots_and_free_old_tables_one_commit_late() {
         assert_ne!(vol.meta_extent.unwrap(), before);
         vol.alloc.check().unwrap();
         // Two tables are referenced (one per slot) and one is busy at most.
-        assert!(vol.alloc.free_blocks() + 1 >= free0, "{} vs {free0}", vol.alloc.free_blocks());
+        assert!(
+            vol.alloc.free_blocks() + 1 >= free0,
+            "{} vs {free0}",
+            vol.alloc.free_blocks()
+        );
     }
 }
 
@@ -116,6 +140,13 @@ fn commits_alternate_slots_and_free_old_tables_one_commit_late() {
 fn read_only_refuses_changes() {
     let dev = mem(1 << 20);
     drop(Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap());
-    let mut vol = Volume::open_device(dev, &OpenOptions { read_only: true, direct: false }).unwrap();
+    let mut vol = Volume::open_device(
+        dev,
+        &OpenOptions {
+            read_only: true,
+            direct: false,
+        },
+    )
+    .unwrap();
     assert!(matches!(vol.remove("x"), Err(Error::ReadOnly)));
 }

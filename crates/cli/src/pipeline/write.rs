@@ -1,0 +1,683 @@
+//! The write pipeline: reader → extents → pre-I/O checksums → ordered submission →
+//! end-I/O recording → periodic and final commits.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use stack_alloc::{AllocRequest, Extent};
+use stack_bio::BufferPool;
+
+use super::glue::{Allocs, IoQueue};
+use super::{CHUNK_BYTES, COMMIT_INTERVAL_SECS, POOL_BUFFERS};
+use crate::format::{
+    csum_stream_blocks, encode_meta_stream, MetaKind, ObjectKind, ObjectRecord, ObjectTable, Run,
+    MAX_RUN_BYTES,
+};
+use crate::options::{cancelled, Progress, WriteOptions, WriteReport};
+use crate::pattern::{fill_blocks, PatternHeader};
+use crate::volume::{write_blocks, Volume, IO_ALIGN_BYTES};
+use crate::Error;
+
+/// A run starts on a free extent of at least this much when one exists.
+const LONG_EXTENT_BYTES: u64 = 1 << 20;
+
+/// Where a write's bytes come from.
+pub enum Source<'a> {
+    /// User data: read until end of input.
+    Reader(&'a mut dyn Read),
+    /// The pattern stream of the object (its seed is in the record).
+    Pattern,
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Reader(_) => "Source::Reader",
+            Source::Pattern => "Source::Pattern",
+        })
+    }
+}
+
+/// Bios in flight and the first error any of them met.
+#[derive(Default)]
+struct Inflight {
+    state: Mutex<(usize, Option<stack_bio::Error>)>,
+    cv: Condvar,
+}
+
+impl Inflight {
+    fn start(&self) {
+        self.state.lock().expect("inflight lock").0 += 1;
+    }
+    fn done(&self, result: Result<(), stack_bio::Error>) {
+        let mut s = self.state.lock().expect("inflight lock");
+        assert!(s.0 > 0);
+        s.0 -= 1;
+        if let Err(e) = result {
+            s.1.get_or_insert(e);
+        }
+        self.cv.notify_all();
+    }
+    /// Waits until nothing is in flight; returns the first error.
+    fn wait_idle(&self) -> Result<(), Error> {
+        let mut s = self.state.lock().expect("inflight lock");
+        while s.0 > 0 {
+            s = self.cv.wait(s).expect("inflight lock");
+        }
+        match s.1.take() {
+            Some(e) => Err(Error::Device(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A run being written: its extents and the checksums the end-I/O pool records.
+struct OpenRun {
+    data: Extent,
+    csum: Extent,
+    used_blocks: u64,
+    csums: Arc<Mutex<Vec<u64>>>,
+    failed: Arc<AtomicBool>,
+}
+
+/// A run whose data is all queued; its checksum blocks are written once its bios are done.
+struct SealedRun {
+    run: Run,
+    csums: Arc<Mutex<Vec<u64>>>,
+    pending: Arc<AtomicUsize>,
+    failed: Arc<AtomicBool>,
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The state of one write call.
+struct Writer<'v> {
+    vol: &'v mut Volume,
+    opts: WriteOptions,
+    /// The committed table minus the object being written.
+    base: ObjectTable,
+    record: ObjectRecord,
+    /// Extents the first commit drops (a replaced object).
+    dropped: Vec<Extent>,
+    write_generation: u64,
+    fill: bool,
+    /// Logical bytes queued so far.
+    logical: u64,
+    /// Logical bytes in committed runs.
+    committed_bytes: u64,
+    since_commit_bytes: u64,
+    last_commit: Instant,
+    commits: u64,
+    run_max_blocks: u64,
+    open: Option<(OpenRun, Arc<AtomicUsize>)>,
+    sealed: VecDeque<SealedRun>,
+    /// Runs whose checksum blocks are written, not committed yet.
+    ready: Vec<Run>,
+    inflight: Arc<Inflight>,
+    allocs: Allocs,
+    data_goal: u64,
+    csum_goal: u64,
+}
+
+impl Volume {
+    /// Stores everything `input` yields as object `name` (user data).
+    pub fn write(
+        &mut self,
+        name: &str,
+        input: &mut dyn Read,
+        opts: &WriteOptions,
+    ) -> Result<WriteReport, Error> {
+        self.run_write(
+            name,
+            Source::Reader(input),
+            ObjectKind::File,
+            None,
+            false,
+            opts,
+        )
+    }
+
+    /// Writes `size_bytes` of the pattern stream of `seed` as object `name`.
+    pub fn write_pattern(
+        &mut self,
+        name: &str,
+        size_bytes: u64,
+        seed: u64,
+        opts: &WriteOptions,
+    ) -> Result<WriteReport, Error> {
+        self.run_write(
+            name,
+            Source::Pattern,
+            ObjectKind::Pattern { seed },
+            Some(size_bytes),
+            false,
+            opts,
+        )
+    }
+
+    /// Writes the pattern stream of `seed` as object `name` until the volume is full.
+    pub fn fill(
+        &mut self,
+        name: &str,
+        seed: u64,
+        opts: &WriteOptions,
+    ) -> Result<WriteReport, Error> {
+        self.run_write(
+            name,
+            Source::Pattern,
+            ObjectKind::Pattern { seed },
+            None,
+            true,
+            opts,
+        )
+    }
+
+    /// Continues an incomplete pattern object (an interrupted `write_pattern` or `fill`)
+    /// from its committed size.
+    pub fn resume(&mut self, name: &str, opts: &WriteOptions) -> Result<WriteReport, Error> {
+        let record = self.find(name).ok_or_else(|| Error::ObjectNotFound {
+            name: name.to_string(),
+        })?;
+        if record.complete {
+            return Err(Error::NotResumable {
+                name: name.to_string(),
+                reason: "it is complete",
+            });
+        }
+        let ObjectKind::Pattern { .. } = record.kind else {
+            return Err(Error::NotResumable {
+                name: name.to_string(),
+                reason: "user data cannot be regenerated; remove it and write it again",
+            });
+        };
+        let (kind, target) = (record.kind, record.target_size_bytes);
+        self.run_write(name, Source::Pattern, kind, target, target.is_none(), opts)
+    }
+
+    fn run_write(
+        &mut self,
+        name: &str,
+        mut source: Source<'_>,
+        kind: ObjectKind,
+        target_size_bytes: Option<u64>,
+        fill: bool,
+        opts: &WriteOptions,
+    ) -> Result<WriteReport, Error> {
+        self.check_writable()?;
+        Self::check_name(name)?;
+        let started = Instant::now();
+        let mut base = self.table.clone();
+        let mut dropped = Vec::new();
+        let resuming = matches!(source, Source::Pattern)
+            && self
+                .find(name)
+                .is_some_and(|o| !o.complete && o.kind == kind);
+        let record = match base.objects.iter().position(|o| o.name == name) {
+            Some(i) if resuming => base.objects.remove(i),
+            Some(i) if opts.replace => {
+                let old = base.objects.remove(i);
+                dropped = self.record_extents(&old);
+                self.new_record(&mut base, name, kind, target_size_bytes)
+            }
+            Some(_) => {
+                return Err(Error::ObjectExists {
+                    name: name.to_string(),
+                })
+            }
+            None => self.new_record(&mut base, name, kind, target_size_bytes),
+        };
+        let bs = u64::from(self.sb.block_size_bytes);
+        let run_max_blocks = (opts
+            .commit_every_bytes
+            .clamp(CHUNK_BYTES as u64, MAX_RUN_BYTES)
+            / bs)
+            .max(1);
+        let last = record.runs.last().copied();
+        let mut w = Writer {
+            write_generation: self.max_seen_generation.max(self.sb.generation) + 1,
+            logical: record.size_bytes,
+            committed_bytes: record.size_bytes,
+            record,
+            base,
+            dropped,
+            fill,
+            since_commit_bytes: 0,
+            last_commit: Instant::now(),
+            commits: 0,
+            run_max_blocks,
+            open: None,
+            sealed: VecDeque::new(),
+            ready: Vec::new(),
+            inflight: Arc::default(),
+            allocs: Allocs::new(&self.alloc)?,
+            data_goal: last.map_or(0, |r| r.data_start_block + r.data_blocks),
+            csum_goal: last.map_or(0, |r| r.csum_start_block),
+            opts: opts.clone(),
+            vol: self,
+        };
+        let bytes_before = w.logical;
+        let outcome = w.pump(&mut source);
+        let outcome = outcome.and_then(|complete| w.finish(complete).map(|()| complete));
+        match outcome {
+            Ok(complete) => {
+                let report = WriteReport {
+                    name: name.to_string(),
+                    bytes: w.record.size_bytes - bytes_before,
+                    size_bytes: w.record.size_bytes,
+                    elapsed: started.elapsed(),
+                    commits: w.commits,
+                    extents: w.record.runs.len() as u64,
+                    complete,
+                };
+                if complete {
+                    Ok(report)
+                } else {
+                    Err(Error::Interrupted)
+                }
+            }
+            Err(e) => {
+                w.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn new_record(
+        &self,
+        base: &mut ObjectTable,
+        name: &str,
+        kind: ObjectKind,
+        target_size_bytes: Option<u64>,
+    ) -> ObjectRecord {
+        let id = base.next_object_id;
+        base.next_object_id += 1;
+        ObjectRecord {
+            id,
+            name: name.to_string(),
+            size_bytes: 0,
+            created_unix_secs: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            kind,
+            complete: false,
+            target_size_bytes,
+            runs: Vec::new(),
+        }
+    }
+}
+
+impl Writer<'_> {
+    fn bs(&self) -> u64 {
+        u64::from(self.vol.sb.block_size_bytes)
+    }
+
+    fn width(&self) -> usize {
+        self.vol.sb.algorithm.width_bytes()
+    }
+
+    /// Runs the pipeline until the input ends, the target or the end of the volume is
+    /// reached (`Ok(true)`) or the write is cancelled (`Ok(false)`).
+    fn pump(&mut self, source: &mut Source<'_>) -> Result<bool, Error> {
+        let bs = self.bs();
+        let pool = BufferPool::new(POOL_BUFFERS, CHUNK_BYTES, IO_ALIGN_BYTES);
+        let queue = IoQueue::new(self.vol.device.clone(), self.vol.pools.end_io.clone())?;
+        let ordered = self.vol.pools.submit.ordered();
+        let csum = self.vol.csum;
+        let salt = self.vol.salt;
+        let (object_id, seed) = match self.record.kind {
+            ObjectKind::Pattern { seed } => (self.record.id, Some(seed)),
+            ObjectKind::File => (self.record.id, None),
+        };
+        let generation = self.write_generation;
+        let result = loop {
+            if cancelled(&self.opts.cancel) {
+                break Ok(false);
+            }
+            let left = self
+                .record
+                .target_size_bytes
+                .map(|t| t.saturating_sub(self.logical));
+            if left == Some(0) {
+                break Ok(true);
+            }
+            if self
+                .open
+                .as_ref()
+                .is_none_or(|(r, _)| r.used_blocks == r.data.len)
+            {
+                self.seal()?;
+                self.maybe_checkpoint()?;
+                let want = left.map_or(self.run_max_blocks, |l| {
+                    l.div_ceil(bs).min(self.run_max_blocks)
+                });
+                match self.open_run(want) {
+                    Ok(()) => {}
+                    Err(Error::NoSpace { .. }) if self.fill => break Ok(true),
+                    Err(e) => break Err(e),
+                }
+            }
+            let (run, pending) = self.open.as_mut().expect("an open run");
+            let room_blocks = (CHUNK_BYTES as u64 / bs).min(run.data.len - run.used_blocks);
+            let mut room_bytes = room_blocks * bs;
+            if let Some(l) = left {
+                room_bytes = room_bytes.min(l);
+            }
+            let mut buf = pool.get();
+            let n = match source {
+                Source::Reader(r) => {
+                    read_full(*r, &mut buf[..room_bytes as usize]).map_err(|source| {
+                        Error::Input {
+                            name: self.record.name.clone(),
+                            offset: self.logical,
+                            source,
+                        }
+                    })? as u64
+                }
+                Source::Pattern => room_bytes,
+            };
+            if n == 0 {
+                break Ok(true);
+            }
+            let blocks = n.div_ceil(bs);
+            buf[n as usize..(blocks * bs) as usize].fill(0);
+            buf.set_len((blocks * bs) as usize);
+            let phys = run.data.start + run.used_blocks;
+            let index = run.used_blocks as usize;
+            let logical = self.logical;
+            let csums = run.csums.clone();
+            let failed = run.failed.clone();
+            let pending = pending.clone();
+            let inflight = self.inflight.clone();
+            let queue = queue.clone();
+            pending.fetch_add(1, Ordering::AcqRel);
+            inflight.start();
+            ordered.queue(
+                move || {
+                    // Pre-I/O, in parallel: generate pattern data, checksum every block.
+                    if let Some(seed) = seed {
+                        let first = PatternHeader {
+                            phys_block: phys,
+                            object_id,
+                            logical_offset: logical,
+                            generation,
+                            seed,
+                        };
+                        fill_blocks(&mut buf, bs as usize, salt, first);
+                    }
+                    let mut sums = vec![0u64; blocks as usize];
+                    csum.compute(phys, &buf, &mut sums)
+                        .expect("whole blocks of the volume's size");
+                    (buf, sums)
+                },
+                move |(buf, sums)| {
+                    // In stream order: hand the bio to the device queue.
+                    queue.write(phys * bs, buf, move |buf, result| {
+                        // End-I/O: record the checksums, return the buffer.
+                        drop(buf);
+                        match &result {
+                            Ok(()) => csums.lock().expect("csums lock")[index..index + sums.len()]
+                                .copy_from_slice(&sums),
+                            Err(_) => failed.store(true, Ordering::Release),
+                        }
+                        pending.fetch_sub(1, Ordering::AcqRel);
+                        inflight.done(result);
+                    });
+                },
+            )?;
+            run.used_blocks += blocks;
+            self.logical += n;
+            self.since_commit_bytes += n;
+            if let Some(p) = &self.opts.progress {
+                p(Progress {
+                    done_bytes: self.logical,
+                    total_bytes: self.record.target_size_bytes,
+                });
+            }
+            if n < room_bytes && matches!(source, Source::Reader(_)) {
+                break Ok(true);
+            }
+        };
+        ordered.flush();
+        result
+    }
+
+    /// Allocates the next run: its checksum blocks first (so a full volume still has room
+    /// for them), then up to `want_blocks` data blocks continuing the previous run.
+    fn open_run(&mut self, want_blocks: u64) -> Result<(), Error> {
+        assert!(self.open.is_none());
+        let bs32 = self.vol.sb.block_size_bytes;
+        let width = self.width();
+        // Room to commit the table with this run and the next.
+        let meta_blocks = self.vol.table_blocks(
+            &self.base,
+            self.record.runs.len() + self.sealed.len() + self.ready.len() + 2 + 1,
+        );
+        self.vol.reserve_meta(meta_blocks)?;
+        let csum_len = csum_stream_blocks(want_blocks, bs32, width);
+        // Checksum blocks first, so a nearly full volume still has room for them; fewer
+        // than asked for just make the run shorter.
+        let total_blocks = self.vol.sb.total_blocks;
+        let wrap = |goal: u64| if goal < total_blocks { goal } else { 0 };
+        let (csum_goal, data_goal) = (wrap(self.csum_goal), wrap(self.data_goal));
+        let csum = self
+            .allocs
+            .alloc(AllocRequest::near(csum_goal, 1, csum_len))
+            .map_err(|e| self.vol.no_space(e, 2))?;
+        let covered = csum.len * crate::format::payload_per_block(bs32) as u64 / width as u64;
+        let want_blocks = want_blocks.min(covered);
+        // A long extent if there is one (streaming), else whatever is left.
+        let long = want_blocks.min(LONG_EXTENT_BYTES / u64::from(bs32)).max(1);
+        let data = self
+            .allocs
+            .alloc(AllocRequest::near(data_goal, long, want_blocks))
+            .or_else(|e| match e {
+                stack_alloc::Error::NoSpace { .. } => {
+                    self.allocs
+                        .alloc(AllocRequest::near(data_goal, 1, want_blocks))
+                }
+                other => Err(other),
+            });
+        let data = match data {
+            Ok(d) => d,
+            Err(e) => {
+                self.vol.alloc.free_uncommitted(csum)?;
+                return Err(self.vol.no_space(e, csum_len + 1));
+            }
+        };
+        let need = csum_stream_blocks(data.len, bs32, width);
+        if need < csum.len {
+            self.vol
+                .alloc
+                .free_uncommitted(Extent::new(csum.start + need, csum.len - need))?;
+        }
+        self.data_goal = data.end();
+        self.csum_goal = csum.start + need;
+        self.open = Some((
+            OpenRun {
+                data,
+                csum: Extent::new(csum.start, need),
+                used_blocks: 0,
+                csums: Arc::new(Mutex::new(vec![0; data.len as usize])),
+                failed: Arc::default(),
+            },
+            Arc::default(),
+        ));
+        Ok(())
+    }
+
+    /// Closes the open run: trims what it did not use, queues it for its checksum blocks.
+    fn seal(&mut self) -> Result<(), Error> {
+        let Some((run, pending)) = self.open.take() else {
+            return Ok(());
+        };
+        let bs32 = self.vol.sb.block_size_bytes;
+        let need_csum = if run.used_blocks == 0 {
+            0
+        } else {
+            csum_stream_blocks(run.used_blocks, bs32, self.width())
+        };
+        if run.used_blocks < run.data.len {
+            self.vol.alloc.free_uncommitted(Extent::new(
+                run.data.start + run.used_blocks,
+                run.data.len - run.used_blocks,
+            ))?;
+        }
+        if need_csum < run.csum.len {
+            self.vol.alloc.free_uncommitted(Extent::new(
+                run.csum.start + need_csum,
+                run.csum.len - need_csum,
+            ))?;
+        }
+        if run.used_blocks == 0 {
+            return Ok(());
+        }
+        run.csums
+            .lock()
+            .expect("csums lock")
+            .truncate(run.used_blocks as usize);
+        self.sealed.push_back(SealedRun {
+            run: Run {
+                data_start_block: run.data.start,
+                data_blocks: run.used_blocks,
+                csum_start_block: run.csum.start,
+                write_generation: self.write_generation,
+            },
+            csums: run.csums,
+            pending,
+            failed: run.failed,
+        });
+        self.write_ready_csums(false)
+    }
+
+    /// Writes the checksum blocks of sealed runs whose bios are all done (all of them,
+    /// waiting, when `wait`), in order.
+    fn write_ready_csums(&mut self, wait: bool) -> Result<(), Error> {
+        if wait {
+            self.inflight.wait_idle()?;
+        }
+        while let Some(front) = self.sealed.front() {
+            if front.pending.load(Ordering::Acquire) != 0 || front.failed.load(Ordering::Acquire) {
+                // Not done, or a bio failed: the error surfaces from `wait_idle`.
+                break;
+            }
+            let s = self.sealed.pop_front().expect("front exists");
+            let width = self.width();
+            let mut payload = Vec::with_capacity(s.run.data_blocks as usize * width);
+            for &c in s.csums.lock().expect("csums lock").iter() {
+                crate::volume::encode_csum(c, width, &mut payload);
+            }
+            let v = &*self.vol;
+            let bytes = encode_meta_stream(
+                MetaKind::Checksums,
+                s.run.write_generation,
+                s.run.csum_start_block,
+                &payload,
+                v.sb.block_size_bytes,
+                v.sb.algorithm,
+                v.salt,
+            );
+            write_blocks(
+                &*v.device,
+                s.run.csum_start_block,
+                &bytes,
+                v.sb.block_size_bytes,
+            )?;
+            self.ready.push(s.run);
+        }
+        Ok(())
+    }
+
+    fn maybe_checkpoint(&mut self) -> Result<(), Error> {
+        let due = self.since_commit_bytes >= self.opts.commit_every_bytes
+            || self.last_commit.elapsed() >= Duration::from_secs(COMMIT_INTERVAL_SECS);
+        if due && self.since_commit_bytes > 0 {
+            self.commit(false)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every bio, writes the remaining checksum blocks and commits the table
+    /// with the object as it stands (`complete` or not).
+    fn commit(&mut self, complete: bool) -> Result<(), Error> {
+        self.seal()?;
+        self.write_ready_csums(true)?;
+        assert!(self.sealed.is_empty());
+        let mut record = self.record.clone();
+        record.runs.extend(self.ready.iter().copied());
+        record.size_bytes = self.logical;
+        record.complete = complete;
+        let mut table = self.base.clone();
+        table.objects.push(record.clone());
+        self.vol
+            .commit_table(table, std::mem::take(&mut self.dropped))?;
+        self.record = record;
+        self.ready.clear();
+        self.committed_bytes = self.logical;
+        self.since_commit_bytes = 0;
+        self.last_commit = Instant::now();
+        self.commits += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self, complete: bool) -> Result<(), Error> {
+        self.commit(complete)?;
+        if let Some(r) = self.vol.meta_reserve.take() {
+            self.vol.alloc.free_uncommitted(r)?;
+        }
+        Ok(())
+    }
+
+    /// After an error: wait for the bios, give back every extent no commit references,
+    /// and commit the object as incomplete with the runs that did reach the device.
+    fn abort(&mut self) {
+        let _ = self.inflight.wait_idle();
+        let bs32 = self.vol.sb.block_size_bytes;
+        let width = self.width();
+        let mut give_back = Vec::new();
+        if let Some((run, _)) = self.open.take() {
+            give_back.extend([run.data, run.csum]);
+        }
+        for s in std::mem::take(&mut self.sealed) {
+            let r = s.run;
+            give_back.extend([
+                Extent::new(r.data_start_block, r.data_blocks),
+                Extent::new(r.csum_start_block, r.csum_blocks(bs32, width)),
+            ]);
+        }
+        give_back.extend(self.vol.meta_reserve.take());
+        let keep_nothing = self.vol.broken.is_some() || self.ready.is_empty();
+        if keep_nothing {
+            for r in std::mem::take(&mut self.ready) {
+                give_back.extend([
+                    Extent::new(r.data_start_block, r.data_blocks),
+                    Extent::new(r.csum_start_block, r.csum_blocks(bs32, width)),
+                ]);
+            }
+        }
+        for e in give_back {
+            let _ = self.vol.alloc.free_uncommitted(e);
+        }
+        if keep_nothing {
+            return;
+        }
+        // Runs in `ready` reached the device and have their checksum blocks: keep them.
+        let blocks: u64 = self.ready.iter().map(|r| r.data_blocks).sum();
+        self.logical = (self.committed_bytes.div_ceil(self.bs()) + blocks) * self.bs();
+        let _ = self.commit(false);
+    }
+}
