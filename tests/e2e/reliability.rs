@@ -11,9 +11,6 @@
 //!   bound;
 //! - [`crashdev`] and [`crash`]: a crash-model device and the crash-point property test
 //!   against a model of the committed state;
-//! - [`ioerr`]: I/O errors and out-of-space during writes (memory and loop device);
-//! - [`requests`]: bad requests at the library level (oversized metadata, read-only);
-//! - [`killed`]: the `stackctl` binary killed with SIGKILL mid-write.
 
 #[path = "reliability/alloc_track.rs"]
 mod alloc_track;
@@ -23,13 +20,7 @@ mod crash;
 mod crashdev;
 #[path = "reliability/decoders.rs"]
 mod decoders;
-#[path = "reliability/ioerr.rs"]
-mod ioerr;
-#[path = "reliability/killed.rs"]
-mod killed;
 #[path = "reliability/mutate.rs"]
 mod mutate;
-#[path = "reliability/requests.rs"]
-mod requests;
 #[path = "reliability/volumes.rs"]
 mod volumes;
