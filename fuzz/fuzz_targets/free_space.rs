@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // First byte: whether to fix the trailing CRC32C so the extent checks are reached.
-    let Some((&mode, bytes)) = data.split_first() else { return };
+    let Some((&mode, bytes)) = data.split_first() else {
+        return;
+    };
     let mut bytes = bytes.to_vec();
     if mode & 1 == 1 && bytes.len() >= 4 {
         let at = bytes.len() - 4;

@@ -32,10 +32,29 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut out = Vec::new();
-    if decode_meta_stream(&bytes, START, MetaKind::ObjectTable, 9, len_bytes, algorithm, SALT, BS as u32, &mut out).is_ok() {
+    if decode_meta_stream(
+        &bytes,
+        START,
+        MetaKind::ObjectTable,
+        9,
+        len_bytes,
+        algorithm,
+        SALT,
+        BS as u32,
+        &mut out,
+    )
+    .is_ok()
+    {
         assert_eq!(out.len() as u64, len_bytes);
     }
     for (i, block) in bytes.chunks(BS).enumerate() {
-        let _ = decode_meta_block(block, START + i as u64, MetaKind::Checksums, algorithm, SALT, BS as u32);
+        let _ = decode_meta_block(
+            block,
+            START + i as u64,
+            MetaKind::Checksums,
+            algorithm,
+            SALT,
+            BS as u32,
+        );
     }
 });

@@ -8,7 +8,9 @@ use stackctl::pattern::{classify_file, classify_pattern, PatternHeader};
 const BS: usize = 512;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, bytes)) = data.split_first() else { return };
+    let Some((&mode, bytes)) = data.split_first() else {
+        return;
+    };
     let mut block = bytes.to_vec();
     if mode & 1 == 1 && block.len() >= 64 {
         let csum = stack_csum::checksum(Algorithm::Xxh3, 0, &block[..56]);
@@ -22,7 +24,14 @@ fuzz_target!(|data: &[u8]| {
     block.resize(BS, 0);
     let algorithm = Algorithm::ALL[usize::from(mode >> 1) % 3];
     let mut expected = vec![0u8; BS];
-    PatternHeader { phys_block: 5, object_id: 1, logical_offset: 0, generation: 2, seed: 3 }.fill(7, &mut expected);
+    PatternHeader {
+        phys_block: 5,
+        object_id: 1,
+        logical_offset: 0,
+        generation: 2,
+        seed: 3,
+    }
+    .fill(7, &mut expected);
     let _ = classify_pattern(&block, &expected, 5, algorithm, 7);
     let _ = classify_file(&block, 5, algorithm, 7);
 });

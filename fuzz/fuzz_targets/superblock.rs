@@ -7,7 +7,9 @@ use stackctl::format::{Superblock, SB_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     // First byte: whether to fix the CRC so the fields behind it are reached.
-    let Some((&mode, bytes)) = data.split_first() else { return };
+    let Some((&mode, bytes)) = data.split_first() else {
+        return;
+    };
     let mut bytes = bytes.to_vec();
     if mode & 1 == 1 && bytes.len() >= SB_BYTES {
         let crc = stack_csum::checksum(Algorithm::Crc32c, 0, &bytes[..SB_BYTES - 8]);

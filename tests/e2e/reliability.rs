@@ -7,6 +7,8 @@
 //! - [`mutate`]: a deterministic mutation engine (bit flips, truncation, length-field
 //!   inflation, random bytes) and its random-number generator;
 //! - [`decoders`]: every on-disk decoder over a seed corpus plus thousands of mutations;
+//! - [`ioerr`]: I/O errors and out-of-space during writes (memory and loop device);
+//! - [`requests`]: bad requests at the library level (oversized metadata, read-only);
 //! - [`volumes`]: thousands of mutated small volumes opened and verified under a time
 //!   bound;
 //! - [`crashdev`] and [`crash`]: a crash-model device and the crash-point property test
@@ -20,7 +22,11 @@ mod crash;
 mod crashdev;
 #[path = "reliability/decoders.rs"]
 mod decoders;
+#[path = "reliability/ioerr.rs"]
+mod ioerr;
 #[path = "reliability/mutate.rs"]
 mod mutate;
+#[path = "reliability/requests.rs"]
+mod requests;
 #[path = "reliability/volumes.rs"]
 mod volumes;

@@ -50,15 +50,25 @@ fn workload(rng: &mut Rng) -> Vec<Op> {
             ops.push(Op::Remove(name));
             continue;
         }
-        let free: Vec<&str> = names.iter().copied().filter(|n| !live.iter().any(|l| l == n)).collect();
-        let Some(&name) = free.get(rng.index(free.len().max(1))) else { continue };
+        let free: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !live.iter().any(|l| l == n))
+            .collect();
+        let Some(&name) = free.get(rng.index(free.len().max(1))) else {
+            continue;
+        };
         live.push(name.to_string());
         if rng.one_in(2) {
             let mut data = vec![0u8; rng.index(40_000) + 1];
             rng.fill(&mut data);
             ops.push(Op::Write(name.into(), data));
         } else {
-            ops.push(Op::Pattern(name.into(), rng.below(60_000) + 1, rng.next_u64()));
+            ops.push(Op::Pattern(
+                name.into(),
+                rng.below(60_000) + 1,
+                rng.next_u64(),
+            ));
         }
     }
     ops
@@ -74,8 +84,15 @@ fn apply(vol: &mut Volume, op: &Op, w: &WriteOptions) -> Result<(), stackctl::Er
 
 fn formatted(algorithm: Algorithm) -> (Vec<u8>, u64) {
     let dev = Arc::new(MemDevice::new(DEVICE_BYTES));
-    let vol = Volume::format_device(dev.clone(), &FormatOptions { block_size_bytes: BS, algorithm, ..FormatOptions::default() })
-        .expect("format");
+    let vol = Volume::format_device(
+        dev.clone(),
+        &FormatOptions {
+            block_size_bytes: BS,
+            algorithm,
+            ..FormatOptions::default()
+        },
+    )
+    .expect("format");
     let free = vol.free_bytes();
     drop(vol);
     (dev.snapshot(), free)
@@ -87,12 +104,16 @@ pub fn check_seed(seed: u64) -> Result<bool, String> {
     let algorithm = Algorithm::ALL[rng.index(3)];
     let ops = workload(&mut rng);
     // Small commit interval: long writes commit part-way, so incomplete objects appear.
-    let w = WriteOptions { commit_every_bytes: 16 * 1024, ..WriteOptions::default() };
+    let w = WriteOptions {
+        commit_every_bytes: 16 * 1024,
+        ..WriteOptions::default()
+    };
     let (image, fresh_free) = formatted(algorithm);
 
     // A dry run counts the writes the workload makes; the crash comes somewhere in them.
     let dry = Arc::new(CrashDevice::new(image.clone(), None, 0));
-    let mut vol = Volume::open_device(dry.clone(), &OpenOptions::default()).map_err(|e| format!("dry open: {e}"))?;
+    let mut vol = Volume::open_device(dry.clone(), &OpenOptions::default())
+        .map_err(|e| format!("dry open: {e}"))?;
     for op in &ops {
         apply(&mut vol, op, &w).map_err(|e| format!("dry run {op:?}: {e}"))?;
     }
@@ -104,7 +125,8 @@ pub fn check_seed(seed: u64) -> Result<bool, String> {
     let mut model: BTreeMap<String, Content> = BTreeMap::new();
     let mut cut: Option<Op> = None;
     {
-        let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).map_err(|e| format!("open: {e}"))?;
+        let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default())
+            .map_err(|e| format!("open: {e}"))?;
         for op in &ops {
             match apply(&mut vol, op, &w) {
                 Ok(()) => match op {
@@ -133,23 +155,32 @@ pub fn check_seed(seed: u64) -> Result<bool, String> {
     let cut_name = cut.as_ref().map(|op| match op {
         Op::Write(n, _) | Op::Pattern(n, _, _) | Op::Remove(n) => n.clone(),
     });
-    let ctx = format!("crash at write {crash_at} of {total_writes} during {:?}", cut.as_ref().map(|o| match o {
-        Op::Write(n, d) => format!("write {n} ({} bytes)", d.len()),
-        Op::Pattern(n, s, _) => format!("pattern {n} ({s} bytes)"),
-        Op::Remove(n) => format!("remove {n}"),
-    }));
+    let ctx = format!(
+        "crash at write {crash_at} of {total_writes} during {:?}",
+        cut.as_ref().map(|o| match o {
+            Op::Write(n, d) => format!("write {n} ({} bytes)", d.len()),
+            Op::Pattern(n, s, _) => format!("pattern {n} ({s} bytes)"),
+            Op::Remove(n) => format!("remove {n}"),
+        })
+    );
     for o in vol.objects() {
         let in_model = model.get(&o.name);
         if Some(&o.name) == cut_name.as_ref() {
             // Old state, new state, or the new object incomplete.
             if let (true, Some(Op::Write(_, d))) = (o.complete, &cut) {
                 if in_model.is_none() && o.size_bytes != d.len() as u64 {
-                    return Err(format!("{ctx}: cut write listed complete at {} bytes", o.size_bytes));
+                    return Err(format!(
+                        "{ctx}: cut write listed complete at {} bytes",
+                        o.size_bytes
+                    ));
                 }
             }
             if let (true, Some(Op::Pattern(_, s, _))) = (o.complete, &cut) {
                 if in_model.is_none() && o.size_bytes != *s {
-                    return Err(format!("{ctx}: cut pattern listed complete at {} bytes", o.size_bytes));
+                    return Err(format!(
+                        "{ctx}: cut pattern listed complete at {} bytes",
+                        o.size_bytes
+                    ));
                 }
             }
             continue;
@@ -163,14 +194,23 @@ pub fn check_seed(seed: u64) -> Result<bool, String> {
         match content {
             Content::File(d) => {
                 let mut out = Vec::new();
-                vol.read(&o.name, &mut out).map_err(|e| format!("{ctx}: read {}: {e}", o.name))?;
+                vol.read(&o.name, &mut out)
+                    .map_err(|e| format!("{ctx}: read {}: {e}", o.name))?;
                 if &out != d {
-                    return Err(format!("{ctx}: {} reads back {} bytes, not the {} committed", o.name, out.len(), d.len()));
+                    return Err(format!(
+                        "{ctx}: {} reads back {} bytes, not the {} committed",
+                        o.name,
+                        out.len(),
+                        d.len()
+                    ));
                 }
             }
             Content::Pattern { size_bytes } => {
                 if o.size_bytes != *size_bytes || !matches!(o.kind, ObjectKind::Pattern { .. }) {
-                    return Err(format!("{ctx}: pattern {} has size {} not {size_bytes}", o.name, o.size_bytes));
+                    return Err(format!(
+                        "{ctx}: pattern {} has size {} not {size_bytes}",
+                        o.name, o.size_bytes
+                    ));
                 }
             }
         }
@@ -180,19 +220,35 @@ pub fn check_seed(seed: u64) -> Result<bool, String> {
             return Err(format!("{ctx}: committed {name} is missing"));
         }
     }
-    let report = vol.verify(&VerifyOptions::default()).map_err(|e| format!("{ctx}: verify: {e}"))?;
+    let report = vol
+        .verify(&VerifyOptions::default())
+        .map_err(|e| format!("{ctx}: verify: {e}"))?;
     if !report.damaged.is_empty() || !report.metadata_ok {
-        return Err(format!("{ctx}: verify found damage: {:?} {:?}", report.damaged, report.metadata_damage));
+        return Err(format!(
+            "{ctx}: verify found damage: {:?} {:?}",
+            report.damaged, report.metadata_damage
+        ));
     }
     // The volume keeps working, and removing everything leaks nothing.
-    vol.write("after-crash", &mut &b"still works"[..], &WriteOptions::default()).map_err(|e| format!("{ctx}: write after: {e}"))?;
+    vol.write(
+        "after-crash",
+        &mut &b"still works"[..],
+        &WriteOptions::default(),
+    )
+    .map_err(|e| format!("{ctx}: write after: {e}"))?;
     for o in vol.objects() {
-        vol.remove(&o.name).map_err(|e| format!("{ctx}: remove {}: {e}", o.name))?;
+        vol.remove(&o.name)
+            .map_err(|e| format!("{ctx}: remove {}: {e}", o.name))?;
     }
     if vol.free_bytes() != fresh_free {
-        return Err(format!("{ctx}: {} bytes free after removing everything, a fresh volume has {fresh_free}", vol.free_bytes()));
+        return Err(format!(
+            "{ctx}: {} bytes free after removing everything, a fresh volume has {fresh_free}",
+            vol.free_bytes()
+        ));
     }
-    let report = vol.verify(&VerifyOptions::default()).map_err(|e| format!("{ctx}: final verify: {e}"))?;
+    let report = vol
+        .verify(&VerifyOptions::default())
+        .map_err(|e| format!("{ctx}: final verify: {e}"))?;
     if !report.clean() {
         return Err(format!("{ctx}: final verify not clean: {report:?}"));
     }
@@ -210,6 +266,14 @@ fn random_workloads_cut_at_random_writes_keep_the_committed_state() {
         }
     }
     // The crash must land inside an operation in most workloads, or this proves little.
-    assert!(cut_ops > CASES / 2, "only {cut_ops} of {CASES} crashes cut an operation");
-    assert!(failures.is_empty(), "{} of {CASES} crash workloads failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        cut_ops > CASES / 2,
+        "only {cut_ops} of {CASES} crashes cut an operation"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {CASES} crash workloads failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -128,9 +128,16 @@ fn crash(s: &mut State) {
 impl Device for CrashDevice {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
         let s = self.lock();
-        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= s.written.len() as u64);
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= s.written.len() as u64);
         let Some(end) = end else {
-            return Err(Error::OutOfRange { device: "crash-device".into(), offset, len: buf.len(), size: s.written.len() as u64 });
+            return Err(Error::OutOfRange {
+                device: "crash-device".into(),
+                offset,
+                len: buf.len(),
+                size: s.written.len() as u64,
+            });
         };
         buf.copy_from_slice(&s.written[offset as usize..end as usize]);
         Ok(())
@@ -147,9 +154,16 @@ impl Device for CrashDevice {
             crash(&mut s);
             return Err(Self::fail("write", offset, buf.len(), libc::EIO));
         }
-        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= s.written.len() as u64);
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= s.written.len() as u64);
         let Some(end) = end else {
-            return Err(Error::OutOfRange { device: "crash-device".into(), offset, len: buf.len(), size: s.written.len() as u64 });
+            return Err(Error::OutOfRange {
+                device: "crash-device".into(),
+                offset,
+                len: buf.len(),
+                size: s.written.len() as u64,
+            });
         };
         if let Some(r) = &self.eio_range {
             if offset < r.end && end > r.start {

@@ -14,10 +14,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use stack_alloc::{AllocRequest, Allocator};
 use stack_csum::Algorithm;
 use stackctl::format::{
-    decode_meta_block, decode_meta_stream, encode_meta_stream, MetaKind, ObjectKind, ObjectRecord, ObjectTable, Run,
-    Superblock, SB_BYTES, SB_SLOT_OFFSETS,
+    decode_meta_block, decode_meta_stream, encode_meta_stream, MetaKind, ObjectKind, ObjectRecord,
+    ObjectTable, Run, Superblock, SB_BYTES, SB_SLOT_OFFSETS,
 };
-use stackctl::pattern::{classify_file, classify_pattern, fill_blocks, PatternHeader, PATTERN_HEADER_BYTES};
+use stackctl::pattern::{
+    classify_file, classify_pattern, fill_blocks, PatternHeader, PATTERN_HEADER_BYTES,
+};
 
 use super::alloc_track::largest_allocation;
 use super::mutate::{mutated, Rng};
@@ -26,7 +28,13 @@ use super::mutate::{mutated, Rng};
 pub const CASES: u64 = 30_000;
 
 /// Runs `check` on `CASES` mutations of the corpus; a panic names the case that made it.
-pub fn fuzz(name: &str, seed: u64, corpus: &[Vec<u8>], max_len: usize, mut check: impl FnMut(&mut Rng, &[u8])) {
+pub fn fuzz(
+    name: &str,
+    seed: u64,
+    corpus: &[Vec<u8>],
+    max_len: usize,
+    mut check: impl FnMut(&mut Rng, &[u8]),
+) {
     assert!(!corpus.is_empty());
     let mut rng = Rng::new(seed);
     // The unmutated seeds first: valid input must decode.
@@ -44,7 +52,11 @@ pub fn fuzz(name: &str, seed: u64, corpus: &[Vec<u8>], max_len: usize, mut check
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            panic!("{name}: case {case} (seed {seed}) panicked: {msg}\ninput ({} bytes): {:02x?}", input.len(), &input[..input.len().min(256)]);
+            panic!(
+                "{name}: case {case} (seed {seed}) panicked: {msg}\ninput ({} bytes): {:02x?}",
+                input.len(),
+                &input[..input.len().min(256)]
+            );
         }
     }
 }
@@ -93,12 +105,19 @@ fn superblock_decoder_survives_hostile_bytes() {
         }
         for slot in [0u8, 1] {
             let (result, largest) = largest_allocation(|| Superblock::decode(&input, slot));
-            assert!(largest <= 4096, "superblock decode allocated {largest} bytes");
+            assert!(
+                largest <= 4096,
+                "superblock decode allocated {largest} bytes"
+            );
             match result {
                 Ok(sb) => {
                     accepted += 1;
                     assert_eq!(sb.slot, slot);
-                    assert_eq!(&sb.encode()[..], &input[..SB_BYTES], "accepted a non-canonical superblock");
+                    assert_eq!(
+                        &sb.encode()[..],
+                        &input[..SB_BYTES],
+                        "accepted a non-canonical superblock"
+                    );
                     assert!(sb.meta_start_block + sb.meta_blocks <= sb.total_blocks);
                 }
                 Err(e) => {
@@ -164,9 +183,18 @@ pub fn table_corpus(total_blocks: u64, bs: u32, generation: u64) -> Vec<ObjectTa
             runs: vec![],
         },
     ];
-    tables.push(ObjectTable { next_object_id: 5, objects: objects.clone() });
-    tables.push(ObjectTable { next_object_id: 1, objects: objects[..1].to_vec() });
-    tables.push(ObjectTable { next_object_id: u64::MAX, objects: objects[1..].to_vec() });
+    tables.push(ObjectTable {
+        next_object_id: 5,
+        objects: objects.clone(),
+    });
+    tables.push(ObjectTable {
+        next_object_id: 1,
+        objects: objects[..1].to_vec(),
+    });
+    tables.push(ObjectTable {
+        next_object_id: u64::MAX,
+        objects: objects[1..].to_vec(),
+    });
     tables
 }
 
@@ -176,13 +204,21 @@ const TABLE_GEN: u64 = 9;
 #[test]
 fn object_table_decoder_survives_hostile_bytes() {
     let bs = 512u32;
-    let corpus: Vec<Vec<u8>> = table_corpus(TABLE_TOTAL_BLOCKS, bs, TABLE_GEN).iter().map(ObjectTable::encode).collect();
+    let corpus: Vec<Vec<u8>> = table_corpus(TABLE_TOTAL_BLOCKS, bs, TABLE_GEN)
+        .iter()
+        .map(ObjectTable::encode)
+        .collect();
     let mut accepted = 0u64;
     fuzz("object table", 2, &corpus, 4096, |_, input| {
         let width = 4;
-        let (result, largest) =
-            largest_allocation(|| ObjectTable::decode(input, TABLE_GEN, TABLE_TOTAL_BLOCKS, bs, width, 20));
-        assert!(largest <= 64 * 1024 + 4 * input.len(), "table decode of {} bytes allocated {largest}", input.len());
+        let (result, largest) = largest_allocation(|| {
+            ObjectTable::decode(input, TABLE_GEN, TABLE_TOTAL_BLOCKS, bs, width, 20)
+        });
+        assert!(
+            largest <= 64 * 1024 + 4 * input.len(),
+            "table decode of {} bytes allocated {largest}",
+            input.len()
+        );
         match result {
             Ok(t) => {
                 accepted += 1;
@@ -197,7 +233,11 @@ fn object_table_decoder_survives_hostile_bytes() {
             Err(e) => {
                 // Offsets are device offsets of the stream starting at block 20.
                 let start = 20 * u64::from(bs);
-                assert!(e.offset() >= start, "offset {} before the table: {e}", e.offset());
+                assert!(
+                    e.offset() >= start,
+                    "offset {} before the table: {e}",
+                    e.offset()
+                );
             }
         }
     });
@@ -221,10 +261,21 @@ fn metadata_stream_decoder_survives_hostile_bytes() {
     let start = 40u64;
     let mut corpus = Vec::new();
     let mut params = Vec::new();
-    for (i, t) in table_corpus(TABLE_TOTAL_BLOCKS, bs, TABLE_GEN).iter().enumerate() {
+    for (i, t) in table_corpus(TABLE_TOTAL_BLOCKS, bs, TABLE_GEN)
+        .iter()
+        .enumerate()
+    {
         let alg = Algorithm::ALL[i % 3];
         let payload = t.encode();
-        corpus.push(encode_meta_stream(MetaKind::ObjectTable, TABLE_GEN, start, &payload, bs, alg, salt));
+        corpus.push(encode_meta_stream(
+            MetaKind::ObjectTable,
+            TABLE_GEN,
+            start,
+            &payload,
+            bs,
+            alg,
+            salt,
+        ));
         params.push((alg, payload.len() as u64));
     }
     let mut accepted = 0u64;
@@ -232,7 +283,11 @@ fn metadata_stream_decoder_survives_hostile_bytes() {
     let mut which = 0usize;
     fuzz("metadata stream", 3, &corpus, 8 * 512, |rng, input| {
         // Seeds first, in order; then any parameters (a mutation may come from any seed).
-        let (alg, mut len) = if which < corpus_len { params[which] } else { params[rng.index(params.len())] };
+        let (alg, mut len) = if which < corpus_len {
+            params[which]
+        } else {
+            params[rng.index(params.len())]
+        };
         which += 1;
         let mut input = input.to_vec();
         if rng.one_in(2) {
@@ -242,20 +297,50 @@ fn metadata_stream_decoder_survives_hostile_bytes() {
         }
         if rng.one_in(8) {
             // The superblock's length field is untrusted as well.
-            len = [0, 1, u64::MAX, u64::MAX / 2, len + 1, len.wrapping_sub(1), 1 << 40][rng.index(7)];
+            len = [
+                0,
+                1,
+                u64::MAX,
+                u64::MAX / 2,
+                len + 1,
+                len.wrapping_sub(1),
+                1 << 40,
+            ][rng.index(7)];
         }
         let mut out = Vec::new();
         let (result, largest) = largest_allocation(|| {
-            decode_meta_stream(&input, start, MetaKind::ObjectTable, TABLE_GEN, len, alg, salt, bs, &mut out)
+            decode_meta_stream(
+                &input,
+                start,
+                MetaKind::ObjectTable,
+                TABLE_GEN,
+                len,
+                alg,
+                salt,
+                bs,
+                &mut out,
+            )
         });
-        assert!(largest <= 2 * input.len() + 4096, "stream decode of {} bytes allocated {largest}", input.len());
+        assert!(
+            largest <= 2 * input.len() + 4096,
+            "stream decode of {} bytes allocated {largest}",
+            input.len()
+        );
         match result {
             Ok(()) => {
                 accepted += 1;
                 assert_eq!(out.len() as u64, len);
                 // Same headers and payload as the encoder writes (the padding after the
                 // payload is covered by the block checksum, not checked for zeros).
-                let again = encode_meta_stream(MetaKind::ObjectTable, TABLE_GEN, start, &out, bs, alg, salt);
+                let again = encode_meta_stream(
+                    MetaKind::ObjectTable,
+                    TABLE_GEN,
+                    start,
+                    &out,
+                    bs,
+                    alg,
+                    salt,
+                );
                 assert_eq!(again.len(), input.len());
                 for (a, b) in again.chunks(bs as usize).zip(input.chunks(bs as usize)) {
                     assert_eq!(a[..40], b[..40], "accepted a non-canonical block header");
@@ -266,7 +351,11 @@ fn metadata_stream_decoder_survives_hostile_bytes() {
         // Each block alone, under both kinds and at its own and a wrong address.
         for (i, block) in input.chunks(bs as usize).enumerate() {
             for kind in [MetaKind::ObjectTable, MetaKind::Checksums] {
-                let addr = if rng.one_in(4) { rng.next_u64() } else { start + i as u64 };
+                let addr = if rng.one_in(4) {
+                    rng.next_u64()
+                } else {
+                    start + i as u64
+                };
                 if let Ok((h, payload)) = decode_meta_block(block, addr, kind, alg, salt, bs) {
                     assert!(payload.len() == h.payload_len as usize);
                     assert!(h.index < h.count);
@@ -281,7 +370,12 @@ fn metadata_stream_decoder_survives_hostile_bytes() {
 #[test]
 fn free_space_decoder_survives_hostile_bytes() {
     let mut corpus = Vec::new();
-    for (total, group) in [(1000u64, 256u64), (65536, 1024), (17, 17), (1 << 20, 1 << 14)] {
+    for (total, group) in [
+        (1000u64, 256u64),
+        (65536, 1024),
+        (17, 17),
+        (1 << 20, 1 << 14),
+    ] {
         let a = Allocator::new(total, group).expect("geometry");
         corpus.push(a.encode());
         let mut rng = Rng::new(total);
@@ -302,7 +396,11 @@ fn free_space_decoder_survives_hostile_bytes() {
         }
         let (result, largest) = largest_allocation(|| Allocator::decode(&input));
         // Allocation groups are bounded (MAX_GROUPS); nothing scales with a count read.
-        assert!(largest <= 16 << 20, "free-space decode of {} bytes allocated {largest}", input.len());
+        assert!(
+            largest <= 16 << 20,
+            "free-space decode of {} bytes allocated {largest}",
+            input.len()
+        );
         if let Ok(a) = result {
             accepted += 1;
             a.check().expect("a decoded allocator passes its own check");

@@ -103,7 +103,11 @@ pub fn mutate_once(rng: &mut Rng, bytes: &mut Vec<u8>, max_len: usize) {
             if len >= width {
                 let at = rng.index(len - width + 1) / width * width;
                 let v = INTERESTING[rng.index(INTERESTING.len())];
-                let v = if rng.one_in(4) { v.wrapping_add(rng.below(4)).wrapping_sub(2) } else { v };
+                let v = if rng.one_in(4) {
+                    v.wrapping_add(rng.below(4)).wrapping_sub(2)
+                } else {
+                    v
+                };
                 bytes[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
             }
         }
@@ -165,5 +169,8 @@ fn mutations_are_deterministic_and_change_the_input() {
         changed += usize::from(x != seed);
     }
     // Almost every mutation changes something (a copy onto itself may not).
-    assert!(changed > 950, "only {changed} of 1000 mutations changed the input");
+    assert!(
+        changed > 950,
+        "only {changed} of 1000 mutations changed the input"
+    );
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use stack_bio::{Device, MemDevice};
 use stack_csum::Algorithm;
-use stackctl::format::{decode_meta_stream, uuid_salt, MetaKind, ObjectTable, Superblock, SB_BYTES, SB_SLOT_OFFSETS};
+use stackctl::format::{
+    decode_meta_stream, uuid_salt, MetaKind, ObjectTable, Superblock, SB_BYTES, SB_SLOT_OFFSETS,
+};
 use stackctl::{FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 use super::alloc_track::largest_allocation;
@@ -43,22 +45,36 @@ struct Seed {
 fn seeds() -> Vec<Seed> {
     let mut out = Vec::new();
     for algorithm in Algorithm::ALL {
-        let opts = FormatOptions { block_size_bytes: BS, algorithm, ..FormatOptions::default() };
+        let opts = FormatOptions {
+            block_size_bytes: BS,
+            algorithm,
+            ..FormatOptions::default()
+        };
         let dev = Arc::new(MemDevice::new(DEVICE_BYTES));
         drop(Volume::format_device(dev.clone(), &opts).expect("format"));
-        out.push(Seed { image: dev.snapshot(), algorithm });
+        out.push(Seed {
+            image: dev.snapshot(),
+            algorithm,
+        });
 
         let dev = Arc::new(MemDevice::new(DEVICE_BYTES));
         let mut vol = Volume::format_device(dev.clone(), &opts).expect("format");
         let w = WriteOptions::default();
         let file: Vec<u8> = (0..3000u32).map(|i| (i * 31 % 251) as u8).collect();
-        vol.write("file-a", &mut &file[..], &w).expect("seed write file-a");
-        vol.write_pattern("pattern", 24 * 1024, 7, &w).expect("seed write pattern");
-        vol.write("gone", &mut &b"short-lived"[..], &w).expect("seed write gone");
+        vol.write("file-a", &mut &file[..], &w)
+            .expect("seed write file-a");
+        vol.write_pattern("pattern", 24 * 1024, 7, &w)
+            .expect("seed write pattern");
+        vol.write("gone", &mut &b"short-lived"[..], &w)
+            .expect("seed write gone");
         vol.remove("gone").expect("seed remove");
-        vol.write("file-b", &mut &file[..700], &w).expect("seed write file-b");
+        vol.write("file-b", &mut &file[..700], &w)
+            .expect("seed write file-b");
         drop(vol);
-        out.push(Seed { image: dev.snapshot(), algorithm });
+        out.push(Seed {
+            image: dev.snapshot(),
+            algorithm,
+        });
     }
     out
 }
@@ -83,19 +99,42 @@ fn layout(image: &[u8], algorithm: Algorithm) -> Layout {
         let at = SB_SLOT_OFFSETS[usize::from(slot)];
         l.must_detect.push((at, at + SB_BYTES as u64));
         l.targets.push((at, at + SB_BYTES as u64));
-        let sb = Superblock::decode(&image[at as usize..at as usize + 512], slot).expect("seed superblock");
+        let sb = Superblock::decode(&image[at as usize..at as usize + 512], slot)
+            .expect("seed superblock");
         let start = sb.meta_start_block;
         let bytes = &image[(start * bs) as usize..((start + sb.meta_blocks) * bs) as usize];
         let mut payload = Vec::new();
         let salt = uuid_salt(&sb.uuid);
-        decode_meta_stream(bytes, start, MetaKind::ObjectTable, sb.generation, sb.meta_len_bytes, algorithm, salt, BS, &mut payload)
-            .expect("seed table");
-        let table = ObjectTable::decode(&payload, sb.generation, sb.total_blocks, BS, algorithm.width_bytes(), start).expect("seed table");
+        decode_meta_stream(
+            bytes,
+            start,
+            MetaKind::ObjectTable,
+            sb.generation,
+            sb.meta_len_bytes,
+            algorithm,
+            salt,
+            BS,
+            &mut payload,
+        )
+        .expect("seed table");
+        let table = ObjectTable::decode(
+            &payload,
+            sb.generation,
+            sb.total_blocks,
+            BS,
+            algorithm.width_bytes(),
+            start,
+        )
+        .expect("seed table");
         for b in start..start + sb.meta_blocks {
             l.meta_blocks.insert(b);
         }
-        l.must_detect.push((start * bs, (start + sb.meta_blocks) * bs));
-        if newest.as_ref().is_none_or(|(n, _)| n.generation < sb.generation) {
+        l.must_detect
+            .push((start * bs, (start + sb.meta_blocks) * bs));
+        if newest
+            .as_ref()
+            .is_none_or(|(n, _)| n.generation < sb.generation)
+        {
             newest = Some((sb, table));
         }
     }
@@ -106,8 +145,14 @@ fn layout(image: &[u8], algorithm: Algorithm) -> Layout {
             for b in r.csum_start_block..r.csum_start_block + csum_blocks {
                 l.meta_blocks.insert(b);
             }
-            l.must_detect.push((r.csum_start_block * bs, (r.csum_start_block + csum_blocks) * bs));
-            l.must_detect.push((r.data_start_block * bs, (r.data_start_block + r.data_blocks) * bs));
+            l.must_detect.push((
+                r.csum_start_block * bs,
+                (r.csum_start_block + csum_blocks) * bs,
+            ));
+            l.must_detect.push((
+                r.data_start_block * bs,
+                (r.data_start_block + r.data_blocks) * bs,
+            ));
         }
     }
     l.targets.extend(l.must_detect.iter().copied());
@@ -127,7 +172,13 @@ fn fix_meta_block(image: &mut [u8], block: u64, algorithm: Algorithm, salt: u64)
 /// protects changed behind an intact checksum (so verify must not call it clean). A
 /// mutation whose checksum was recomputed is a valid-looking structure: it must not
 /// crash anything, but it may legitimately pass.
-fn mutate_image(rng: &mut Rng, image: &mut [u8], l: &Layout, algorithm: Algorithm, salt: u64) -> bool {
+fn mutate_image(
+    rng: &mut Rng,
+    image: &mut [u8],
+    l: &Layout,
+    algorithm: Algorithm,
+    salt: u64,
+) -> bool {
     let before = image.to_vec();
     let mut fixed = false;
     for _ in 0..=rng.below(2) {
@@ -143,7 +194,8 @@ fn mutate_image(rng: &mut Rng, image: &mut [u8], l: &Layout, algorithm: Algorith
             for slot_at in SB_SLOT_OFFSETS {
                 let at = slot_at as usize;
                 if (slot_at..slot_at + SB_BYTES as u64).contains(&start) {
-                    let crc = stack_csum::checksum(Algorithm::Crc32c, 0, &image[at..at + SB_BYTES - 8]);
+                    let crc =
+                        stack_csum::checksum(Algorithm::Crc32c, 0, &image[at..at + SB_BYTES - 8]);
                     image[at + SB_BYTES - 8..at + SB_BYTES].copy_from_slice(&crc.to_le_bytes());
                 }
             }
@@ -156,7 +208,7 @@ fn mutate_image(rng: &mut Rng, image: &mut [u8], l: &Layout, algorithm: Algorith
     !fixed
         && l.must_detect
             .iter()
-        .any(|&(s, e)| image[s as usize..e as usize] != before[s as usize..e as usize])
+            .any(|&(s, e)| image[s as usize..e as usize] != before[s as usize..e as usize])
 }
 
 /// What one case ended in.
@@ -165,19 +217,25 @@ fn run_case(image: Vec<u8>) -> Result<String, String> {
     std::thread::spawn(move || {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let dev: Arc<dyn Device> = Arc::new(MemDevice::from_bytes(image, 512));
-            let (opened, largest) = largest_allocation(|| Volume::open_device(dev, &OpenOptions::default()));
+            let (opened, largest) =
+                largest_allocation(|| Volume::open_device(dev, &OpenOptions::default()));
             if largest > MAX_ALLOC_BYTES {
                 return Err(format!("open allocated {largest} bytes at once"));
             }
             match opened {
                 Err(e) => Ok(format!("error: {e}")),
-                Ok(vol) if vol.info().size_bytes > DEVICE_BYTES => {
-                    Err(format!("opened a volume of {} bytes on a {DEVICE_BYTES}-byte device", vol.info().size_bytes))
-                }
+                Ok(vol) if vol.info().size_bytes > DEVICE_BYTES => Err(format!(
+                    "opened a volume of {} bytes on a {DEVICE_BYTES}-byte device",
+                    vol.info().size_bytes
+                )),
                 Ok(vol) => match vol.verify(&VerifyOptions::default()) {
                     Err(e) => Ok(format!("verify error: {e}")),
                     Ok(r) if r.clean() => Ok("clean".to_string()),
-                    Ok(r) => Ok(format!("damage: {} ranges, metadata ok {}", r.damaged.len(), r.metadata_ok)),
+                    Ok(r) => Ok(format!(
+                        "damage: {} ranges, metadata ok {}",
+                        r.damaged.len(),
+                        r.metadata_ok
+                    )),
                 },
             }
         }));
@@ -210,7 +268,9 @@ fn case_image(seeds: &[(Seed, Layout)], n: u64) -> (Vec<u8>, bool) {
 #[test]
 #[ignore = "started by mutated_volumes_never_panic_hang_or_pass_damage_as_clean in a child process"]
 fn volume_cases_child() {
-    let Ok(range) = std::env::var(ENV_RANGE) else { return };
+    let Ok(range) = std::env::var(ENV_RANGE) else {
+        return;
+    };
     let (from, to) = range.split_once("..").expect("range");
     let (from, to): (u64, u64) = (from.parse().expect("from"), to.parse().expect("to"));
     let seeds: Vec<(Seed, Layout)> = seeds()
@@ -248,7 +308,13 @@ fn run_range(from: u64, to: u64) -> Vec<String> {
     let mut next = from;
     while next < to {
         let out = Command::new(&exe)
-            .args(["--exact", "reliability::volumes::volume_cases_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "reliability::volumes::volume_cases_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ENV_RANGE, format!("{next}..{to}"))
             .output()
             .expect("run the child");
@@ -256,7 +322,11 @@ fn run_range(from: u64, to: u64) -> Vec<String> {
         let mut last_started = None;
         for line in stdout.lines() {
             if let Some(rest) = line.strip_prefix("case ") {
-                let n: u64 = rest.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(next);
+                let n: u64 = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(next);
                 if rest.contains(" FAIL ") {
                     failures.push(line.to_string());
                 }
@@ -268,14 +338,29 @@ fn run_range(from: u64, to: u64) -> Vec<String> {
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
         let Some(dead) = last_started else {
-            let tail: String = stderr.lines().filter(|l| !l.trim().is_empty()).rev().take(6).collect::<Vec<_>>().join(" | ");
-            failures.push(format!("cases {next}..{to}: the child did not start ({}): {tail}", out.status));
+            let tail: String = stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .join(" | ");
+            failures.push(format!(
+                "cases {next}..{to}: the child did not start ({}): {tail}",
+                out.status
+            ));
             break;
         };
         // The child died in a case: record it and go on after it.
-        if !failures.iter().any(|f| f.starts_with(&format!("case {dead} "))) {
+        if !failures
+            .iter()
+            .any(|f| f.starts_with(&format!("case {dead} ")))
+        {
             let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-            failures.push(format!("case {dead} FAIL child died ({}): {tail}", out.status));
+            failures.push(format!(
+                "case {dead} FAIL child died ({}): {tail}",
+                out.status
+            ));
         }
         next = dead + 1;
     }
@@ -289,5 +374,10 @@ fn mutated_volumes_never_panic_hang_or_pass_damage_as_clean() {
     let other = std::thread::spawn(move || run_range(half, CASES));
     let mut failures = run_range(0, half);
     failures.extend(other.join().expect("second range"));
-    assert!(failures.is_empty(), "{} of {CASES} mutated volumes failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {CASES} mutated volumes failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
