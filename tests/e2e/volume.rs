@@ -2,6 +2,8 @@
 //! removal and reuse, every kind of damage, superblock fallback, crashes at every write
 //! boundary, and a raw loop device.
 
+mod crash;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;

@@ -21,6 +21,9 @@ use crate::pattern::{fill_blocks, PatternHeader};
 use crate::volume::{write_blocks, Volume, IO_ALIGN_BYTES};
 use crate::Error;
 
+/// Shortest run a write makes when the commit interval is short.
+const MIN_RUN_BYTES: u64 = 64 << 10;
+
 /// A run starts on a free extent of at least this much when one exists.
 const LONG_EXTENT_BYTES: u64 = 1 << 20;
 
@@ -242,11 +245,10 @@ impl Volume {
             None => self.new_record(&mut base, name, kind, target_size_bytes),
         };
         let bs = u64::from(self.sb.block_size_bytes);
-        let run_max_blocks = (opts
-            .commit_every_bytes
-            .clamp(CHUNK_BYTES as u64, MAX_RUN_BYTES)
-            / bs)
-            .max(1);
+        // Runs end where commits may happen; at least 64 KiB so checksums always work on
+        // large chunks, at most what one checksum stream covers.
+        let run_max_blocks =
+            (opts.commit_every_bytes.clamp(MIN_RUN_BYTES, MAX_RUN_BYTES) / bs).max(1);
         let last = record.runs.last().copied();
         let mut w = Writer {
             write_generation: self.max_seen_generation.max(self.sb.generation) + 1,
