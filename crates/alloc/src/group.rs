@@ -1,0 +1,403 @@
+//! One allocation group: its free space indexed twice (by start and by length, XFS's
+//! bnobt and cntbt) and its busy extents, all behind the group's own lock.
+//!
+//! Busy extents are kept apart from the free indexes, so a search can never return one:
+//! "no allocation returns a busy block" holds by construction, not by trimming.
+
+use crate::extent::{align_down, align_up};
+use crate::{AllocRequest, Error, Extent};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many free extents a near search walks on each side of the goal before it falls
+/// back to the by-length index; bounds the cost when many tiny extents sit near the goal.
+const NEAR_WALK_STEPS: usize = 64;
+/// How many too-small-after-alignment candidates a size search skips before it gives up
+/// on a group (only alignment > 1 can make a long-enough extent unusable).
+const SIZE_SCAN_STEPS: usize = 256;
+
+/// The free-space state of one group. All positions are absolute block numbers.
+#[derive(Debug, Default)]
+pub(crate) struct GroupSpace {
+    /// First block of the group.
+    pub base: u64,
+    /// One past the last block of the group.
+    pub end: u64,
+    /// Free extents, start -> len. Adjacent free extents are always merged.
+    by_start: BTreeMap<u64, u64>,
+    /// The same free extents as (len, start), for "at least N blocks" lookups.
+    by_len: BTreeSet<(u64, u64)>,
+    /// Busy extents (freed, not yet committed), start -> (len, generation).
+    busy: BTreeMap<u64, (u64, u64)>,
+    /// The same busy extents as (generation, start), so commit finds them in order.
+    busy_by_gen: BTreeSet<(u64, u64)>,
+    free_blocks: u64,
+    busy_blocks: u64,
+    /// Mutations so far; debug builds check the group on a sample of them.
+    mutations: u64,
+}
+
+impl GroupSpace {
+    /// A group covering `[base, end)` with nothing free.
+    pub fn empty(base: u64, end: u64) -> Self {
+        assert!(base < end);
+        Self {
+            base,
+            end,
+            ..Self::default()
+        }
+    }
+
+    pub fn free_blocks(&self) -> u64 {
+        self.free_blocks
+    }
+
+    pub fn busy_blocks(&self) -> u64 {
+        self.busy_blocks
+    }
+
+    /// The longest free extent's length (0 when full).
+    pub fn longest(&self) -> u64 {
+        self.by_len.last().map_or(0, |&(len, _)| len)
+    }
+
+    /// The longest free extent.
+    pub fn longest_extent(&self) -> Option<Extent> {
+        self.by_len
+            .last()
+            .map(|&(len, start)| Extent::new(start, len))
+    }
+
+    pub fn free_extents(&self) -> impl Iterator<Item = Extent> + '_ {
+        self.by_start.iter().map(|(&s, &l)| Extent::new(s, l))
+    }
+
+    pub fn busy_extents(&self) -> impl Iterator<Item = (Extent, u64)> + '_ {
+        self.busy.iter().map(|(&s, &(l, g))| (Extent::new(s, l), g))
+    }
+
+    /// The first block of `[start, end)` that is free, if any.
+    pub fn first_free_in(&self, start: u64, end: u64) -> Option<u64> {
+        first_overlap(&self.by_start, start, end, |&l| l)
+    }
+
+    /// The first block of `[start, end)` that is busy, if any.
+    pub fn first_busy_in(&self, start: u64, end: u64) -> Option<u64> {
+        first_overlap(&self.busy, start, end, |&(l, _)| l)
+    }
+
+    /// Adds `[start, start+len)` to the free indexes, merging with its neighbours.
+    /// The caller has checked that none of it is free or busy.
+    pub fn insert_free(&mut self, start: u64, len: u64) {
+        assert!(len > 0);
+        assert!(start >= self.base);
+        assert!(start + len <= self.end);
+        debug_assert!(self.first_free_in(start, start + len).is_none());
+        debug_assert!(self.first_busy_in(start, start + len).is_none());
+        let (mut s, mut l) = (start, len);
+        if let Some((&ps, &pl)) = self.by_start.range(..start).next_back() {
+            if ps + pl == start {
+                self.remove_index(ps, pl);
+                s = ps;
+                l += pl;
+            }
+        }
+        if let Some(&nl) = self.by_start.get(&(start + len)) {
+            self.remove_index(start + len, nl);
+            l += nl;
+        }
+        self.insert_index(s, l);
+        self.free_blocks += len;
+        self.mutated();
+    }
+
+    /// Takes `[start, start+len)` out of the free extent that contains it.
+    pub fn take(&mut self, start: u64, len: u64) {
+        assert!(len > 0);
+        let (&fs, &fl) = self
+            .by_start
+            .range(..=start)
+            .next_back()
+            .expect("take: no free extent before start");
+        assert!(fs <= start);
+        assert!(
+            start + len <= fs + fl,
+            "take: range not inside one free extent"
+        );
+        self.remove_index(fs, fl);
+        if start > fs {
+            self.insert_index(fs, start - fs);
+        }
+        if start + len < fs + fl {
+            self.insert_index(start + len, fs + fl - start - len);
+        }
+        self.free_blocks -= len;
+        self.mutated();
+    }
+
+    /// Records `extent` (currently in use) as busy until generation `gen` commits.
+    pub fn insert_busy(&mut self, extent: Extent, gen: u64) {
+        assert!(extent.len > 0);
+        debug_assert!(self.first_free_in(extent.start, extent.end()).is_none());
+        debug_assert!(self.first_busy_in(extent.start, extent.end()).is_none());
+        self.busy.insert(extent.start, (extent.len, gen));
+        self.busy_by_gen.insert((gen, extent.start));
+        self.busy_blocks += extent.len;
+        self.mutated();
+    }
+
+    /// Moves every busy extent freed in a generation `<= gen` into free space.
+    /// Returns how many blocks became free.
+    pub fn commit(&mut self, gen: u64) -> u64 {
+        let mut released = 0;
+        while let Some(&(g, start)) = self.busy_by_gen.first() {
+            if g > gen {
+                break;
+            }
+            self.busy_by_gen.pop_first();
+            let (len, bg) = self.busy.remove(&start).expect("busy indexes disagree");
+            assert_eq!(bg, g);
+            self.busy_blocks -= len;
+            self.insert_free(start, len);
+            released += len;
+        }
+        released
+    }
+
+    /// Finds and takes an extent for `req`, `goal` already clamped into this group.
+    pub fn alloc(&mut self, req: &AllocRequest, goal: Option<u64>) -> Option<Extent> {
+        let found = match req.mode {
+            crate::Mode::Exact => self.find_exact(req, goal?),
+            crate::Mode::Near => match goal {
+                Some(g) => self.find_near(req, g).or_else(|| self.find_size(req)),
+                None => self.find_size(req),
+            },
+            crate::Mode::Any => self.find_size(req),
+        }?;
+        assert!(found.len >= req.min_len);
+        assert!(found.len <= req.max_len);
+        assert_eq!(found.start % req.align, 0);
+        self.take(found.start, found.len);
+        Some(found)
+    }
+
+    /// Exactly at `goal`: the longest run up to `max_len` starting there.
+    fn find_exact(&self, req: &AllocRequest, goal: u64) -> Option<Extent> {
+        let (&s, &l) = self.by_start.range(..=goal).next_back()?;
+        if s + l <= goal {
+            return None;
+        }
+        let len = (s + l - goal).min(req.max_len);
+        (len >= req.min_len).then_some(Extent::new(goal, len))
+    }
+
+    /// Best fit by length: the smallest free extent that holds `max_len`, else the
+    /// longest one if it holds at least `min_len`.
+    fn find_size(&self, req: &AllocRequest) -> Option<Extent> {
+        for &(l, s) in self.by_len.range((req.max_len, 0)..).take(SIZE_SCAN_STEPS) {
+            if let Some(e) = fit_from(s, s + l, s, req) {
+                if e.len == req.max_len {
+                    return Some(e);
+                }
+            }
+        }
+        for &(l, s) in self.by_len.iter().rev().take(SIZE_SCAN_STEPS) {
+            if l < req.min_len {
+                break;
+            }
+            if let Some(e) = fit_from(s, s + l, s, req) {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    /// The free space closest to `goal` that holds at least `min_len`, walking outwards
+    /// from the goal a bounded number of extents on each side.
+    fn find_near(&self, req: &AllocRequest, goal: u64) -> Option<Extent> {
+        let mut best: Option<(u64, Extent)> = None;
+        let mut left = self.by_start.range(..=goal).rev();
+        let mut right = self.by_start.range(goal + 1..);
+        let (mut left_done, mut right_done) = (false, false);
+        for _ in 0..NEAR_WALK_STEPS {
+            if left_done && right_done {
+                break;
+            }
+            if !left_done {
+                match left.next() {
+                    Some((&s, &l)) if best.is_none_or(|(d, _)| goal.saturating_sub(s + l) < d) => {
+                        if let Some(c) = near_candidate(s, s + l, goal, req) {
+                            if best.is_none_or(|(d, _)| c.0 < d) {
+                                best = Some(c);
+                            }
+                        }
+                    }
+                    _ => left_done = true,
+                }
+            }
+            if !right_done {
+                match right.next() {
+                    Some((&s, &l)) if best.is_none_or(|(d, _)| s - goal < d) => {
+                        if let Some(c) = near_candidate(s, s + l, goal, req) {
+                            if best.is_none_or(|(d, _)| c.0 < d) {
+                                best = Some(c);
+                            }
+                        }
+                    }
+                    _ => right_done = true,
+                }
+            }
+        }
+        best.map(|(_, e)| e)
+    }
+
+    /// Verifies every invariant of the group; `index` names it in the error.
+    pub fn check(&self, index: u64) -> Result<(), Error> {
+        let bad = |what: String| Err(Error::Inconsistent { group: index, what });
+        if self.by_start.len() != self.by_len.len() {
+            return bad(format!(
+                "by-start index has {} extents, by-length {}",
+                self.by_start.len(),
+                self.by_len.len()
+            ));
+        }
+        let mut free = 0u64;
+        let mut prev_end: Option<u64> = None;
+        for (&s, &l) in &self.by_start {
+            if l == 0 || s < self.base || s + l > self.end {
+                return bad(format!("free extent {s}+{l} empty or outside the group"));
+            }
+            if let Some(pe) = prev_end {
+                if s <= pe {
+                    return bad(format!(
+                        "free extent at {s} overlaps or touches the previous"
+                    ));
+                }
+            }
+            if !self.by_len.contains(&(l, s)) {
+                return bad(format!(
+                    "free extent {s}+{l} missing from the by-length index"
+                ));
+            }
+            if let Some(b) = self.first_busy_in(s, s + l) {
+                return bad(format!("block {b} is both free and busy"));
+            }
+            prev_end = Some(s + l);
+            free += l;
+        }
+        if free != self.free_blocks {
+            return bad(format!(
+                "free extents sum to {free}, counter says {}",
+                self.free_blocks
+            ));
+        }
+        let mut busy = 0u64;
+        let mut prev_end = self.base;
+        for (&s, &(l, g)) in &self.busy {
+            if l == 0 || s < prev_end || s + l > self.end {
+                return bad(format!("busy extent {s}+{l} empty, overlapping or outside"));
+            }
+            if !self.busy_by_gen.contains(&(g, s)) {
+                return bad(format!(
+                    "busy extent at {s} missing from the generation index"
+                ));
+            }
+            prev_end = s + l;
+            busy += l;
+        }
+        if self.busy.len() != self.busy_by_gen.len() {
+            return bad("busy indexes differ in size".to_owned());
+        }
+        if busy != self.busy_blocks {
+            return bad(format!(
+                "busy extents sum to {busy}, counter says {}",
+                self.busy_blocks
+            ));
+        }
+        Ok(())
+    }
+
+    fn insert_index(&mut self, start: u64, len: u64) {
+        let fresh = self.by_start.insert(start, len).is_none();
+        assert!(fresh, "free extent at {start} already indexed");
+        let fresh = self.by_len.insert((len, start));
+        assert!(fresh);
+    }
+
+    fn remove_index(&mut self, start: u64, len: u64) {
+        let removed = self.by_start.remove(&start);
+        assert_eq!(removed, Some(len));
+        let removed = self.by_len.remove(&(len, start));
+        assert!(removed);
+    }
+
+    /// Debug builds check the whole group while it is small, then on a sample of
+    /// mutations, so tests catch a broken index close to where it broke.
+    fn mutated(&mut self) {
+        self.mutations = self.mutations.wrapping_add(1);
+        if cfg!(debug_assertions) && (self.by_start.len() < 32 || self.mutations % 256 == 0) {
+            if let Err(e) = self.check(u64::MAX) {
+                panic!("allocation group at {}: {e}", self.base);
+            }
+        }
+    }
+}
+
+/// The first block of `[start, end)` covered by an extent of `map` (start -> value).
+fn first_overlap<V>(
+    map: &BTreeMap<u64, V>,
+    start: u64,
+    end: u64,
+    len: impl Fn(&V) -> u64,
+) -> Option<u64> {
+    if let Some((&s, v)) = map.range(..=start).next_back() {
+        if s + len(v) > start {
+            return Some(start);
+        }
+    }
+    map.range(start..end).next().map(|(&s, _)| s)
+}
+
+/// The longest extent (up to `max_len`, at least `min_len`) in free `[s, e)` starting at
+/// or after `from`, aligned.
+fn fit_from(s: u64, e: u64, from: u64, req: &AllocRequest) -> Option<Extent> {
+    let a = align_up(from.max(s), req.align)?;
+    if a >= e {
+        return None;
+    }
+    let len = (e - a).min(req.max_len);
+    (len >= req.min_len).then_some(Extent::new(a, len))
+}
+
+/// The best placement in free `[s, e)` for `goal`, with its distance from the goal: at
+/// or after the goal if it fits there, else as late as possible before it.
+fn near_candidate(s: u64, e: u64, goal: u64, req: &AllocRequest) -> Option<(u64, Extent)> {
+    if let Some(x) = fit_from(s, e, goal, req) {
+        return Some((x.start - goal, x));
+    }
+    // Only space before the goal: end the allocation as close to the goal as it can.
+    let first = align_up(s, req.align)?;
+    if first >= e {
+        return None;
+    }
+    let len = (e - first).min(req.max_len);
+    if len < req.min_len {
+        return None;
+    }
+    let start = align_down(e - len, req.align).max(first);
+    let len = len.min(e - start);
+    if len < req.min_len {
+        return None;
+    }
+    let x = Extent::new(start, len);
+    Some((goal.saturating_sub(x.end()), x))
+}
+
+impl GroupSpace {
+    /// The first block of `[start, end)` that is not free, if any.
+    pub fn first_not_free(&self, start: u64, end: u64) -> Option<u64> {
+        match self.by_start.range(..=start).next_back() {
+            Some((&s, &l)) if s + l > start => (s + l < end).then_some(s + l),
+            _ => Some(start),
+        }
+    }
+}
