@@ -20,14 +20,18 @@
 #![deny(missing_docs)]
 
 mod buf;
+mod crash;
 mod device;
 mod error;
+mod faulty;
 mod file;
 mod mem;
 mod sys;
 
 pub use buf::{AlignedBuf, BufferPool, PooledBuf};
+pub use crash::{CrashMode, CRASH_LOG_LIMIT_BYTES};
 pub use device::{Device, DeviceInfo, DeviceKind};
 pub use error::Error;
+pub use faulty::FaultyDevice;
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};
 pub use mem::{MemDevice, MEM_LOGICAL_BLOCK_SIZE};

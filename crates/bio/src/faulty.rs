@@ -1,0 +1,342 @@
+//! `FaultyDevice`: a wrapper that injects the failures real disks and fake flash show.
+//!
+//! Faults are armed on a shared device (`&self`) and stay armed until
+//! [`FaultyDevice::clear_faults`]. A write passes through them in this order: EIO on a
+//! failing range; bit flips; dropped (acknowledged, never stored); torn (only the first
+//! sectors land); misdirected (lands elsewhere); wrapped past a fake capacity. What
+//! finally lands is what the crash model records.
+
+use crate::crash::CrashModel;
+use crate::device::{check_range, total_len};
+use crate::{CrashMode, Device, DeviceInfo, Error, MemDevice};
+use std::io;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Debug, Default)]
+struct Faults {
+    read_errors: Vec<Range<u64>>,
+    write_errors: Vec<Range<u64>>,
+    flip_on_write: Vec<(u64, u8)>,
+    flip_on_read: Vec<(u64, u8)>,
+    dropped: Vec<Range<u64>>,
+    torn: Vec<(Range<u64>, u32)>,
+    misdirected: Vec<(Range<u64>, u64)>,
+    wrap_capacity_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    faults: Faults,
+    crash: Option<CrashModel>,
+    writes_issued: u64,
+    flushes: u64,
+    faults_hit: u64,
+}
+
+/// A device wrapper that injects faults and models crashes (see the module docs).
+#[derive(Debug)]
+pub struct FaultyDevice {
+    inner: Arc<dyn Device>,
+    name: String,
+    state: Mutex<State>,
+}
+
+fn overlaps(range: &Range<u64>, offset: u64, len: usize) -> bool {
+    offset < range.end && range.start < offset + len as u64
+}
+
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
+}
+
+impl FaultyDevice {
+    /// Wraps `inner` with no fault armed and no crash model.
+    pub fn new(inner: Arc<dyn Device>) -> Self {
+        let name = format!("faulty({})", inner.info().path);
+        Self {
+            inner,
+            name,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Starts the crash model: the current contents of `inner` count as durable, and
+    /// from now on writes are durable only once a flush completes.
+    pub fn with_crash_model(self) -> Result<Self, Error> {
+        let len = usize::try_from(self.inner.size_bytes())
+            .expect("a crash-modelled device fits in memory");
+        let mut durable = vec![0u8; len];
+        self.inner.read_at(&mut durable, 0)?;
+        self.lock().crash = Some(CrashModel::new(durable));
+        Ok(self)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads overlapping `range` fail with `EIO`.
+    pub fn fail_reads(&self, range: Range<u64>) {
+        self.lock().faults.read_errors.push(range);
+    }
+
+    /// Writes overlapping `range` fail with `EIO` and store nothing.
+    pub fn fail_writes(&self, range: Range<u64>) {
+        self.lock().faults.write_errors.push(range);
+    }
+
+    /// A write covering byte `offset` stores it XORed with `mask`.
+    pub fn flip_on_write(&self, offset: u64, mask: u8) {
+        assert_ne!(mask, 0, "a zero mask flips nothing");
+        self.lock().faults.flip_on_write.push((offset, mask));
+    }
+
+    /// A read covering byte `offset` returns it XORed with `mask` (the media is intact).
+    pub fn flip_on_read(&self, offset: u64, mask: u8) {
+        assert_ne!(mask, 0, "a zero mask flips nothing");
+        self.lock().faults.flip_on_read.push((offset, mask));
+    }
+
+    /// Writes overlapping `range` are acknowledged but never stored.
+    pub fn drop_writes(&self, range: Range<u64>) {
+        self.lock().faults.dropped.push(range);
+    }
+
+    /// Writes overlapping `range` store only their first `keep_sectors` logical blocks.
+    pub fn tear_writes(&self, range: Range<u64>, keep_sectors: u32) {
+        self.lock().faults.torn.push((range, keep_sectors));
+    }
+
+    /// Writes starting in `range` land at `to + (offset - range.start)` instead (and
+    /// nowhere if that is past the end of the device).
+    pub fn misdirect_writes(&self, range: Range<u64>, to: u64) {
+        self.lock().faults.misdirected.push((range, to));
+    }
+
+    /// Counterfeit flash: the device still claims its full size, but only
+    /// `capacity_bytes` really exist; every offset is taken modulo that.
+    pub fn wrap_at(&self, capacity_bytes: u64) {
+        assert!(capacity_bytes > 0);
+        assert!(capacity_bytes <= self.inner.size_bytes());
+        self.lock().faults.wrap_capacity_bytes = Some(capacity_bytes);
+    }
+
+    /// Disarms every fault (the crash model stays).
+    pub fn clear_faults(&self) {
+        self.lock().faults = Faults::default();
+    }
+
+    /// Crash right before write number `write_index` (0-based): that write, every later
+    /// one, and every flush issued after the cut are lost. The running program does not
+    /// notice; take the image with [`FaultyDevice::crash_image`].
+    ///
+    /// # Panics
+    /// If the crash model was not started with [`FaultyDevice::with_crash_model`].
+    pub fn cut_at_write(&self, write_index: u64) {
+        self.lock()
+            .crash
+            .as_mut()
+            .expect("cut_at_write needs with_crash_model")
+            .cut_at(write_index);
+    }
+
+    /// Whether the crash (see [`FaultyDevice::cut_at_write`]) has happened.
+    pub fn is_cut(&self) -> bool {
+        let state = self.lock();
+        state
+            .crash
+            .as_ref()
+            .is_some_and(|c| c.is_cut(state.writes_issued))
+    }
+
+    /// What the media holds after the crash, as a fresh device to reopen.
+    ///
+    /// # Panics
+    /// If the crash model was not started.
+    pub fn crash_image(&self, mode: CrashMode) -> MemDevice {
+        let state = self.lock();
+        state
+            .crash
+            .as_ref()
+            .expect("crash_image needs with_crash_model")
+            .image(mode, &self.name, self.inner.logical_block_size())
+    }
+
+    /// Writes issued so far (each `write_at`/`writev_at` is one), the crash points.
+    pub fn writes_issued(&self) -> u64 {
+        self.lock().writes_issued
+    }
+
+    /// Flushes completed so far.
+    pub fn flushes(&self) -> u64 {
+        self.lock().flushes
+    }
+
+    /// I/Os a fault has touched so far.
+    pub fn faults_hit(&self) -> u64 {
+        self.lock().faults_hit
+    }
+
+    /// Unflushed writes the crash model holds (0 without a crash model).
+    pub fn unflushed_writes(&self) -> usize {
+        self.lock()
+            .crash
+            .as_ref()
+            .map_or(0, CrashModel::unflushed_writes)
+    }
+
+    /// Splits `[offset, offset + len)` into the pieces it occupies after wrap-around.
+    fn wrap(faults: &Faults, offset: u64, len: usize) -> Vec<(u64, Range<usize>)> {
+        let Some(cap) = faults.wrap_capacity_bytes else {
+            return vec![(offset, 0..len)];
+        };
+        let mut pieces = Vec::new();
+        let mut done = 0usize;
+        while done < len {
+            let at = (offset + done as u64) % cap;
+            let n = ((cap - at) as usize).min(len - done);
+            pieces.push((at, done..done + n));
+            done += n;
+        }
+        pieces
+    }
+
+    fn write_locked(&self, state: &mut State, mut data: Vec<u8>, offset: u64) -> Result<(), Error> {
+        let len = data.len();
+        check_range(&self.name, offset, len, self.inner.size_bytes())?;
+        let index = state.writes_issued;
+        state.writes_issued += 1;
+        let f = &state.faults;
+        if f.write_errors.iter().any(|r| overlaps(r, offset, len)) {
+            state.faults_hit += 1;
+            return Err(Error::Io {
+                device: self.name.clone(),
+                offset,
+                len,
+                op: "write",
+                source: eio(),
+            });
+        }
+        let mut hit = false;
+        for &(at, mask) in &f.flip_on_write {
+            if overlaps(&(at..at + 1), offset, len) {
+                data[(at - offset) as usize] ^= mask;
+                hit = true;
+            }
+        }
+        if f.dropped.iter().any(|r| overlaps(r, offset, len)) {
+            state.faults_hit += 1;
+            return Ok(());
+        }
+        if let Some((_, keep)) = f.torn.iter().find(|(r, _)| overlaps(r, offset, len)) {
+            let keep_bytes =
+                (*keep as usize).saturating_mul(self.inner.logical_block_size() as usize);
+            data.truncate(keep_bytes.min(len));
+            hit = true;
+        }
+        let mut target = offset;
+        if let Some((r, to)) = f.misdirected.iter().find(|(r, _)| r.contains(&offset)) {
+            hit = true;
+            target = to + (offset - r.start);
+            if check_range(&self.name, target, data.len(), self.inner.size_bytes()).is_err() {
+                state.faults_hit += 1;
+                return Ok(());
+            }
+        }
+        if hit {
+            state.faults_hit += 1;
+        }
+        for (at, piece) in Self::wrap(f, target, data.len()) {
+            self.inner.write_at(&data[piece.clone()], at)?;
+            if let Some(crash) = state.crash.as_mut() {
+                crash.record(&self.name, index, at, &data[piece])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Device for FaultyDevice {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        let mut state = self.lock();
+        let len = buf.len();
+        check_range(&self.name, offset, len, self.inner.size_bytes())?;
+        if state
+            .faults
+            .read_errors
+            .iter()
+            .any(|r| overlaps(r, offset, len))
+        {
+            state.faults_hit += 1;
+            return Err(Error::Io {
+                device: self.name.clone(),
+                offset,
+                len,
+                op: "read",
+                source: eio(),
+            });
+        }
+        for (at, piece) in Self::wrap(&state.faults, offset, len) {
+            self.inner.read_at(&mut buf[piece], at)?;
+        }
+        let mut hit = false;
+        for &(at, mask) in &state.faults.flip_on_read {
+            if overlaps(&(at..at + 1), offset, len) {
+                buf[(at - offset) as usize] ^= mask;
+                hit = true;
+            }
+        }
+        if hit {
+            state.faults_hit += 1;
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
+        let mut state = self.lock();
+        self.write_locked(&mut state, buf.to_vec(), offset)
+    }
+
+    fn readv_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> Result<(), Error> {
+        let mut whole = vec![0u8; total_len(bufs)];
+        self.read_at(&mut whole, offset)?;
+        let mut at = 0;
+        for buf in bufs.iter_mut() {
+            buf.copy_from_slice(&whole[at..at + buf.len()]);
+            at += buf.len();
+        }
+        Ok(())
+    }
+
+    fn writev_at(&self, bufs: &[&[u8]], offset: u64) -> Result<(), Error> {
+        let mut state = self.lock();
+        self.write_locked(&mut state, bufs.concat(), offset)
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        let mut state = self.lock();
+        self.inner.flush()?;
+        state.flushes += 1;
+        let issued = state.writes_issued;
+        if let Some(crash) = state.crash.as_mut() {
+            crash.flushed(issued);
+        }
+        Ok(())
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+
+    fn logical_block_size(&self) -> u32 {
+        self.inner.logical_block_size()
+    }
+
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            path: self.name.clone(),
+            ..self.inner.info()
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The `stack-bio` integration tests: one binary, one module per area.
+
+mod faults;
+mod loopdev;
