@@ -1,6 +1,7 @@
-//! `stackctl`, the command-line tool.
+//! `stackctl`, the command-line tool: see `stackctl --help` and docs/CLI.md.
 
-fn main() {
-    eprintln!("stackctl: not built yet");
-    std::process::exit(3);
+mod cmd;
+
+fn main() -> std::process::ExitCode {
+    cmd::main()
 }

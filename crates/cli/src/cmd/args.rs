@@ -1,0 +1,305 @@
+//! The command line, as clap derives it: every command, option and the exit statuses.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::size::size_arg;
+
+/// Shown at the end of `--help`.
+const AFTER_HELP: &str = "\
+Exit status:
+  0    clean: the command did what was asked and found no damage
+  1    damage found (verify, burn-in, or read of a damaged object)
+  2    usage error (unknown option, bad size, bad checksum name, ...)
+  3    could not run (target missing or unreadable, not a volume, refused, out of space)
+  130  interrupted (Ctrl-C); everything committed before stays on the volume
+
+Sizes take units: 4096, 4K, 64MiB, 1.5G, 1GB (K/M/G/T/P and KiB..PiB are powers of 1024,
+KB/MB/GB/TB/PB powers of 1000).";
+
+/// stackctl: write data to a file or raw block device and prove it reads back intact.
+#[derive(Debug, Parser)]
+#[command(name = "stackctl", version, about, after_help = AFTER_HELP)]
+#[command(propagate_version = true)]
+pub struct Cli {
+    /// Print one JSON document on stdout instead of the human summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Progress on stderr: a bar on a terminal (auto), JSON lines (json), or nothing.
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A progress bar when stderr is a terminal, nothing otherwise.
+    Auto,
+    /// One JSON object per line on stderr.
+    Json,
+    /// Nothing.
+    None,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a volume on TARGET (a file, created when missing, or a block device).
+    #[command(after_help = AFTER_HELP)]
+    Format(FormatArgs),
+    /// Store files (or stdin, `-`) as objects, or write synthetic pattern data.
+    #[command(after_help = AFTER_HELP)]
+    Write(WriteArgs),
+    /// Re-read every object (or one) and check every block; list each damaged range.
+    #[command(after_help = AFTER_HELP)]
+    Verify(VerifyArgs),
+    /// Copy an object out, checking every block.
+    #[command(after_help = AFTER_HELP)]
+    Read(ReadArgs),
+    /// List the objects.
+    #[command(after_help = AFTER_HELP)]
+    Ls(TargetArgs),
+    /// Remove an object.
+    #[command(after_help = AFTER_HELP)]
+    Rm(RmArgs),
+    /// Show the volume and the device.
+    #[command(after_help = AFTER_HELP)]
+    Info(TargetArgs),
+    /// Test a drive or file: format, fill with pattern data, verify, report.
+    #[command(name = "burn-in", after_help = AFTER_HELP)]
+    BurnIn(BurnInArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+/// The checksum algorithms a volume can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CsumName {
+    /// CRC-32C (hardware-accelerated).
+    Crc32c,
+    /// XXH3-64.
+    Xxh3,
+    /// xxHash64.
+    Xxh64,
+}
+
+impl CsumName {
+    /// The checksum engine's algorithm.
+    pub fn algorithm(self) -> stack_csum::Algorithm {
+        match self {
+            CsumName::Crc32c => stack_csum::Algorithm::Crc32c,
+            CsumName::Xxh3 => stack_csum::Algorithm::Xxh3,
+            CsumName::Xxh64 => stack_csum::Algorithm::Xxh64,
+        }
+    }
+}
+
+/// `format`.
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// The file or block device.
+    pub target: PathBuf,
+    /// Size of the file to create when TARGET does not exist (or to grow it to).
+    #[arg(long, value_parser = size_arg)]
+    pub size: Option<u64>,
+    /// Volume block size (a power of two from 512 to 64K).
+    #[arg(long, value_parser = size_arg, default_value = "4K")]
+    pub block_size: u64,
+    /// Checksum algorithm.
+    #[arg(long, value_enum, default_value_t = CsumName::Crc32c)]
+    pub csum: CsumName,
+    /// Overwrite content that is not a stackctl volume (never a mounted device).
+    #[arg(long)]
+    pub force: bool,
+    /// Use O_DIRECT.
+    #[arg(long)]
+    pub direct: bool,
+}
+
+/// `write`.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// The volume.
+    pub target: PathBuf,
+    /// Files to store (`-` reads stdin and needs --name).
+    #[arg(conflicts_with_all = ["pattern", "fill", "resume"])]
+    pub inputs: Vec<PathBuf>,
+    /// Object name (only with one input, a pattern, a fill or a resume).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write SIZE bytes of deterministic pattern data.
+    #[arg(long, requires = "size", conflicts_with_all = ["fill", "resume"])]
+    pub pattern: bool,
+    /// Bytes of pattern data.
+    #[arg(long, value_parser = size_arg, requires = "pattern")]
+    pub size: Option<u64>,
+    /// Seed of the pattern (default: random, printed in the summary).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write pattern data until the volume is full.
+    #[arg(long, conflicts_with = "resume")]
+    pub fill: bool,
+    /// Continue an interrupted pattern write or fill from its last commit.
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace an object of the same name (default: refuse).
+    #[arg(long)]
+    pub replace: bool,
+    /// Use O_DIRECT.
+    #[arg(long)]
+    pub direct: bool,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The volume.
+    pub target: PathBuf,
+    /// Only this object (the superblocks and the object table are always checked).
+    #[arg(long)]
+    pub object: Option<String>,
+    /// Use O_DIRECT (read from the device, not the page cache).
+    #[arg(long)]
+    pub direct: bool,
+}
+
+/// `read`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The volume.
+    pub target: PathBuf,
+    /// The object.
+    pub name: String,
+    /// Output file, an existing directory (the object's name inside it), or `-` for
+    /// stdout. Default: a file named after the object in the current directory.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Commands that take only the volume.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The volume.
+    pub target: PathBuf,
+}
+
+/// `rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The volume.
+    pub target: PathBuf,
+    /// The object.
+    pub name: String,
+}
+
+/// `burn-in`.
+#[derive(Debug, Args)]
+pub struct BurnInArgs {
+    /// The file (created when missing) or block device.
+    pub target: PathBuf,
+    /// Size of the file to create (needed when TARGET does not exist).
+    #[arg(long, value_parser = size_arg)]
+    pub size: Option<u64>,
+    /// Volume block size.
+    #[arg(long, value_parser = size_arg, default_value = "4K")]
+    pub block_size: u64,
+    /// Checksum algorithm.
+    #[arg(long, value_enum, default_value_t = CsumName::Crc32c)]
+    pub csum: CsumName,
+    /// Seed of the pattern (default: random, printed in the report).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Overwrite content that is not a stackctl volume (never a mounted device).
+    #[arg(long)]
+    pub force: bool,
+    /// Use O_DIRECT.
+    #[arg(long)]
+    pub direct: bool,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("stackctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn sizes_and_checksums_parse() {
+        let cli = parse(&[
+            "format",
+            "v",
+            "--size",
+            "64MiB",
+            "--block-size",
+            "8K",
+            "--csum",
+            "xxh3",
+        ])
+        .unwrap();
+        let Command::Format(f) = cli.command else {
+            panic!("format")
+        };
+        assert_eq!(f.size, Some(64 << 20));
+        assert_eq!(f.block_size, 8192);
+        assert_eq!(f.csum, CsumName::Xxh3);
+        let err = parse(&["format", "v", "--size", "12XB"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("64MiB"), "{err}");
+        assert!(parse(&["format", "v", "--csum", "md5"]).is_err());
+    }
+
+    #[test]
+    fn write_modes_exclude_each_other() {
+        assert!(parse(&["write", "v", "--pattern", "--size", "1M"]).is_ok());
+        assert!(parse(&["write", "v", "--pattern"]).is_err());
+        assert!(parse(&["write", "v", "--size", "1M"]).is_err());
+        assert!(parse(&["write", "v", "--fill", "--resume"]).is_err());
+        assert!(parse(&["write", "v", "file", "--fill"]).is_err());
+        let cli = parse(&[
+            "--json",
+            "write",
+            "v",
+            "a",
+            "b",
+            "--replace",
+            "--progress",
+            "json",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.progress, ProgressMode::Json);
+        let Command::Write(w) = cli.command else {
+            panic!("write")
+        };
+        assert_eq!(w.inputs.len(), 2);
+        assert!(w.replace);
+    }
+
+    #[test]
+    fn help_documents_exit_statuses() {
+        let help = Cli::command().render_long_help().to_string();
+        for status in ["130", "could not run", "damage found", "usage error"] {
+            assert!(help.contains(status), "{status}");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `burn-in`: format, fill with pattern data, verify from the device, report.
+//!
+//! The verify pass reopens the volume; on a block device it reads with `O_DIRECT` so
+//! the data comes from the drive, not the page cache (a fake-capacity or caching drive
+//! is caught there). On a file it reads through the page cache unless `--direct`.
+
+use anyhow::Context as _;
+use serde::Serialize;
+use stackctl::{OpenOptions, Volume};
+
+use super::args::BurnInArgs;
+use super::doc::{VerifyDoc, WrittenDoc};
+use super::format::{format_target, summary, FormatDoc, FormatRequest};
+use super::human;
+use super::safety::TargetKind;
+use super::verify::{status_of, verify_volume};
+use super::write::{random_seed, write_options};
+use super::{shown, Ctx, Outcome};
+
+/// Name of the object burn-in fills the volume with.
+pub const BURN_IN_OBJECT: &str = "burn-in";
+
+/// What `burn-in` did, as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct BurnInDoc {
+    /// No damage found.
+    pub clean: bool,
+    /// The pattern seed.
+    pub seed: u64,
+    /// The format step.
+    pub format: FormatDoc,
+    /// The fill step.
+    pub write: WrittenDoc,
+    /// The verify step.
+    pub verify: VerifyDoc,
+}
+
+/// `stackctl burn-in`.
+pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
+    let target = &args.target;
+    let request = FormatRequest {
+        target,
+        size_bytes: args.size,
+        block_size_bytes: args.block_size,
+        csum: args.csum,
+        force: args.force,
+        direct: args.direct,
+    };
+    let (mut volume, format_doc, kind) = format_target(&request)?;
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let reporter = ctx.reporter("burn-in");
+    let (opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()));
+    let result = volume.fill(BURN_IN_OBJECT, seed, &opts);
+    phase.finish();
+    let report = result
+        .with_context(|| format!("filling {} with pattern data (seed {seed})", shown(target)))?;
+    let write = WrittenDoc::new(&report, Some(seed));
+    drop(volume);
+
+    let volume = Volume::open(
+        target,
+        &OpenOptions {
+            direct: args.direct || kind == TargetKind::BlockDevice,
+            read_only: true,
+        },
+    )
+    .with_context(|| format!("reopening {} to verify", shown(target)))?;
+    let verify = verify_volume(ctx, &volume, None, "burn-in")?;
+    let status = status_of(&verify);
+    let mut text = summary(&format_doc);
+    text.push_str(&human::written(std::slice::from_ref(&write)));
+    text.push_str(&human::verify(&verify));
+    let doc = BurnInDoc {
+        clean: verify.clean,
+        seed,
+        format: format_doc,
+        write,
+        verify,
+    };
+    Outcome::new(status, "burn-in", &doc, text)
+}

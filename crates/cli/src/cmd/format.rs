@@ -1,0 +1,134 @@
+//! `format`: the safety checks, then a new volume (shared with `burn-in`).
+
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+use stackctl::{FormatOptions, Volume};
+
+use super::args::{CsumName, FormatArgs};
+use super::doc::VolumeDoc;
+use super::exit::{usage, Status};
+use super::human;
+use super::safety::{self, TargetKind};
+use super::size::human_bytes;
+use super::{shown, Ctx, Outcome};
+
+/// What `format` did, as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormatDoc {
+    /// The target as given.
+    pub target: String,
+    /// The file did not exist and was created.
+    pub created_file: bool,
+    /// A stackctl volume was there before (its objects are gone).
+    pub replaced_volume: bool,
+    /// Content `--force` overwrote ("what at byte N").
+    pub forced_over: Vec<String>,
+    /// The new volume.
+    pub volume: VolumeDoc,
+}
+
+/// The format request, from `format` or `burn-in`.
+#[derive(Debug, Clone)]
+pub struct FormatRequest<'a> {
+    /// The file or device.
+    pub target: &'a Path,
+    /// `--size`.
+    pub size_bytes: Option<u64>,
+    /// `--block-size`.
+    pub block_size_bytes: u64,
+    /// `--csum`.
+    pub csum: CsumName,
+    /// `--force`.
+    pub force: bool,
+    /// `--direct`.
+    pub direct: bool,
+}
+
+/// Checks the target, then formats it.
+pub fn format_target(
+    request: &FormatRequest<'_>,
+) -> anyhow::Result<(Volume, FormatDoc, TargetKind)> {
+    let target = request.target;
+    let block_size_bytes = u32::try_from(request.block_size_bytes)
+        .ok()
+        .filter(|&bs| stackctl::format::block_size_ok(bs.into()))
+        .ok_or_else(|| {
+            usage(format!(
+                "--block-size {}: not a power of two from 512 to 64K",
+                request.block_size_bytes
+            ))
+        })?;
+    let inspection = safety::inspect(target).with_context(|| format!("{}", shown(target)))?;
+    if inspection.kind == TargetKind::Missing && request.size_bytes.is_none() {
+        bail!(
+            "{}: does not exist; pass --size SIZE to create a file of that size",
+            shown(target)
+        );
+    }
+    if let Some(refusal) = inspection.refusal(target, request.force) {
+        bail!(refusal);
+    }
+    let opts = FormatOptions {
+        block_size_bytes,
+        algorithm: request.csum.algorithm(),
+        create_size_bytes: request.size_bytes,
+        direct: request.direct,
+    };
+    let volume =
+        Volume::format(target, &opts).with_context(|| format!("formatting {}", shown(target)))?;
+    let doc = FormatDoc {
+        target: shown(target),
+        created_file: inspection.kind == TargetKind::Missing,
+        replaced_volume: inspection.own_volume_at.is_some(),
+        forced_over: inspection
+            .findings
+            .iter()
+            .map(|f| format!("{} at byte {}", f.what, f.offset))
+            .collect(),
+        volume: VolumeDoc::new(&volume.info()),
+    };
+    Ok((volume, doc, inspection.kind))
+}
+
+/// One paragraph about a format.
+pub fn summary(doc: &FormatDoc) -> String {
+    let mut out = format!(
+        "formatted {}: {} volume, block size {} B, checksum {}, {} free\n",
+        doc.target,
+        human_bytes(doc.volume.size_bytes),
+        doc.volume.block_size,
+        doc.volume.csum,
+        human_bytes(doc.volume.free_bytes)
+    );
+    out.push_str(&format!(
+        "  device: {}\n",
+        human::device_line(&doc.volume.device)
+    ));
+    if doc.created_file {
+        out.push_str("  (the file was created)\n");
+    }
+    if doc.replaced_volume {
+        out.push_str("  (a previous stackctl volume was replaced)\n");
+    }
+    for over in &doc.forced_over {
+        out.push_str(&format!("  overwrote (--force): {over}\n"));
+    }
+    out
+}
+
+/// `stackctl format`.
+pub fn run(_ctx: &Ctx, args: &FormatArgs) -> anyhow::Result<Outcome> {
+    let request = FormatRequest {
+        target: &args.target,
+        size_bytes: args.size,
+        block_size_bytes: args.block_size,
+        csum: args.csum,
+        force: args.force,
+        direct: args.direct,
+    };
+    let (_volume, doc, _kind) = format_target(&request)?;
+    let human = summary(&doc);
+    Outcome::new(Status::Clean, "format", &doc, human)
+}

@@ -1,0 +1,290 @@
+//! Human summaries on stdout: bytes, time, throughput, and the verify damage table.
+
+use std::fmt::Write as _;
+
+use super::doc::{DeviceDoc, ObjectDoc, SlotDoc, VerifyDoc, VolumeDoc, WrittenDoc};
+use super::size::{human_bytes, human_rate};
+
+/// Left-aligned text columns, each as wide as its widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (index, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            if index + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}  ");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `"256.0 MiB in 1.23 s (208.1 MiB/s)"`.
+pub fn amount(bytes: u64, secs: f64) -> String {
+    format!(
+        "{} in {secs:.2} s ({})",
+        human_bytes(bytes),
+        human_rate(bytes, secs)
+    )
+}
+
+/// One line on the device and volume.
+pub fn device_line(device: &DeviceDoc) -> String {
+    let mut text = format!(
+        "{} ({}, {}, logical block {} B",
+        device.path,
+        device.kind,
+        human_bytes(device.size),
+        device.logical_block_size
+    );
+    if let Some(model) = &device.model {
+        let _ = write!(text, ", model {model}");
+    }
+    if let Some(serial) = &device.serial {
+        let _ = write!(text, ", serial {serial}");
+    }
+    let _ = write!(text, "), volume {}", device.volume_uuid);
+    text
+}
+
+fn slot_text(slot: &SlotDoc) -> String {
+    match (slot.generation, &slot.reason) {
+        (Some(generation), _) => format!(
+            "slot {} {} (generation {generation})",
+            slot.slot, slot.state
+        ),
+        (None, Some(reason)) => format!("slot {} {}: {reason}", slot.slot, slot.state),
+        (None, None) => format!("slot {} {}", slot.slot, slot.state),
+    }
+}
+
+/// The verify summary, with the damage table.
+pub fn verify(doc: &VerifyDoc) -> String {
+    let mut out = String::new();
+    let verdict = if doc.clean {
+        "clean".to_string()
+    } else if doc.interrupted {
+        "INTERRUPTED (not everything was checked)".to_string()
+    } else {
+        let bytes: u64 = doc.damaged.iter().map(|r| r.length).sum();
+        format!(
+            "DAMAGE FOUND: {} damaged range(s), {}{}",
+            doc.damaged.len() as u64 + doc.damaged_not_listed,
+            human_bytes(bytes),
+            if doc.metadata_ok {
+                ""
+            } else {
+                ", metadata damaged"
+            }
+        )
+    };
+    let _ = writeln!(out, "verify: {verdict}");
+    let _ = writeln!(out, "  device:  {}", device_line(&doc.device));
+    let _ = writeln!(
+        out,
+        "  checked: {} objects, {} blocks, {}",
+        doc.objects_verified,
+        doc.blocks_verified,
+        amount(doc.bytes_verified, doc.elapsed_secs)
+    );
+    let slots: Vec<String> = doc.superblocks.iter().map(slot_text).collect();
+    let _ = writeln!(out, "  superblocks: {}", slots.join("; "));
+    if !doc.incomplete_objects.is_empty() {
+        let _ = writeln!(
+            out,
+            "  incomplete (interrupted writes; committed part checked): {}",
+            doc.incomplete_objects.join(", ")
+        );
+    }
+    for meta in &doc.metadata_damage {
+        let object = meta
+            .object
+            .as_deref()
+            .map(|o| format!(" of object {o:?}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  metadata damaged: {}{object} at byte {}: {}",
+            meta.what, meta.physical_offset, meta.detail
+        );
+    }
+    if !doc.damaged.is_empty() {
+        let rows: Vec<Vec<String>> = doc
+            .damaged
+            .iter()
+            .map(|r| {
+                let mut cause = r.cause.to_string();
+                if let Some(bits) = r.bits {
+                    let _ = write!(cause, " ({bits} bits)");
+                }
+                if let Some(valid) = r.valid_bytes {
+                    let _ = write!(cause, " ({valid} B new)");
+                }
+                if let Some(at) = r.belongs_at {
+                    let _ = write!(cause, " (belongs at {at})");
+                }
+                vec![
+                    r.object.clone(),
+                    r.logical_offset.to_string(),
+                    r.physical_offset.to_string(),
+                    r.length.to_string(),
+                    cause,
+                    r.expected.clone().unwrap_or_else(|| "-".into()),
+                    r.found.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &[
+                "OBJECT", "LOGICAL", "PHYSICAL", "LENGTH", "CAUSE", "EXPECTED", "FOUND",
+            ],
+            &rows,
+        ));
+        if doc.damaged_not_listed > 0 {
+            let _ = writeln!(
+                out,
+                "... and {} more range(s) not listed",
+                doc.damaged_not_listed
+            );
+        }
+    }
+    out
+}
+
+/// The write summary.
+pub fn written(objects: &[WrittenDoc]) -> String {
+    let mut out = String::new();
+    for object in objects {
+        let seed = object
+            .seed
+            .map(|s| format!(", seed {s}"))
+            .unwrap_or_default();
+        let state = if object.complete { "" } else { " (incomplete)" };
+        let _ = writeln!(
+            out,
+            "wrote {:?}{state}: {}, {} commit(s), {} extent(s){seed}",
+            object.name,
+            amount(object.bytes, object.elapsed_secs),
+            object.commits,
+            object.extents
+        );
+    }
+    if objects.len() > 1 {
+        let bytes: u64 = objects.iter().map(|o| o.bytes).sum();
+        let secs: f64 = objects.iter().map(|o| o.elapsed_secs).sum();
+        let _ = writeln!(
+            out,
+            "total: {} objects, {}",
+            objects.len(),
+            amount(bytes, secs)
+        );
+    }
+    out
+}
+
+/// The `ls` table.
+pub fn objects(objects: &[ObjectDoc]) -> String {
+    if objects.is_empty() {
+        return "no objects\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = objects
+        .iter()
+        .map(|o| {
+            vec![
+                o.name.clone(),
+                o.size_bytes.to_string(),
+                human_bytes(o.size_bytes),
+                match o.seed {
+                    Some(seed) => format!("pattern:{seed}"),
+                    None => o.kind.to_string(),
+                },
+                o.extents.to_string(),
+                if o.complete {
+                    "yes"
+                } else {
+                    "NO (interrupted)"
+                }
+                .to_string(),
+                o.created.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "BYTES", "SIZE", "KIND", "EXTENTS", "COMPLETE", "CREATED",
+        ],
+        &rows,
+    )
+}
+
+/// The `info` summary.
+pub fn volume(doc: &VolumeDoc) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "volume {}", doc.uuid);
+    let _ = writeln!(out, "  device:      {}", device_line(&doc.device));
+    let _ = writeln!(
+        out,
+        "  size:        {} ({} used, {} free)",
+        human_bytes(doc.size_bytes),
+        human_bytes(doc.used_bytes),
+        human_bytes(doc.free_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "  block size:  {} B, checksum {}",
+        doc.block_size, doc.csum
+    );
+    let _ = writeln!(
+        out,
+        "  objects:     {} ({} incomplete)",
+        doc.objects, doc.incomplete_objects
+    );
+    let _ = writeln!(
+        out,
+        "  generation:  {} (opened from slot {})",
+        doc.generation, doc.superblock_slot
+    );
+    let slots: Vec<String> = doc.superblocks.iter().map(slot_text).collect();
+    let _ = writeln!(out, "  superblocks: {}", slots.join("; "));
+    if let Some(warning) = &doc.fallback_warning {
+        let _ = writeln!(out, "  WARNING: {warning}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let text = table(
+            &["A", "BB"],
+            &[
+                vec!["long cell".into(), "x".into()],
+                vec!["y".into(), "z".into()],
+            ],
+        );
+        assert_eq!(text, "A          BB\nlong cell  x\ny          z\n");
+    }
+
+    #[test]
+    fn amounts_show_bytes_time_and_rate() {
+        assert_eq!(amount(1 << 20, 0.5), "1.00 MiB in 0.50 s (2.00 MiB/s)");
+    }
+}

@@ -1,0 +1,96 @@
+//! `ls`, `rm`, `info` and `completions`.
+
+use anyhow::Context as _;
+use clap::CommandFactory;
+use serde::Serialize;
+use stackctl::{OpenOptions, Volume};
+
+use super::args::{Cli, CompletionsArgs, RmArgs, TargetArgs};
+use super::doc::{ObjectDoc, VolumeDoc};
+use super::exit::Status;
+use super::human;
+use super::size::human_bytes;
+use super::{shown, Ctx, Outcome};
+
+fn open(target: &std::path::Path, read_only: bool) -> anyhow::Result<Volume> {
+    Volume::open(
+        target,
+        &OpenOptions {
+            direct: false,
+            read_only,
+        },
+    )
+    .with_context(|| format!("opening {}", shown(target)))
+}
+
+/// The `ls` document.
+#[derive(Debug, Serialize)]
+struct LsDoc {
+    target: String,
+    objects: Vec<ObjectDoc>,
+}
+
+/// `stackctl ls`.
+pub fn ls(_ctx: &Ctx, args: &TargetArgs) -> anyhow::Result<Outcome> {
+    let volume = open(&args.target, true)?;
+    let objects: Vec<ObjectDoc> = volume.objects().iter().map(ObjectDoc::new).collect();
+    let text = human::objects(&objects);
+    let doc = LsDoc {
+        target: shown(&args.target),
+        objects,
+    };
+    Outcome::new(Status::Clean, "ls", &doc, text)
+}
+
+/// The `rm` document.
+#[derive(Debug, Serialize)]
+struct RmDoc {
+    target: String,
+    removed: String,
+    size_bytes: u64,
+    free_bytes: u64,
+}
+
+/// `stackctl rm`.
+pub fn rm(_ctx: &Ctx, args: &RmArgs) -> anyhow::Result<Outcome> {
+    let mut volume = open(&args.target, false)?;
+    let size_bytes = volume.object(&args.name).map_or(0, |o| o.size_bytes);
+    volume.remove(&args.name).with_context(|| {
+        format!(
+            "removing object {:?} from {}",
+            args.name,
+            shown(&args.target)
+        )
+    })?;
+    let free_bytes = volume.free_bytes();
+    let text = format!(
+        "removed {:?} ({}); {} free\n",
+        args.name,
+        human_bytes(size_bytes),
+        human_bytes(free_bytes)
+    );
+    let doc = RmDoc {
+        target: shown(&args.target),
+        removed: args.name.clone(),
+        size_bytes,
+        free_bytes,
+    };
+    Outcome::new(Status::Clean, "rm", &doc, text)
+}
+
+/// `stackctl info`.
+pub fn info(_ctx: &Ctx, args: &TargetArgs) -> anyhow::Result<Outcome> {
+    let volume = open(&args.target, true)?;
+    let doc = VolumeDoc::new(&volume.info());
+    let text = human::volume(&doc);
+    Outcome::new(Status::Clean, "info", &doc, text)
+}
+
+/// `stackctl completions`: the script goes to stdout directly (never as JSON).
+pub fn completions(args: &CompletionsArgs) -> anyhow::Result<Outcome> {
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "stackctl", &mut script);
+    let text = String::from_utf8(script).context("the completion script is not UTF-8")?;
+    let doc = serde_json::json!({ "shell": args.shell.to_string(), "script": text });
+    Outcome::new(Status::Clean, "completions", &doc, text)
+}

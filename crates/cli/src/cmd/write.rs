@@ -1,0 +1,232 @@
+//! `write`: files or stdin as objects, pattern data, a fill, or a resume.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+use stackctl::{OpenOptions, Volume, WriteOptions, WriteReport};
+
+use super::args::WriteArgs;
+use super::doc::{kind_and_seed, WrittenDoc};
+use super::exit::{usage, Status};
+use super::human;
+use super::progress::Reporter;
+use super::{shown, Ctx, Outcome};
+
+/// What `write` did, as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteDoc {
+    /// The volume.
+    pub target: String,
+    /// Each object written, in order.
+    pub objects: Vec<WrittenDoc>,
+    /// Bytes written in all.
+    pub bytes: u64,
+}
+
+/// A random seed, printed so the run can be repeated.
+pub fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // SplitMix64 finaliser over time and pid, so two runs in one nanosecond differ.
+    let mut z = nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Write options with this command's progress phase and the Ctrl-C flag.
+pub fn write_options(
+    ctx: &Ctx,
+    reporter: &Reporter,
+    replace: bool,
+    total: Option<u64>,
+) -> (WriteOptions, super::progress::Phase) {
+    let phase = reporter.phase("write", total);
+    let opts = WriteOptions {
+        replace,
+        progress: phase.callback(),
+        cancel: Some(Arc::clone(&ctx.cancel)),
+        ..WriteOptions::default()
+    };
+    (opts, phase)
+}
+
+/// The object name of an input file: its file name.
+fn name_of(input: &Path) -> anyhow::Result<String> {
+    let name = input.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        usage(format!(
+            "{}: no usable file name for an object; pass --name",
+            input.display()
+        ))
+    })?;
+    Ok(name.to_string())
+}
+
+/// The single interrupted object to resume, or the one named.
+fn resume_target(volume: &Volume, name: Option<&str>, target: &Path) -> anyhow::Result<String> {
+    if let Some(name) = name {
+        return Ok(name.to_string());
+    }
+    let incomplete: Vec<String> = volume
+        .objects()
+        .into_iter()
+        .filter(|o| !o.complete)
+        .map(|o| o.name)
+        .collect();
+    match incomplete.as_slice() {
+        [] => bail!("{}: no interrupted write to resume", shown(target)),
+        [one] => Ok(one.clone()),
+        many => Err(usage(format!(
+            "several interrupted objects ({}); pick one with --name",
+            many.join(", ")
+        ))),
+    }
+}
+
+fn open_input(input: &Path) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
+    if input == Path::new("-") {
+        return Ok((Box::new(std::io::stdin().lock()), None));
+    }
+    let file = File::open(input).with_context(|| format!("opening input {}", input.display()))?;
+    let metadata = file
+        .metadata()
+        .with_context(|| format!("reading the size of input {}", input.display()))?;
+    if metadata.is_dir() {
+        bail!("input {}: is a directory", input.display());
+    }
+    let size = metadata.is_file().then_some(metadata.len());
+    Ok((Box::new(file), size))
+}
+
+/// `stackctl write`.
+pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
+    let target = &args.target;
+    let pattern_mode = args.pattern || args.fill || args.resume;
+    if args.seed.is_some() && !(args.pattern || args.fill) {
+        return Err(usage("--seed goes with --pattern or --fill"));
+    }
+    if !pattern_mode && args.inputs.is_empty() {
+        return Err(usage(
+            "nothing to write: give INPUT files (`-` for stdin), --pattern --size SIZE, --fill or --resume",
+        ));
+    }
+    if args.name.is_some() && args.inputs.len() > 1 {
+        return Err(usage("--name names one object; give one INPUT with it"));
+    }
+    // Every input is checked before anything is written, so a typo in the third name
+    // does not leave the first two half-done.
+    let mut plan: Vec<(PathBuf, String)> = Vec::new();
+    for input in &args.inputs {
+        let name = match (&args.name, input == Path::new("-")) {
+            (Some(name), _) => name.clone(),
+            (None, true) => return Err(usage("stdin (`-`) needs --name")),
+            (None, false) => name_of(input)?,
+        };
+        if plan.iter().any(|(_, n)| *n == name) {
+            return Err(usage(format!("two inputs would both be object {name:?}")));
+        }
+        if input != Path::new("-") {
+            let metadata =
+                std::fs::metadata(input).with_context(|| format!("input {}", input.display()))?;
+            if metadata.is_dir() {
+                bail!("input {}: is a directory", input.display());
+            }
+        }
+        plan.push((input.clone(), name));
+    }
+
+    let mut volume = Volume::open(
+        target,
+        &OpenOptions {
+            direct: args.direct,
+            read_only: false,
+        },
+    )
+    .with_context(|| format!("opening {}", shown(target)))?;
+    let reporter = ctx.reporter("write");
+    let mut written: Vec<WrittenDoc> = Vec::new();
+    let record = |report: WriteReport, seed: Option<u64>, written: &mut Vec<WrittenDoc>| {
+        written.push(WrittenDoc::new(&report, seed));
+    };
+
+    if args.resume {
+        let name = resume_target(&volume, args.name.as_deref(), target)?;
+        let seed = volume
+            .object(&name)
+            .map(|o| kind_and_seed(&o.kind).1)
+            .ok_or_else(|| {
+                anyhow::Error::new(stackctl::Error::ObjectNotFound { name: name.clone() })
+            })
+            .with_context(|| format!("resuming in {}", shown(target)))?;
+        let (opts, phase) = write_options(ctx, &reporter, false, None);
+        let result = volume.resume(&name, &opts);
+        phase.finish();
+        let report =
+            result.with_context(|| format!("resuming object {name:?} in {}", shown(target)))?;
+        record(report, seed, &mut written);
+    } else if args.fill || args.pattern {
+        let seed = args.seed.unwrap_or_else(random_seed);
+        let (total, default_name) = if args.fill {
+            (Some(volume.free_bytes()), "fill".to_string())
+        } else {
+            (args.size, format!("pattern-{seed}"))
+        };
+        let name = args.name.clone().unwrap_or(default_name);
+        let (opts, phase) = write_options(ctx, &reporter, args.replace, total);
+        let result = match args.size {
+            Some(size) if !args.fill => volume.write_pattern(&name, size, seed, &opts),
+            _ => volume.fill(&name, seed, &opts),
+        };
+        phase.finish();
+        let report =
+            result.with_context(|| format!("writing object {name:?} to {}", shown(target)))?;
+        record(report, Some(seed), &mut written);
+    } else {
+        for (input, name) in &plan {
+            let (mut reader, size) = open_input(input)?;
+            let (opts, phase) = write_options(ctx, &reporter, args.replace, size);
+            let result = volume.write(name, &mut reader, &opts);
+            phase.finish();
+            let report = result.with_context(|| {
+                format!(
+                    "writing object {name:?} from {} to {}",
+                    input.display(),
+                    shown(target)
+                )
+            })?;
+            record(report, None, &mut written);
+        }
+    }
+    let bytes = written.iter().map(|w| w.bytes).sum();
+    let human = human::written(&written);
+    let doc = WriteDoc {
+        target: shown(target),
+        objects: written,
+        bytes,
+    };
+    Outcome::new(Status::Clean, "write", &doc, human)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_differ_between_calls() {
+        let a = random_seed();
+        std::thread::sleep(std::time::Duration::from_micros(10));
+        assert_ne!(a, random_seed());
+    }
+
+    #[test]
+    fn input_names_are_file_names() {
+        assert_eq!(name_of(Path::new("/a/b/c.bin")).unwrap(), "c.bin");
+        assert!(name_of(Path::new("/")).is_err());
+        assert!(name_of(Path::new("..")).is_err());
+    }
+}
