@@ -61,6 +61,14 @@ pub enum Error {
         /// Bytes free in the volume.
         free_bytes: u64,
     },
+    /// The object table would exceed its largest size (too many objects or extents).
+    #[error("the object table would take {table_bytes} bytes for {objects} objects, more than the format allows")]
+    TableFull {
+        /// Objects in the table.
+        objects: u64,
+        /// Bytes it would take.
+        table_bytes: u64,
+    },
     /// The target is too small to hold a volume.
     #[error("{path}: {size_bytes} bytes is too small for a volume (at least {min_bytes} bytes)")]
     TooSmall {

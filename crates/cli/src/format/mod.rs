@@ -27,6 +27,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MIN_BLOCK_BYTES: u32 = 512;
 /// Largest block size a volume may have (slot 1 sits at 64 KiB, so a block never spans it).
 pub const MAX_BLOCK_BYTES: u32 = 64 * 1024;
+/// Largest object table in bytes: bounds what opening a volume reads and holds.
+pub const MAX_TABLE_BYTES: u64 = 64 << 20;
 /// The sector size torn writes are judged against.
 pub const SECTOR_BYTES: usize = 512;
 

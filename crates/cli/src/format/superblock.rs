@@ -172,6 +172,14 @@ impl Superblock {
             ));
         }
         let meta_len_bytes = c.u64("meta_len_bytes")?;
+        if meta_len_bytes > super::MAX_TABLE_BYTES {
+            return Err(c.bad_value(
+                "meta_len_bytes",
+                8,
+                meta_len_bytes,
+                format!("<= {} (the largest table)", super::MAX_TABLE_BYTES),
+            ));
+        }
         let payload_per_block = u64::from(block_size_bytes) - META_HEADER_BYTES as u64;
         let max_len = meta_blocks.saturating_mul(payload_per_block);
         if meta_len_bytes > max_len || meta_len_bytes <= max_len.saturating_sub(payload_per_block) {

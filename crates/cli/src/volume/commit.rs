@@ -74,6 +74,12 @@ impl Volume {
         let generation = self.max_seen_generation.max(self.sb.generation) + 1;
         let slot = 1 - self.sb.slot;
         let payload = table.encode();
+        if payload.len() as u64 > crate::format::MAX_TABLE_BYTES {
+            return Err(Error::TableFull {
+                objects: table.objects.len() as u64,
+                table_bytes: payload.len() as u64,
+            });
+        }
         let blocks = stream_blocks(payload.len() as u64, bs);
         let meta = self.take_meta_extent(blocks)?;
         assert_eq!(meta.len, blocks);

@@ -144,6 +144,17 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
                 continue;
             }
         }
+        let volume_bytes = sb
+            .total_blocks
+            .saturating_mul(u64::from(sb.block_size_bytes));
+        if volume_bytes > device.size_bytes() {
+            reasons[usize::from(sb.slot)] = Some(format!(
+                "generation {}: describes a volume of {volume_bytes} bytes on a device of {} bytes",
+                sb.generation,
+                device.size_bytes()
+            ));
+            continue;
+        }
         match load_table(&*device, &sb) {
             Ok(table) if chosen.is_none() => chosen = Some((sb, table)),
             Ok(table) => others.push((sb, table)),
