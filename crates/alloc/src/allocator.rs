@@ -149,8 +149,8 @@ impl Allocator {
                 g.publish(&s);
                 e
             }
-            Mode::Near => self.alloc_near(req),
-            Mode::Any => self.alloc_any(req),
+            Mode::Near if req.goal.is_some() => self.alloc_near(req),
+            Mode::Near | Mode::Any => self.alloc_any(req),
         };
         let e = found.ok_or_else(|| self.no_space(req.min_len))?;
         assert!(e.end() <= self.inner.total_blocks);
@@ -196,11 +196,10 @@ impl Allocator {
         let n = self.inner.groups.len();
         let first = req.goal.map_or(0, |g| self.group_index(g));
         let order = (0..n).map(|i| (first + i) % n);
-        for pass in 0..3 {
-            let want = if pass < 2 { req.max_len } else { req.min_len };
+        for pass in 0..2 {
             for index in order.clone() {
                 let g = &self.inner.groups[index];
-                if g.longest() < want {
+                if g.longest() < req.max_len {
                     continue;
                 }
                 let guard = if pass == 0 {
@@ -214,6 +213,22 @@ impl Allocator {
                 if e.is_some() {
                     return e;
                 }
+            }
+        }
+        // No group holds `max_len`: the longest extent anywhere is the best answer, so
+        // try groups from the longest down (the summaries may move under us; the
+        // attempts are bounded by the group count).
+        let mut by_longest: Vec<usize> = (0..n)
+            .filter(|&i| self.inner.groups[i].longest() >= req.min_len)
+            .collect();
+        by_longest.sort_by_key(|&i| std::cmp::Reverse(self.inner.groups[i].longest()));
+        for index in by_longest {
+            let g = &self.inner.groups[index];
+            let mut s = g.lock();
+            let e = s.alloc(req, None);
+            g.publish(&s);
+            if e.is_some() {
+                return e;
             }
         }
         None

@@ -1,0 +1,8 @@
+//! Integration tests of `stack-alloc`: one binary, one module per area.
+
+mod busy;
+mod concurrent;
+mod model;
+mod persist;
+mod rng;
+mod stream;
