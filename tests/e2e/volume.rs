@@ -8,80 +8,11 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use stack_bio::{Device, MemDevice};
+use stack_bio::{Device, FaultyDevice, MemDevice};
 use stackctl::pattern::PatternHeader;
 use stackctl::{Cause, Error, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 const BS: u64 = 4096;
-
-/// A device claiming more than it holds: I/O past the real size wraps to the start.
-#[derive(Debug)]
-struct Wrapping {
-    inner: MemDevice,
-    claimed_bytes: u64,
-}
-
-impl Device for Wrapping {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), stack_bio::Error> {
-        self.inner.read_at(buf, offset % self.inner.size_bytes())
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), stack_bio::Error> {
-        self.inner.write_at(buf, offset % self.inner.size_bytes())
-    }
-    fn flush(&self) -> Result<(), stack_bio::Error> {
-        self.inner.flush()
-    }
-    fn size_bytes(&self) -> u64 {
-        self.claimed_bytes
-    }
-    fn logical_block_size(&self) -> u32 {
-        self.inner.logical_block_size()
-    }
-    fn info(&self) -> stack_bio::DeviceInfo {
-        stack_bio::DeviceInfo {
-            size_bytes: self.claimed_bytes,
-            ..self.inner.info()
-        }
-    }
-}
-
-/// A device whose reads touching `bad` fail.
-#[derive(Debug)]
-struct ReadErrors {
-    inner: Arc<MemDevice>,
-    bad: std::ops::Range<u64>,
-}
-
-impl Device for ReadErrors {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), stack_bio::Error> {
-        if offset < self.bad.end && offset + buf.len() as u64 > self.bad.start {
-            let source = std::io::Error::from_raw_os_error(5);
-            return Err(stack_bio::Error::Io {
-                device: "bad".into(),
-                offset,
-                len: buf.len(),
-                op: "read",
-                source,
-            });
-        }
-        self.inner.read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), stack_bio::Error> {
-        self.inner.write_at(buf, offset)
-    }
-    fn flush(&self) -> Result<(), stack_bio::Error> {
-        self.inner.flush()
-    }
-    fn size_bytes(&self) -> u64 {
-        self.inner.size_bytes()
-    }
-    fn logical_block_size(&self) -> u32 {
-        self.inner.logical_block_size()
-    }
-    fn info(&self) -> stack_bio::DeviceInfo {
-        self.inner.info()
-    }
-}
 
 fn mem(size_bytes: u64) -> Arc<MemDevice> {
     Arc::new(MemDevice::new(size_bytes))
@@ -504,10 +435,8 @@ fn damaged_newest_superblock_falls_back_and_verify_reports_it() {
 #[test]
 fn fake_capacity_shows_as_misdirected_blocks() {
     // A device that claims 16 MiB but keeps only 8: writes past 8 MiB wrap to the start.
-    let dev = Arc::new(Wrapping {
-        inner: MemDevice::new(8 << 20),
-        claimed_bytes: 16 << 20,
-    });
+    let dev = Arc::new(FaultyDevice::new(mem(16 << 20)));
+    dev.wrap_at(8 << 20);
     let mut vol = Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap();
     let _ = vol.fill("f3", 11, &WriteOptions::default());
     drop(vol);
@@ -532,10 +461,8 @@ fn unreadable_range_is_reported_and_verify_goes_on() {
         .unwrap();
     drop(vol);
     let p = physical_blocks(&dev, "p", 512);
-    let faulty = Arc::new(ReadErrors {
-        inner: dev.clone(),
-        bad: p[300] * BS..p[302] * BS,
-    });
+    let faulty = Arc::new(FaultyDevice::new(dev.clone()));
+    faulty.fail_reads(p[300] * BS..p[302] * BS);
     let vol = Volume::open_device(faulty, &OpenOptions::default()).unwrap();
     let report = vol.verify(&VerifyOptions::default()).unwrap();
     assert_eq!(report.damaged.len(), 1, "{report:#?}");

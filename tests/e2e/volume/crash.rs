@@ -2,10 +2,15 @@
 //! models of what a disk with a write cache keeps, and the volume must then open, verify
 //! clean, and hold exactly the last committed state (plus, for the operation cut short,
 //! nothing, a verifiable incomplete prefix, or the whole result).
+//!
+//! Two models: `FaultyDevice`'s (cut before write N; lose, keep or keep a random subset
+//! of the unflushed writes), and a stricter local one that also cuts at flushes, tears
+//! the write in progress and keeps reordered subsets — it is the one that catches a
+//! missing flush between the object table and the superblock.
 
 use std::sync::{Arc, Mutex};
 
-use stack_bio::{Device, DeviceInfo, Error, MemDevice};
+use stack_bio::{CrashMode, Device, DeviceInfo, Error, FaultyDevice, MemDevice};
 use stackctl::{FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 const SECTOR_BYTES: usize = 512;
@@ -272,28 +277,98 @@ fn check(vol: &Volume, done: &[Op], cut: Option<&Op>, pattern_bytes: &[u8], what
     }
 }
 
-#[test]
-fn crash_at_every_write_boundary_keeps_the_last_commit() {
-    // The formatted image is the starting point; a dry run counts the workload's writes
-    // and records the pattern object's bytes.
+/// The formatted starting image, the workload's I/O count on `count`, and the pattern
+/// object's bytes.
+fn dry_run<D: Device + 'static>(
+    make: impl FnOnce(Vec<u8>) -> Arc<D>,
+    count: impl FnOnce(&D) -> u64,
+) -> (Vec<u8>, u64, Vec<u8>) {
     let base = {
         let dev = Arc::new(MemDevice::new(VOLUME_BYTES));
         drop(Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap());
         dev.snapshot()
     };
-    let (total_writes, pattern_bytes) = {
-        let dev = Arc::new(CrashDevice::new(base.clone(), u64::MAX, Keep::Nothing));
-        let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).unwrap();
-        for op in workload() {
-            run(&mut vol, &op).unwrap();
-        }
-        let p = read(&vol, "p");
-        let writes = dev.lock().writes;
-        (writes, p)
+    let dev = make(base.clone());
+    let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).unwrap();
+    for op in workload() {
+        run(&mut vol, &op).unwrap();
+    }
+    let p = read(&vol, "p");
+    drop(vol);
+    let n = count(&dev);
+    (base, n, p)
+}
+
+/// Reopens a crash image and checks it; then writes more to show the space taken after
+/// the last commit is free again.
+fn reopen_and_check(image: MemDevice, ops: &[Op], done: usize, pattern_bytes: &[u8], what: &str) {
+    let image = Arc::new(image);
+    let mut vol = Volume::open_device(image, &OpenOptions::default())
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    check(&vol, &ops[..done], ops.get(done), pattern_bytes, what);
+    vol.write(
+        "after",
+        &mut &content(30_000, 7)[..],
+        &WriteOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        vol.verify(&VerifyOptions::default()).unwrap().clean(),
+        "{what}"
+    );
+}
+
+#[test]
+fn faulty_device_cut_at_every_write_keeps_the_last_commit() {
+    let faulty = |image: Vec<u8>| {
+        let mem: Arc<dyn Device> = Arc::new(MemDevice::from_bytes(image, 512));
+        Arc::new(FaultyDevice::new(mem).with_crash_model().unwrap())
     };
+    let (base, total_writes, pattern_bytes) = dry_run(faulty, |d| d.writes_issued());
     assert!(
         total_writes > 30,
         "the workload makes {total_writes} writes"
+    );
+    let ops = workload();
+    let modes = [
+        CrashMode::LoseUnflushed,
+        CrashMode::KeepUnflushed,
+        CrashMode::RandomSubset { seed: 1 },
+        CrashMode::RandomSubset { seed: 2 },
+        CrashMode::RandomSubset { seed: 3 },
+    ];
+    for cut in 0..=total_writes {
+        // The program does not notice the cut: run everything, note which ops had all
+        // their writes (and so their final flush) before it.
+        let dev = faulty(base.clone());
+        dev.cut_at_write(cut);
+        let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).unwrap();
+        let mut done = 0;
+        for op in &ops {
+            run(&mut vol, op).unwrap();
+            if dev.writes_issued() <= cut {
+                done += 1;
+            }
+        }
+        drop(vol);
+        for mode in modes {
+            let what = format!(
+                "FaultyDevice cut at write {cut}/{total_writes}, {mode:?}, after {done} ops"
+            );
+            reopen_and_check(dev.crash_image(mode), &ops, done, &pattern_bytes, &what);
+        }
+    }
+}
+
+#[test]
+fn crash_at_every_write_and_flush_boundary_keeps_the_last_commit() {
+    let (base, total_writes, pattern_bytes) = dry_run(
+        |image| Arc::new(CrashDevice::new(image, u64::MAX, Keep::Nothing)),
+        |d| d.lock().writes,
+    );
+    assert!(
+        total_writes > 30,
+        "the workload makes {total_writes} writes and flushes"
     );
     let ops = workload();
     let mut cases = 0;
@@ -312,21 +387,12 @@ fn crash_at_every_write_boundary_keeps_the_last_commit() {
             let what = format!(
                 "crash at event {crash_at}/{total_writes}, keep {keep:?}, after {done} ops"
             );
-            let image = MemDevice::from_bytes(dev.image_after_power_loss(), 512);
-            let image = Arc::new(image);
-            let mut vol = Volume::open_device(image.clone(), &OpenOptions::default())
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
-            check(&vol, &ops[..done], ops.get(done), &pattern_bytes, &what);
-            // Space taken after the last commit is free again: the volume keeps working.
-            vol.write(
-                "after",
-                &mut &content(30_000, 7)[..],
-                &WriteOptions::default(),
-            )
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert!(
-                vol.verify(&VerifyOptions::default()).unwrap().clean(),
-                "{what}"
+            reopen_and_check(
+                MemDevice::from_bytes(dev.image_after_power_loss(), 512),
+                &ops,
+                done,
+                &pattern_bytes,
+                &what,
             );
             cases += 1;
         }
