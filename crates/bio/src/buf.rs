@@ -296,8 +296,8 @@ mod tests {
             assert_eq!(buf.as_ptr() as usize % align, 0);
             assert_eq!(buf.len(), 10_000);
             assert!(buf.iter().all(|&b| b == 0));
-            let moved = vec![buf];
-            assert_eq!(moved[0].as_ptr() as usize % align, 0);
+            let moved = Box::new(buf);
+            assert_eq!(moved.as_ptr() as usize % align, 0);
         }
         let copy = AlignedBuf::from_slice(b"hello", 4096).clone();
         assert_eq!(&copy[..], b"hello");

@@ -19,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+mod bio;
 mod buf;
 mod crash;
 mod device;
@@ -26,8 +27,12 @@ mod error;
 mod faulty;
 mod file;
 mod mem;
+mod queue;
+mod sched;
+mod stats;
 mod sys;
 
+pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};
 pub use buf::{AlignedBuf, BufferPool, PooledBuf};
 pub use crash::{CrashMode, CRASH_LOG_LIMIT_BYTES};
 pub use device::{Device, DeviceInfo, DeviceKind};
@@ -35,3 +40,5 @@ pub use error::Error;
 pub use faulty::FaultyDevice;
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};
 pub use mem::{MemDevice, MEM_LOGICAL_BLOCK_SIZE};
+pub use queue::{EndIo, EndIoJob, InlineEndIo, QueueConfig, SubmitQueue};
+pub use stats::{QueueStats, SeqCounter};

@@ -1,0 +1,335 @@
+//! The queue's pending lists and the rule that picks the next I/O.
+//!
+//! Kept apart from the threads so the policy can be tested on its own. Bios wait in a
+//! sync lane (served first, never plugged) and in one FIFO per stream. Flushes split
+//! time into epochs: a bio queued after `k` flushes belongs to epoch `k` and is not
+//! issued before flush `k` has been issued; flush `k` is issued only when no bio of an
+//! earlier epoch is left. Since one submitter issues I/O strictly one after another,
+//! that makes a flush complete after every write queued before it.
+//!
+//! Among streams the rule is an anticipating elevator: the stream being served keeps
+//! the device while its next bio continues where the last I/O ended, up to a budget;
+//! otherwise the stream with the oldest ready head goes next. A stream's head is ready
+//! when a full I/O can be merged from it, or it has waited a plug timeout, or something
+//! urges progress (a flush waiting, submitters blocked on the in-flight bound).
+
+use crate::bio::{Bio, Op};
+use crate::sys::IOV_MAX;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// A queued bio with its bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    seq: u64,
+    epoch: u64,
+    arrived: Instant,
+    bio: Bio,
+}
+
+/// One I/O to issue: one flush, or contiguous reads or writes merged in order.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub op: Op,
+    pub offset: u64,
+    pub len_bytes: u64,
+    pub bios: Vec<Bio>,
+}
+
+/// What the submitter should do next.
+#[derive(Debug)]
+pub(crate) enum Next {
+    Issue(Run),
+    /// Nothing is ready; the earliest plug expires then.
+    WaitUntil(Instant),
+    /// Nothing is queued.
+    Idle,
+}
+
+#[derive(Debug)]
+pub(crate) struct Sched {
+    max_io_bytes: u64,
+    plug: Duration,
+    budget_bytes: u64,
+    next_seq: u64,
+    cur_epoch: u64,
+    /// Pending data bios per epoch; `[0]` is the current epoch.
+    epoch_counts: VecDeque<usize>,
+    /// Flush `i` here closes epoch `cur_epoch + i`.
+    flushes: VecDeque<Bio>,
+    sync: VecDeque<Pending>,
+    streams: BTreeMap<u64, VecDeque<Pending>>,
+    active: Option<u64>,
+    active_end: u64,
+    active_served_bytes: u64,
+}
+
+impl Sched {
+    pub(crate) fn new(max_io_bytes: u64, plug: Duration, budget_bytes: u64) -> Self {
+        assert!(max_io_bytes > 0);
+        Self {
+            max_io_bytes,
+            plug,
+            budget_bytes,
+            next_seq: 0,
+            cur_epoch: 0,
+            epoch_counts: VecDeque::from([0]),
+            flushes: VecDeque::new(),
+            sync: VecDeque::new(),
+            streams: BTreeMap::new(),
+            active: None,
+            active_end: 0,
+            active_served_bytes: 0,
+        }
+    }
+
+    /// The stream being served, whose writers get a reserve of the in-flight bound.
+    pub(crate) fn active_stream(&self) -> Option<u64> {
+        self.active
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.flushes.is_empty() && self.epoch_counts.iter().all(|&c| c == 0)
+    }
+
+    pub(crate) fn push(&mut self, bio: Bio, sync: bool, now: Instant) {
+        if bio.op() == Op::Flush {
+            self.flushes.push_back(bio);
+            self.epoch_counts.push_back(0);
+            assert_eq!(self.epoch_counts.len(), self.flushes.len() + 1);
+            return;
+        }
+        let epoch = self.cur_epoch + (self.epoch_counts.len() as u64 - 1);
+        *self
+            .epoch_counts
+            .back_mut()
+            .expect("there is always a current epoch") += 1;
+        let pending = Pending {
+            seq: self.next_seq,
+            epoch,
+            arrived: now,
+            bio,
+        };
+        self.next_seq += 1;
+        if sync {
+            self.sync.push_back(pending);
+        } else {
+            self.streams
+                .entry(pending.bio.stream())
+                .or_default()
+                .push_back(pending);
+        }
+    }
+
+    /// Bytes one I/O from the head of `queue` would move, and whether it is full.
+    fn head_run_bytes(&self, queue: &VecDeque<Pending>) -> (u64, bool) {
+        let Some(first) = queue.front() else {
+            return (0, false);
+        };
+        let mut bytes = first.bio.len() as u64;
+        let mut end = first.bio.end();
+        for (count, p) in queue.iter().enumerate().skip(1) {
+            if !self.joins(first, p, end, bytes, count) {
+                return (bytes, bytes >= self.max_io_bytes || count >= IOV_MAX);
+            }
+            bytes += p.bio.len() as u64;
+            end = p.bio.end();
+        }
+        (bytes, bytes >= self.max_io_bytes)
+    }
+
+    fn joins(&self, first: &Pending, p: &Pending, end: u64, bytes: u64, count: usize) -> bool {
+        p.epoch == first.epoch
+            && p.bio.op() == first.bio.op()
+            && p.bio.offset() == end
+            && bytes + p.bio.len() as u64 <= self.max_io_bytes
+            && count < IOV_MAX
+    }
+
+    fn take_run(&mut self, from_sync: bool, stream: u64) -> Run {
+        let queue = if from_sync {
+            &mut self.sync
+        } else {
+            self.streams
+                .get_mut(&stream)
+                .expect("a chosen stream exists")
+        };
+        let first = queue.pop_front().expect("a chosen queue is not empty");
+        let mut run = Run {
+            op: first.bio.op(),
+            offset: first.bio.offset(),
+            len_bytes: first.bio.len() as u64,
+            bios: Vec::new(),
+        };
+        let mut end = first.bio.end();
+        let epoch = first.epoch;
+        let (max_io, first_op) = (self.max_io_bytes, first.bio.op());
+        run.bios.push(first.bio);
+        while let Some(p) = queue.front() {
+            let joins = p.epoch == epoch
+                && p.bio.op() == first_op
+                && p.bio.offset() == end
+                && run.len_bytes + p.bio.len() as u64 <= max_io
+                && run.bios.len() < IOV_MAX;
+            if !joins {
+                break;
+            }
+            let p = queue.pop_front().expect("front exists");
+            end = p.bio.end();
+            run.len_bytes += p.bio.len() as u64;
+            run.bios.push(p.bio);
+        }
+        if !from_sync && queue.is_empty() {
+            self.streams.remove(&stream);
+        }
+        assert_eq!(epoch, self.cur_epoch, "only the current epoch is issued");
+        let count = &mut self.epoch_counts[0];
+        assert!(*count >= run.bios.len());
+        *count -= run.bios.len();
+        assert_eq!(end, run.offset + run.len_bytes);
+        run
+    }
+
+    /// Picks the next I/O. `urgent` makes every head ready (blocked submitters, shutdown).
+    pub(crate) fn next(&mut self, now: Instant, urgent: bool) -> Next {
+        if self.epoch_counts[0] == 0 {
+            if let Some(flush) = self.flushes.pop_front() {
+                self.epoch_counts.pop_front();
+                self.cur_epoch += 1;
+                self.active = None;
+                return Next::Issue(Run {
+                    op: Op::Flush,
+                    offset: 0,
+                    len_bytes: 0,
+                    bios: vec![flush],
+                });
+            }
+        }
+        if self.sync.front().is_some_and(|p| p.epoch == self.cur_epoch) {
+            return Next::Issue(self.take_run(true, 0));
+        }
+        let urgent = urgent || !self.flushes.is_empty();
+        let mut best: Option<(u64, u64)> = None; // (seq, stream) of the oldest ready head
+        let mut earliest_plug: Option<Instant> = None;
+        let mut active_ready = false;
+        for (&stream, queue) in &self.streams {
+            let head = queue.front().expect("empty streams are removed");
+            if head.epoch != self.cur_epoch {
+                continue;
+            }
+            let (_, full) = self.head_run_bytes(queue);
+            let plug_end = head.arrived + self.plug;
+            let ready = full || urgent || now >= plug_end;
+            if !ready {
+                earliest_plug = Some(earliest_plug.map_or(plug_end, |t| t.min(plug_end)));
+                continue;
+            }
+            if self.active == Some(stream)
+                && head.bio.offset() == self.active_end
+                && self.active_served_bytes < self.budget_bytes
+            {
+                active_ready = true;
+            }
+            if best.is_none_or(|(seq, _)| head.seq < seq) {
+                best = Some((head.seq, stream));
+            }
+        }
+        let stream = if active_ready {
+            self.active.expect("active_ready implies an active stream")
+        } else if let Some((_, stream)) = best {
+            self.active = Some(stream);
+            self.active_served_bytes = 0;
+            stream
+        } else {
+            return earliest_plug.map_or(Next::Idle, Next::WaitUntil);
+        };
+        let run = self.take_run(false, stream);
+        self.active_end = run.offset + run.len_bytes;
+        self.active_served_bytes += run.len_bytes;
+        Next::Issue(run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(offset: u64, len: usize, stream: u64) -> Bio {
+        Bio::write(offset, vec![0u8; len], |_| {}).with_stream(stream)
+    }
+
+    fn issue(s: &mut Sched, now: Instant, urgent: bool) -> Run {
+        match s.next(now, urgent) {
+            Next::Issue(run) => run,
+            other => panic!("expected an I/O, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn merges_contiguous_up_to_max_and_plugs_partial_runs() {
+        let now = Instant::now();
+        let mut s = Sched::new(4096, Duration::from_millis(5), u64::MAX);
+        for i in 0..5 {
+            s.push(w(i * 1024, 1024, 0), false, now);
+        }
+        let run = issue(&mut s, now, false);
+        assert_eq!((run.offset, run.len_bytes, run.bios.len()), (0, 4096, 4));
+        assert!(
+            matches!(s.next(now, false), Next::WaitUntil(_)),
+            "a partial run waits for more"
+        );
+        let run = issue(&mut s, now + Duration::from_millis(5), false);
+        assert_eq!((run.offset, run.len_bytes), (4096, 1024));
+        assert!(matches!(s.next(now, false), Next::Idle));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn flush_waits_for_earlier_bios_and_holds_back_later_ones() {
+        let now = Instant::now();
+        let mut s = Sched::new(1 << 20, Duration::from_secs(10), u64::MAX);
+        s.push(w(0, 512, 1), false, now);
+        s.push(Bio::flush(|_| {}), false, now);
+        s.push(w(512, 512, 1), true, now);
+        s.push(w(4096, 512, 2), false, now);
+        let run = issue(&mut s, now, false);
+        assert_eq!(
+            (run.op, run.offset),
+            (Op::Write, 0),
+            "the pending flush urges the earlier write out"
+        );
+        assert_eq!(issue(&mut s, now, false).op, Op::Flush);
+        assert_eq!(
+            issue(&mut s, now, true).offset,
+            512,
+            "the sync lane goes first"
+        );
+        assert_eq!(issue(&mut s, now, true).offset, 4096);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn keeps_serving_the_active_stream_while_it_continues() {
+        let now = Instant::now();
+        let mut s = Sched::new(1024, Duration::from_secs(10), 3 * 1024);
+        for i in 0..4 {
+            s.push(w(i * 1024, 1024, 1), false, now);
+            s.push(w((1 << 20) + i * 1024, 1024, 2), false, now);
+        }
+        let offsets: Vec<u64> = (0..8).map(|_| issue(&mut s, now, false).offset).collect();
+        assert_eq!(
+            offsets[..3],
+            [0, 1024, 2048],
+            "stream 1 keeps the device for its budget"
+        );
+        assert_eq!(offsets[3], 1 << 20, "then the oldest other head goes");
+        let mut per_stream: Vec<u64> = offsets.iter().copied().filter(|o| *o < 1 << 20).collect();
+        let sorted = {
+            let mut v = per_stream.clone();
+            v.sort();
+            v
+        };
+        assert_eq!(per_stream, sorted, "order within a stream is kept");
+        per_stream.clear();
+    }
+}
