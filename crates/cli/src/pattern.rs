@@ -316,6 +316,32 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn prop_random_blocks_never_panic(found in proptest::collection::vec(proptest::prelude::any::<u8>(), 512..=512),
+                                          magic in proptest::prelude::any::<bool>(), addr in proptest::prelude::any::<u64>()) {
+            let mut found = found;
+            if magic {
+                found[..8].copy_from_slice(&PATTERN_MAGIC);
+            }
+            let mut want = vec![0u8; 512];
+            fill_blocks(&mut want, 512, 1, PatternHeader { phys_block: addr, object_id: 1, logical_offset: 0, generation: 1, seed: 1 });
+            let _ = PatternHeader::parse(&found);
+            let _ = classify_pattern(&found, &want, addr, Algorithm::Xxh3, 1);
+            let _ = classify_file(&found, addr, Algorithm::Crc32c, 1);
+        }
+
+        #[test]
+        fn prop_header_round_trip(phys in proptest::prelude::any::<u64>(), object_id in proptest::prelude::any::<u64>(),
+                                  logical_offset in proptest::prelude::any::<u64>(), generation in proptest::prelude::any::<u64>(),
+                                  seed in proptest::prelude::any::<u64>()) {
+            let h = PatternHeader { phys_block: phys, object_id, logical_offset, generation, seed };
+            let mut b = vec![0u8; 1024];
+            h.fill(9, &mut b);
+            proptest::prop_assert_eq!(PatternHeader::parse(&b), Some(h));
+        }
+    }
+
     #[test]
     fn damaged_header_is_not_trusted() {
         let mut b = block(10, 1, 0, 3);

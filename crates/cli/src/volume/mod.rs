@@ -230,6 +230,13 @@ impl Volume {
         open::open(device, opts.read_only)
     }
 
+    /// Runs this volume's pipelines on `pools` instead of its own (to share pools between
+    /// volumes, or to size them).
+    pub fn with_pools(mut self, pools: Pools) -> Volume {
+        self.pools = pools;
+        self
+    }
+
     /// The device the volume lives on.
     pub fn device(&self) -> &Arc<dyn Device> {
         &self.device
