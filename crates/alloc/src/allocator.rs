@@ -306,6 +306,15 @@ impl Allocator {
         }
         let first = self.group_index(extent.start);
         let last = self.group_index(extent.end() - 1);
+        if first == last {
+            // The common case, without the vectors.
+            let g = &self.inner.groups[first];
+            let mut s = g.lock();
+            verify(&s, extent)?;
+            apply(&mut s, extent);
+            g.publish(&s);
+            return Ok(());
+        }
         let mut guards: Vec<_> = (first..=last)
             .map(|i| self.inner.groups[i].lock())
             .collect();

@@ -28,8 +28,9 @@ pub(crate) struct GroupSpace {
     by_len: BTreeSet<(u64, u64)>,
     /// Busy extents (freed, not yet committed), start -> (len, generation).
     busy: BTreeMap<u64, (u64, u64)>,
-    /// The same busy extents as (generation, start), so commit finds them in order.
-    busy_by_gen: BTreeSet<(u64, u64)>,
+    /// The same busy extents' starts by generation, so commit finds them in order (few
+    /// generations are pending at once, so this map stays tiny).
+    busy_by_gen: BTreeMap<u64, Vec<u64>>,
     free_blocks: u64,
     busy_blocks: u64,
     /// Mutations so far; debug builds check the group on a sample of them.
@@ -93,19 +94,25 @@ impl GroupSpace {
         assert!(start + len <= self.end);
         debug_assert!(self.first_free_in(start, start + len).is_none());
         debug_assert!(self.first_busy_in(start, start + len).is_none());
-        let (mut s, mut l) = (start, len);
-        if let Some((&ps, &pl)) = self.by_start.range(..start).next_back() {
-            if ps + pl == start {
-                self.remove_index(ps, pl);
-                s = ps;
-                l += pl;
+        // Merge with the neighbours, touching each index as few times as possible (this
+        // is the hot path of free and commit).
+        let end = start + len;
+        let next = self.by_start.remove(&end);
+        if let Some(nl) = next {
+            let removed = self.by_len.remove(&(nl, end));
+            assert!(removed);
+        }
+        let merged = len + next.unwrap_or(0);
+        match self.by_start.range_mut(..start).next_back() {
+            Some((&ps, pl)) if ps + *pl == start => {
+                let removed = self.by_len.remove(&(*pl, ps));
+                assert!(removed);
+                *pl += merged;
+                let fresh = self.by_len.insert((*pl, ps));
+                assert!(fresh);
             }
+            _ => self.insert_index(start, merged),
         }
-        if let Some(&nl) = self.by_start.get(&(start + len)) {
-            self.remove_index(start + len, nl);
-            l += nl;
-        }
-        self.insert_index(s, l);
         self.free_blocks += len;
         self.mutated();
     }
@@ -113,22 +120,27 @@ impl GroupSpace {
     /// Takes `[start, start+len)` out of the free extent that contains it.
     pub fn take(&mut self, start: u64, len: u64) {
         assert!(len > 0);
-        let (&fs, &fl) = self
+        let end = start + len;
+        let (&fs, fl) = self
             .by_start
-            .range(..=start)
+            .range_mut(..=start)
             .next_back()
             .expect("take: no free extent before start");
+        let fe = fs + *fl;
         assert!(fs <= start);
-        assert!(
-            start + len <= fs + fl,
-            "take: range not inside one free extent"
-        );
-        self.remove_index(fs, fl);
+        assert!(end <= fe, "take: range not inside one free extent");
+        let removed = self.by_len.remove(&(*fl, fs));
+        assert!(removed);
         if start > fs {
-            self.insert_index(fs, start - fs);
+            // The left remainder keeps its start: update it in place.
+            *fl = start - fs;
+            let fresh = self.by_len.insert((start - fs, fs));
+            assert!(fresh);
+        } else {
+            self.by_start.remove(&fs);
         }
-        if start + len < fs + fl {
-            self.insert_index(start + len, fs + fl - start - len);
+        if end < fe {
+            self.insert_index(end, fe - end);
         }
         self.free_blocks -= len;
         self.mutated();
@@ -140,7 +152,7 @@ impl GroupSpace {
         debug_assert!(self.first_free_in(extent.start, extent.end()).is_none());
         debug_assert!(self.first_busy_in(extent.start, extent.end()).is_none());
         self.busy.insert(extent.start, (extent.len, gen));
-        self.busy_by_gen.insert((gen, extent.start));
+        self.busy_by_gen.entry(gen).or_default().push(extent.start);
         self.busy_blocks += extent.len;
         self.mutated();
     }
@@ -149,16 +161,18 @@ impl GroupSpace {
     /// Returns how many blocks became free.
     pub fn commit(&mut self, gen: u64) -> u64 {
         let mut released = 0;
-        while let Some(&(g, start)) = self.busy_by_gen.first() {
-            if g > gen {
+        while let Some(entry) = self.busy_by_gen.first_entry() {
+            if *entry.key() > gen {
                 break;
             }
-            self.busy_by_gen.pop_first();
-            let (len, bg) = self.busy.remove(&start).expect("busy indexes disagree");
-            assert_eq!(bg, g);
-            self.busy_blocks -= len;
-            self.insert_free(start, len);
-            released += len;
+            let (g, starts) = entry.remove_entry();
+            for start in starts {
+                let (len, bg) = self.busy.remove(&start).expect("busy indexes disagree");
+                assert_eq!(bg, g);
+                self.busy_blocks -= len;
+                self.insert_free(start, len);
+                released += len;
+            }
         }
         released
     }
@@ -194,7 +208,7 @@ impl GroupSpace {
     /// longest one if it holds at least `min_len`.
     fn find_size(&self, req: &AllocRequest) -> Option<Extent> {
         for &(l, s) in self.by_len.range((req.max_len, 0)..).take(SIZE_SCAN_STEPS) {
-            if let Some(e) = fit_from(s, s + l, s, req) {
+            if let Some(e) = fit_tail(s, s + l, req) {
                 if e.len == req.max_len {
                     return Some(e);
                 }
@@ -204,7 +218,7 @@ impl GroupSpace {
             if l < req.min_len {
                 break;
             }
-            if let Some(e) = fit_from(s, s + l, s, req) {
+            if let Some(e) = fit_tail(s, s + l, req) {
                 return Some(e);
             }
         }
@@ -292,20 +306,24 @@ impl GroupSpace {
         }
         let mut busy = 0u64;
         let mut prev_end = self.base;
-        for (&s, &(l, g)) in &self.busy {
+        for (&s, &(l, _)) in &self.busy {
             if l == 0 || s < prev_end || s + l > self.end {
                 return bad(format!("busy extent {s}+{l} empty, overlapping or outside"));
-            }
-            if !self.busy_by_gen.contains(&(g, s)) {
-                return bad(format!(
-                    "busy extent at {s} missing from the generation index"
-                ));
             }
             prev_end = s + l;
             busy += l;
         }
-        if self.busy.len() != self.busy_by_gen.len() {
-            return bad("busy indexes differ in size".to_owned());
+        let mut indexed = BTreeSet::new();
+        for (&g, starts) in &self.busy_by_gen {
+            for &s in starts {
+                if self.busy.get(&s).map(|&(_, bg)| bg) != Some(g) {
+                    return bad(format!("generation index lists {s} under {g} wrongly"));
+                }
+                indexed.insert(s);
+            }
+        }
+        if indexed.len() != self.busy.len() {
+            return bad("busy extents missing from the generation index".to_owned());
         }
         if busy != self.busy_blocks {
             return bad(format!(
@@ -321,13 +339,6 @@ impl GroupSpace {
         assert!(fresh, "free extent at {start} already indexed");
         let fresh = self.by_len.insert((len, start));
         assert!(fresh);
-    }
-
-    fn remove_index(&mut self, start: u64, len: u64) {
-        let removed = self.by_start.remove(&start);
-        assert_eq!(removed, Some(len));
-        let removed = self.by_len.remove(&(len, start));
-        assert!(removed);
     }
 
     /// Debug builds check the whole group while it is small, then on a sample of
@@ -349,6 +360,12 @@ fn first_overlap<V>(
     end: u64,
     len: impl Fn(&V) -> u64,
 ) -> Option<u64> {
+    // Fast path: the last extent starting before `end` is the only one that can reach
+    // furthest; if it ends by `start`, nothing overlaps.
+    match map.range(..end).next_back() {
+        Some((&s, v)) if s + len(v) > start => {}
+        _ => return None,
+    }
     if let Some((&s, v)) = map.range(..=start).next_back() {
         if s + len(v) > start {
             return Some(start);
@@ -368,13 +385,10 @@ fn fit_from(s: u64, e: u64, from: u64, req: &AllocRequest) -> Option<Extent> {
     (len >= req.min_len).then_some(Extent::new(a, len))
 }
 
-/// The best placement in free `[s, e)` for `goal`, with its distance from the goal: at
-/// or after the goal if it fits there, else as late as possible before it.
-fn near_candidate(s: u64, e: u64, goal: u64, req: &AllocRequest) -> Option<(u64, Extent)> {
-    if let Some(x) = fit_from(s, e, goal, req) {
-        return Some((x.start - goal, x));
-    }
-    // Only space before the goal: end the allocation as close to the goal as it can.
+/// The longest aligned extent (up to `max_len`, at least `min_len`) at the end of free
+/// `[s, e)`. Taking the tail keeps the free extent's start, so the by-start index is
+/// updated in place, and it leaves the head of a gap to a stream that starts there.
+fn fit_tail(s: u64, e: u64, req: &AllocRequest) -> Option<Extent> {
     let first = align_up(s, req.align)?;
     if first >= e {
         return None;
@@ -384,11 +398,17 @@ fn near_candidate(s: u64, e: u64, goal: u64, req: &AllocRequest) -> Option<(u64,
         return None;
     }
     let start = align_down(e - len, req.align).max(first);
-    let len = len.min(e - start);
-    if len < req.min_len {
-        return None;
+    Some(Extent::new(start, len.min(e - start)))
+}
+
+/// The best placement in free `[s, e)` for `goal`, with its distance from the goal: at
+/// or after the goal if it fits there, else as late as possible before it.
+fn near_candidate(s: u64, e: u64, goal: u64, req: &AllocRequest) -> Option<(u64, Extent)> {
+    if let Some(x) = fit_from(s, e, goal, req) {
+        return Some((x.start - goal, x));
     }
-    let x = Extent::new(start, len);
+    // Only space before the goal: end the allocation as close to the goal as it can.
+    let x = fit_tail(s, e, req)?;
     Some((goal.saturating_sub(x.end()), x))
 }
 
