@@ -1,3 +1,76 @@
 //! Worker pools after btrfs's async threads, and workqueues with a rescuer.
 //!
-//! Filled by the worker-pool issue.
+//! The idea comes from two kernel commits. btrfs (2008) gave each worker thread its own
+//! pending list: new work goes to the last-used worker until it has `busy_threshold`
+//! (64) items, then to a less busy one, then to a new thread up to a maximum; long work
+//! can requeue itself to the tail. XFS (2012) moved allocation onto a workqueue with a
+//! *rescuer*: a thread made in advance that runs queued work when no new worker can be
+//! created, so the queue always moves forward. On top of that this crate adds what
+//! Linux's concurrency-managed workqueues learned: a worker that blocks in this crate's
+//! waits ([`Completion::wait`], [`blocking`]) lets the pool start or wake another, and
+//! a watchdog notices work that makes no progress.
+//!
+//! - [`Workers`]: the btrfs pool (min/max threads, per-worker lists, high lane,
+//!   idle retirement, [`Ordered`] streams, reusable [`WorkItem`]s that can requeue).
+//! - [`WorkQueue`]: `max_active` workers created on demand plus an optional rescuer.
+//! - [`Completion`] and `queue_and_wait`: queue, then sleep until done (the XFS
+//!   pattern; never hold a lock the worker needs while you wait).
+//! - [`Spawner`]: thread creation that tests can make fail ([`FailingSpawner`]).
+//!
+//! ```
+//! use stack_async_thread::{Workers, Step, WorkItem, Queued};
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//!
+//! let pool = Workers::builder("csum").min_threads(1).max_threads(4).build()?;
+//! let sum = Arc::new(AtomicU32::new(0));
+//! for i in 1..=10 {
+//!     let sum = Arc::clone(&sum);
+//!     pool.queue(move || { sum.fetch_add(i, Ordering::Relaxed); })?;
+//! }
+//! pool.flush();
+//! assert_eq!(sum.load(Ordering::Relaxed), 55);
+//!
+//! // The XFS pattern: run on the pool, wait for the answer.
+//! assert_eq!(pool.queue_and_wait(|| 6 * 7)?, 42);
+//!
+//! // In-order completion of parallel work.
+//! let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+//! let stream = pool.ordered();
+//! for i in 0..5 {
+//!     let out = Arc::clone(&out);
+//!     stream.queue(move || i * 10, move |v| out.lock().unwrap().push(v))?;
+//! }
+//! stream.flush();
+//! assert_eq!(*out.lock().unwrap(), vec![0, 10, 20, 30, 40]);
+//!
+//! // A reusable work object: queueing it while pending is a no-op that says so.
+//! let item = WorkItem::new(|| Step::Done);
+//! let first = pool.queue_work(&item)?;
+//! assert!(matches!(first, Queued::Queued | Queued::AlreadyPending));
+//! pool.shutdown();
+//! # Ok::<(), stack_async_thread::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod completion;
+mod error;
+mod ordered;
+mod pool;
+mod spawner;
+mod stats;
+mod sync;
+mod work;
+mod workers;
+mod workqueue;
+
+pub use completion::Completion;
+pub use error::{Error, Result};
+pub use ordered::Ordered;
+pub use pool::blocking;
+pub use spawner::{FailingSpawner, Spawner, ThreadSpawner};
+pub use stats::Stats;
+pub use work::{Queued, Step, WorkItem};
+pub use workers::{Workers, WorkersBuilder};
+pub use workqueue::{WorkQueue, WorkQueueBuilder};

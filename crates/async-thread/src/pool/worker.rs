@@ -1,0 +1,206 @@
+//! The worker loop, stealing, and blocking awareness (`blocking`).
+
+use super::{Inner, Runner};
+use crate::sync::lock;
+use crate::work::Task;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a worker re-checks while the pool is shutting down.
+const CLOSING_POLL: Duration = Duration::from_millis(10);
+/// Most tasks a thief takes from a busy (not blocked) worker at once.
+const STEAL_MAX: usize = 32;
+
+struct Current {
+    pool: Arc<Inner>,
+    /// The worker slot, or `None` on the helper (watchdog/rescuer) thread.
+    slot: Option<usize>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+    static RUNNING_COLOR: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Marks this thread as belonging to `pool` (slot `None` for the helper thread).
+pub(super) fn enter_thread(pool: &Arc<Inner>, slot: Option<usize>) {
+    CURRENT.with(|c| {
+        *c.borrow_mut() = Some(Current {
+            pool: Arc::clone(pool),
+            slot,
+        })
+    });
+}
+
+pub(super) fn leave_thread() {
+    CURRENT.with(|c| c.borrow_mut().take());
+}
+
+pub(super) fn set_running_color(color: Option<usize>) {
+    RUNNING_COLOR.with(|c| c.set(color));
+}
+
+/// Whether the calling thread is one of `pool`'s own threads.
+pub(super) fn on_pool_thread(pool: &Inner) -> bool {
+    CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|cur| std::ptr::eq(Arc::as_ptr(&cur.pool), pool))
+    })
+}
+
+/// The flush colour of the item this thread runs for `pool`, if any.
+pub(super) fn own_color(pool: &Inner) -> Option<usize> {
+    if on_pool_thread(pool) {
+        RUNNING_COLOR.with(Cell::get)
+    } else {
+        None
+    }
+}
+
+/// Body of a worker thread owning slot `idx`.
+pub(super) fn run(pool: Arc<Inner>, idx: usize) {
+    enter_thread(&pool, Some(idx));
+    let slot = &pool.slots[idx];
+    loop {
+        if let Some(t) = slot.pop() {
+            slot.progress.fetch_add(1, Ordering::Relaxed);
+            pool.execute(t, Runner::Worker(idx));
+            continue;
+        }
+        if let Some(t) = steal(&pool, idx) {
+            slot.progress.fetch_add(1, Ordering::Relaxed);
+            pool.execute(t, Runner::Worker(idx));
+            continue;
+        }
+        let mut q = lock(&slot.q);
+        if q.len() > 0 {
+            continue;
+        }
+        let closed = pool.is_closed();
+        if closed && pool.outstanding() == 0 {
+            let left = slot.vacate_locked(&mut q);
+            assert!(left.is_empty());
+            pool.threads.fetch_sub(1, Ordering::SeqCst);
+            break;
+        }
+        q.sleeping = true;
+        q.wake = false;
+        pool.sleepers.fetch_add(1, Ordering::SeqCst);
+        let timeout = if closed {
+            CLOSING_POLL
+        } else {
+            pool.cfg.idle_timeout
+        };
+        let (g, res) = slot
+            .cv
+            .wait_timeout(q, timeout)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        q = g;
+        q.sleeping = false;
+        pool.sleepers.fetch_sub(1, Ordering::SeqCst);
+        let woken = std::mem::take(&mut q.wake);
+        if res.timed_out() && !woken && q.len() == 0 && !pool.is_closed() {
+            // Idle for a whole timeout: retire unless that would go below min.
+            let min = pool.cfg.min_threads;
+            let retired = pool
+                .threads
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                    (t > min).then(|| t - 1)
+                })
+                .is_ok();
+            if retired {
+                let left = slot.vacate_locked(&mut q);
+                assert!(left.is_empty());
+                break;
+            }
+        }
+    }
+    leave_thread();
+    pool.thread_exited();
+}
+
+/// Takes work for an idle worker: orphans first, then from a blocked worker (all of
+/// its list: its items are stuck behind it), else half of the busiest list.
+fn steal(pool: &Arc<Inner>, idx: usize) -> Option<Task> {
+    if let Some(t) = pool.pop_orphan() {
+        return Some(t);
+    }
+    let n = pool.high_water.load(Ordering::Acquire);
+    let victim = (0..n)
+        .filter(|&i| i != idx && pool.slots[i].pending() > 0)
+        .max_by_key(|&i| (pool.slots[i].is_blocked(), pool.slots[i].pending()))?;
+    let v = &pool.slots[victim];
+    let share = if v.is_blocked() {
+        v.pending()
+    } else {
+        v.pending().div_ceil(2).min(STEAL_MAX)
+    };
+    let mut tasks = v.steal(share.max(1)).into_iter();
+    let first = tasks.next()?;
+    let rest: Vec<Task> = tasks.collect();
+    if !rest.is_empty() {
+        if let Err(back) = pool.slots[idx].push_own(rest) {
+            back.into_iter().for_each(|t| pool.place(t, false));
+        }
+    }
+    Some(first)
+}
+
+/// Tells the pool that the calling thread is about to block in `f`, then runs `f`.
+///
+/// On a worker thread of this crate's pools, the worker counts as blocked until `f`
+/// returns: producers stop choosing it, and if work waits behind it the pool wakes an
+/// idle worker or starts a new one (below `max_threads`) that takes that work over.
+/// That is how an item waiting for an item queued behind it still finishes.
+/// [`Completion::wait`](crate::Completion::wait), `flush` and `drain` call it for you.
+/// Elsewhere it just runs `f`.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let ctx = CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .and_then(|cur| cur.slot.map(|s| (Arc::clone(&cur.pool), s)))
+    });
+    let Some((pool, idx)) = ctx else {
+        return f();
+    };
+    let _guard = BlockGuard::enter(pool, idx);
+    f()
+}
+
+struct BlockGuard {
+    pool: Arc<Inner>,
+    idx: usize,
+}
+
+impl BlockGuard {
+    fn enter(pool: Arc<Inner>, idx: usize) -> Self {
+        let slot = &pool.slots[idx];
+        if slot.blocked.fetch_add(1, Ordering::SeqCst) == 0 {
+            pool.blocked.fetch_add(1, Ordering::SeqCst);
+            if slot.pending() > 0 || pool.orphan_len.load(Ordering::SeqCst) > 0 {
+                // Like cmwq when nr_running drops to zero with work pending: wake an
+                // idle worker, else start one; the watchdog covers the rest.
+                if !pool.wake_one_sleeper(Some(idx))
+                    && pool.threads.load(Ordering::SeqCst) < pool.cfg.max_threads
+                    && !pool.spawn_cooling()
+                {
+                    // A failure is counted and raises a mayday for the rescuer.
+                    let _ = pool.spawn_worker(None);
+                }
+            }
+        }
+        Self { pool, idx }
+    }
+}
+
+impl Drop for BlockGuard {
+    fn drop(&mut self) {
+        let slot = &self.pool.slots[self.idx];
+        if slot.blocked.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.pool.blocked.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
