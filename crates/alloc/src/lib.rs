@@ -11,7 +11,8 @@
 //! Freed extents stay **busy** until the generation that frees them commits, so a crash
 //! never finds new data in blocks that durable metadata still points to. [`Stream`]s keep
 //! appending writers contiguous. The free space can be persisted ([`Allocator::encode`])
-//! or rebuilt from the used extents ([`Allocator::from_used`]).
+//! or rebuilt from the used extents ([`Allocator::from_used`]). [`AllocQueue`] runs
+//! allocations on a rescuer-backed workqueue, the XFS seed, with batches per hand-off.
 //!
 //! ```
 //! use stack_alloc::{AllocRequest, Allocator, Extent};
@@ -33,10 +34,12 @@ mod error;
 mod extent;
 mod group;
 mod persist;
+mod queue;
 mod stream;
 
 pub use allocator::{Allocator, MAX_GROUPS};
 pub use error::Error;
 pub use extent::{AllocRequest, Extent, Mode};
 pub use persist::{FORMAT_VERSION, MAGIC};
+pub use queue::{AllocQueue, MAX_BATCH};
 pub use stream::{Stream, DEFAULT_STREAM_RESERVE_BLOCKS};

@@ -4,5 +4,6 @@ mod busy;
 mod concurrent;
 mod model;
 mod persist;
+mod queue;
 mod rng;
 mod stream;
