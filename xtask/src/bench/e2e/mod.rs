@@ -17,7 +17,10 @@
 //!   is still listed, with `skipped: <why>` in its note.
 
 mod cases;
+mod checks;
+mod memory;
 mod proc;
+mod rows;
 mod setup;
 
 use super::Ctx;
@@ -31,6 +34,6 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     cases::write_verify_shm(ctx, &mut env)?;
     cases::disk(ctx, &mut env)?;
     cases::burn_in(ctx, &mut env)?;
-    cases::memory(ctx, &mut env)?;
+    memory::memory(ctx, &mut env)?;
     Ok(())
 }

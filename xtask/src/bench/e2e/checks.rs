@@ -1,0 +1,116 @@
+//! Self-checks that each verifier really verifies: a flipped byte must fail it.
+
+use super::rows::again;
+use super::setup::{fresh, make_input, volume_size, Env, MIB};
+use anyhow::Result;
+use std::path::Path;
+
+/// Checks, on a 16 MiB file, that fio's read job with `--verify` fails on a flipped byte:
+/// otherwise its figure would not be a verify at all.
+pub fn fio_really_verifies(env: &mut Env) -> std::result::Result<(), String> {
+    let fio = env.peer("fio")?;
+    let file = env.shm.join("fio-check.file");
+    let size = format!("--size={}", 16 * MIB);
+    let file_arg = format!("--filename={}", file.display());
+    let check = || -> Result<bool> {
+        env.measure(
+            again(&fio)
+                .args(["--name=check", &file_arg, &size, "--rw=write", "--bs=1M"])
+                .args(["--verify=crc32c-intel", "--do_verify=0"]),
+            "fio write",
+            16 * MIB,
+        )?;
+        let mut bytes = std::fs::read(&file)?;
+        bytes[5 * MIB as usize + 123] ^= 0x40;
+        std::fs::write(&file, bytes)?;
+        let out = super::proc::run(
+            again(&fio)
+                .args(["--name=check", &file_arg, &size, "--rw=read", "--bs=1M"])
+                .args(["--verify=crc32c-intel", "--iomem_align=4096"]),
+            &env.shm,
+            Env::limit(16 * MIB),
+        )?;
+        Ok(!out.status.success())
+    };
+    let verdict = check();
+    let _ = fresh(&file);
+    match verdict {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("fio's read job passed a flipped byte: not a verify".to_owned()),
+        Err(e) => Err(format!("fio verify self-check failed: {e:#}")),
+    }
+}
+
+pub fn fio_args(name: &str, file: &Path, bytes: u64) -> Vec<String> {
+    vec![
+        format!("--name={name}"),
+        format!("--filename={}", file.display()),
+        format!("--size={bytes}"),
+        "--bs=1M".to_owned(),
+        "--verify=crc32c-intel".to_owned(),
+    ]
+}
+
+/// Checks, on a 16 MiB object, that `stackctl verify` exits 1 after one byte of the
+/// object's data (found in the volume by content) is flipped.
+pub fn stackctl_really_verifies(env: &mut Env) -> std::result::Result<(), String> {
+    let (format, write, verify) = (
+        env.stackctl("format")?,
+        env.stackctl("write")?,
+        env.stackctl("verify")?,
+    );
+    let (vol, input) = (env.shm.join("check.vol"), env.shm.join("check.in"));
+    let bytes = 16 * MIB;
+    let check = || -> Result<std::result::Result<(), String>> {
+        make_input(&input, bytes)?;
+        let size = volume_size(bytes).to_string();
+        env.measure(
+            again(&format).arg(&vol).args(["--size", &size]),
+            "format",
+            bytes,
+        )?;
+        env.measure(again(&write).arg(&vol).arg(&input), "stackctl write", bytes)?;
+        let clean = super::proc::run(again(&verify).arg(&vol), &env.shm, Env::limit(bytes))?;
+        if !clean.status.success() {
+            return Ok(Err(format!(
+                "a clean volume failed verify: {}",
+                super::proc::tail(&clean.stdout, 2)
+            )));
+        }
+        let Some(at) = flip_block_of(&vol, &input, 8 * MIB)? else {
+            return Ok(Err("input block not found in the volume".to_owned()));
+        };
+        let out = super::proc::run(again(&verify).arg(&vol), &env.shm, Env::limit(bytes))?;
+        Ok(match out.status.code() {
+            Some(1) => Ok(()),
+            _ => Err(format!(
+                "stackctl verify gave {} after a flipped byte at volume offset {at}",
+                super::proc::describe(out.status)
+            )),
+        })
+    };
+    let verdict = check();
+    let _ = fresh(&vol);
+    let _ = fresh(&input);
+    match verdict {
+        Ok(v) => v,
+        Err(e) => Err(format!("stackctl verify self-check failed: {e:#}")),
+    }
+}
+
+/// Finds the 4 KiB block of `input` at `input_offset` in `vol` (4 KiB aligned), flips one
+/// byte of it there, and returns the volume offset of the flipped byte.
+fn flip_block_of(vol: &Path, input: &Path, input_offset: u64) -> Result<Option<u64>> {
+    const BLOCK: usize = 4096;
+    let input = std::fs::read(input)?;
+    let start = input_offset as usize;
+    let want = &input[start..start + BLOCK];
+    let mut bytes = std::fs::read(vol)?;
+    let Some(block) = bytes.chunks_exact(BLOCK).position(|b| b == want) else {
+        return Ok(None);
+    };
+    let at = block * BLOCK + 1000;
+    bytes[at] ^= 0x01;
+    std::fs::write(vol, bytes)?;
+    Ok(Some(at as u64))
+}
