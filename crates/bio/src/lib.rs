@@ -6,14 +6,31 @@
 //! ([`FaultyDevice`]) that fails, corrupts, tears, drops, misdirects or wraps writes and
 //! models what a crash keeps.
 //!
-//! ```
-//! use stack_bio::{Device, MemDevice};
+//! On top sits the [`SubmitQueue`], after the bio queueing of the btrfs seed: many
+//! threads hand it [`Bio`]s, one submitter per device issues them in order, merging
+//! contiguous bios into large vectored I/O, with a bound on the bytes in flight, and
+//! completions run on an end-I/O `Workers` pool. Without it, N threads writing one
+//! stream (or N streams) send the disk a shuffle of small writes.
 //!
-//! let dev = MemDevice::new(1 << 20);
-//! dev.write_at(b"hello", 4096)?;
-//! let mut back = [0u8; 5];
-//! dev.read_at(&mut back, 4096)?;
-//! assert_eq!(&back, b"hello");
+//! ```
+//! use stack_async_thread::Workers;
+//! use stack_bio::{Bio, Device, MemDevice, QueueConfig, SubmitQueue};
+//! use std::sync::Arc;
+//!
+//! let dev = Arc::new(MemDevice::new(1 << 20));
+//! let end_io = Workers::builder("end-io").max_threads(2).build().unwrap();
+//! let queue = SubmitQueue::new(dev.clone(), end_io, QueueConfig::default());
+//! for i in 0..16u64 {
+//!     let bio = Bio::write(i * 4096, vec![i as u8; 4096], |done| done.result.unwrap());
+//!     queue.submit(bio);
+//! }
+//! queue.flush()?; // every write queued before it is durable
+//! let stats = queue.stats();
+//! assert_eq!(stats.bios, 16);
+//! assert!(stats.ios < 16, "contiguous bios were merged");
+//! let mut back = [0u8; 1];
+//! dev.read_at(&mut back, 15 * 4096)?;
+//! assert_eq!(back, [15]);
 //! # Ok::<(), stack_bio::Error>(())
 //! ```
 

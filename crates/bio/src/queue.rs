@@ -11,6 +11,7 @@ use crate::bio::{Bio, Op};
 use crate::sched::{Next, Run, Sched};
 use crate::stats::{QueueStats, SeqCounter};
 use crate::{Device, Error};
+use stack_async_thread::Workers;
 use std::fmt;
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -29,6 +30,9 @@ pub struct QueueConfig {
     pub plug_timeout: Duration,
     /// How many bytes one stream may issue in a row while others wait.
     pub stream_budget_bytes: u64,
+    /// How long the device stays with the stream being served, after its last I/O,
+    /// waiting for that stream to continue before another stream gets it.
+    pub anticipate: Duration,
 }
 
 impl Default for QueueConfig {
@@ -39,6 +43,7 @@ impl Default for QueueConfig {
             batch_ios: 16,
             plug_timeout: Duration::from_millis(2),
             stream_budget_bytes: 32 << 20,
+            anticipate: Duration::from_micros(500),
         }
     }
 }
@@ -67,6 +72,29 @@ pub trait EndIo: Send + Sync + fmt::Debug {
     /// Runs `job` soon, or hands it back if it cannot (the pool shut down); the queue
     /// then runs it itself so no completion is lost.
     fn run(&self, job: EndIoJob) -> Result<(), EndIoJob>;
+}
+
+impl EndIo for Workers {
+    fn run(&self, job: EndIoJob) -> Result<(), EndIoJob> {
+        // `queue` consumes the closure even when it refuses it, so the job sits in a
+        // cell the refused closure only borrows, and comes back out on refusal.
+        let cell = Arc::new(Mutex::new(Some(job)));
+        let job_cell = Arc::clone(&cell);
+        let queued = self.queue(move || {
+            let job = job_cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(job) = job {
+                job();
+            }
+        });
+        match queued {
+            Ok(()) => Ok(()),
+            Err(_) => cell
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .map_or(Ok(()), Err),
+        }
+    }
 }
 
 /// Runs completions on the submitter thread itself: no pool, but a slow completion
@@ -119,6 +147,10 @@ impl SubmitQueue {
     /// # Panics
     /// If the submitter thread cannot be started (see [`SubmitQueue::try_new`]) or the
     /// config has a zero size.
+    pub fn new(device: Arc<dyn Device>, end_io: Workers, config: QueueConfig) -> Self {
+        Self::try_new(device, Arc::new(end_io), config).expect("starting the bio submitter thread")
+    }
+
     /// Like [`SubmitQueue::new`] with any [`EndIo`], returning the thread-spawn error
     /// instead of panicking.
     pub fn try_new(
@@ -136,6 +168,7 @@ impl SubmitQueue {
         let sched = Sched::new(
             config.max_io_bytes as u64,
             config.plug_timeout,
+            config.anticipate,
             config.stream_budget_bytes,
         );
         let shared = Arc::new(Shared {
@@ -283,11 +316,11 @@ fn submitter(shared: &Shared) {
     let mut state = shared.lock();
     loop {
         let now = Instant::now();
-        let urgent = state.waiters > 0 || state.shutdown;
+        let (pressure, draining) = (state.waiters > 0, state.shutdown);
         let mut batch = Vec::new();
         let mut wait = None;
         while batch.len() < shared.config.batch_ios {
-            match state.sched.next(now, urgent) {
+            match state.sched.next(now, pressure, draining) {
                 Next::Issue(run) => batch.push(run),
                 Next::WaitUntil(at) => {
                     wait = Some(at);
@@ -315,13 +348,16 @@ fn submitter(shared: &Shared) {
         drop(state);
         for run in batch {
             let len = run.len_bytes;
-            let outcome = execute(shared, run);
+            let (outcome, bios, results) = execute(shared, run);
+            // Count and release the bytes before the completions run, so a caller that
+            // waited for a completion sees counters that include its I/O.
             let mut s = shared.lock();
             assert!(s.in_flight_bytes >= len);
             s.in_flight_bytes -= len;
             outcome.account(&mut s);
             drop(s);
             shared.room.notify_all();
+            complete(shared, bios, results);
         }
         state = shared.lock();
     }
@@ -351,8 +387,8 @@ impl Outcome {
     }
 }
 
-/// Issues one run and hands its completions to the end-I/O pool.
-fn execute(shared: &Shared, mut run: Run) -> Outcome {
+/// Issues one run; returns what it did, its bios and each bio's result.
+fn execute(shared: &Shared, mut run: Run) -> (Outcome, Vec<Bio>, Vec<Result<(), Error>>) {
     let device = &*shared.device;
     let bios = run.bios.len() as u64;
     let mut outcome = Outcome {
@@ -402,8 +438,7 @@ fn execute(shared: &Shared, mut run: Run) -> Outcome {
         }
     };
     assert_eq!(results.len(), run.bios.len());
-    complete(shared, run.bios, results);
-    outcome
+    (outcome, run.bios, results)
 }
 
 /// Runs the completions on the end-I/O context, or here if it refuses work.

@@ -50,6 +50,7 @@ pub(crate) enum Next {
 pub(crate) struct Sched {
     max_io_bytes: u64,
     plug: Duration,
+    anticipate: Duration,
     budget_bytes: u64,
     next_seq: u64,
     cur_epoch: u64,
@@ -62,14 +63,21 @@ pub(crate) struct Sched {
     active: Option<u64>,
     active_end: u64,
     active_served_bytes: u64,
+    active_last_at: Instant,
 }
 
 impl Sched {
-    pub(crate) fn new(max_io_bytes: u64, plug: Duration, budget_bytes: u64) -> Self {
+    pub(crate) fn new(
+        max_io_bytes: u64,
+        plug: Duration,
+        anticipate: Duration,
+        budget_bytes: u64,
+    ) -> Self {
         assert!(max_io_bytes > 0);
         Self {
             max_io_bytes,
             plug,
+            anticipate,
             budget_bytes,
             next_seq: 0,
             cur_epoch: 0,
@@ -80,6 +88,7 @@ impl Sched {
             active: None,
             active_end: 0,
             active_served_bytes: 0,
+            active_last_at: Instant::now(),
         }
     }
 
@@ -190,8 +199,29 @@ impl Sched {
         run
     }
 
-    /// Picks the next I/O. `urgent` makes every head ready (blocked submitters, shutdown).
-    pub(crate) fn next(&mut self, now: Instant, urgent: bool) -> Next {
+    /// Whether to hold the device for the active stream a little longer: its writer
+    /// has not yet continued (or not yet filled a full I/O) but did so very recently.
+    fn anticipating(&self, now: Instant) -> Option<Instant> {
+        let active = self.active?;
+        let until = self.active_last_at + self.anticipate;
+        if now >= until || self.active_served_bytes >= self.budget_bytes {
+            return None;
+        }
+        match self.streams.get(&active) {
+            None => Some(until),
+            Some(queue) => {
+                let head = queue.front().expect("empty streams are removed");
+                let continues =
+                    head.epoch == self.cur_epoch && head.bio.offset() == self.active_end;
+                (continues && !self.head_run_bytes(queue).1).then_some(until)
+            }
+        }
+    }
+
+    /// Picks the next I/O. `pressure` (submitters blocked on the bound) makes every head
+    /// ready; `draining` (shutdown) also ends anticipation.
+    pub(crate) fn next(&mut self, now: Instant, pressure: bool, draining: bool) -> Next {
+        let urgent = pressure || draining;
         if self.epoch_counts[0] == 0 {
             if let Some(flush) = self.flushes.pop_front() {
                 self.epoch_counts.pop_front();
@@ -209,6 +239,13 @@ impl Sched {
             return Next::Issue(self.take_run(true, 0));
         }
         let urgent = urgent || !self.flushes.is_empty();
+        if !draining && self.flushes.is_empty() {
+            if let Some(until) = self.anticipating(now) {
+                if self.streams.keys().any(|s| Some(*s) != self.active) {
+                    return Next::WaitUntil(until);
+                }
+            }
+        }
         let mut best: Option<(u64, u64)> = None; // (seq, stream) of the oldest ready head
         let mut earliest_plug: Option<Instant> = None;
         let mut active_ready = false;
@@ -246,6 +283,7 @@ impl Sched {
         let run = self.take_run(false, stream);
         self.active_end = run.offset + run.len_bytes;
         self.active_served_bytes += run.len_bytes;
+        self.active_last_at = now;
         Next::Issue(run)
     }
 }
@@ -259,7 +297,7 @@ mod tests {
     }
 
     fn issue(s: &mut Sched, now: Instant, urgent: bool) -> Run {
-        match s.next(now, urgent) {
+        match s.next(now, urgent, false) {
             Next::Issue(run) => run,
             other => panic!("expected an I/O, got {other:?}"),
         }
@@ -268,26 +306,26 @@ mod tests {
     #[test]
     fn merges_contiguous_up_to_max_and_plugs_partial_runs() {
         let now = Instant::now();
-        let mut s = Sched::new(4096, Duration::from_millis(5), u64::MAX);
+        let mut s = Sched::new(4096, Duration::from_millis(5), Duration::ZERO, u64::MAX);
         for i in 0..5 {
             s.push(w(i * 1024, 1024, 0), false, now);
         }
         let run = issue(&mut s, now, false);
         assert_eq!((run.offset, run.len_bytes, run.bios.len()), (0, 4096, 4));
         assert!(
-            matches!(s.next(now, false), Next::WaitUntil(_)),
+            matches!(s.next(now, false, false), Next::WaitUntil(_)),
             "a partial run waits for more"
         );
         let run = issue(&mut s, now + Duration::from_millis(5), false);
         assert_eq!((run.offset, run.len_bytes), (4096, 1024));
-        assert!(matches!(s.next(now, false), Next::Idle));
+        assert!(matches!(s.next(now, false, false), Next::Idle));
         assert!(s.is_empty());
     }
 
     #[test]
     fn flush_waits_for_earlier_bios_and_holds_back_later_ones() {
         let now = Instant::now();
-        let mut s = Sched::new(1 << 20, Duration::from_secs(10), u64::MAX);
+        let mut s = Sched::new(1 << 20, Duration::from_secs(10), Duration::ZERO, u64::MAX);
         s.push(w(0, 512, 1), false, now);
         s.push(Bio::flush(|_| {}), false, now);
         s.push(w(512, 512, 1), true, now);
@@ -311,7 +349,7 @@ mod tests {
     #[test]
     fn keeps_serving_the_active_stream_while_it_continues() {
         let now = Instant::now();
-        let mut s = Sched::new(1024, Duration::from_secs(10), 3 * 1024);
+        let mut s = Sched::new(1024, Duration::from_secs(10), Duration::ZERO, 3 * 1024);
         for i in 0..4 {
             s.push(w(i * 1024, 1024, 1), false, now);
             s.push(w((1 << 20) + i * 1024, 1024, 2), false, now);

@@ -352,3 +352,39 @@ fn bytes_in_flight_stay_bounded() {
         "the bound was actually used: {stats:?}"
     );
 }
+
+#[test]
+fn completions_run_on_the_end_io_pool() {
+    let end_io = stack_async_thread::Workers::builder("test-endio")
+        .min_threads(1)
+        .max_threads(2)
+        .build()
+        .unwrap();
+    let q = SubmitQueue::new(
+        Arc::new(MemDevice::new(1 << 20)),
+        end_io.clone(),
+        QueueConfig::default(),
+    );
+    let names = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..16u64 {
+        let names = Arc::clone(&names);
+        q.submit(Bio::write(i * 4096, vec![1u8; 4096], move |r| {
+            r.result.unwrap();
+            names
+                .lock()
+                .unwrap()
+                .push(std::thread::current().name().map(str::to_owned));
+        }));
+    }
+    q.flush().unwrap();
+    end_io.flush();
+    let names = names.lock().unwrap();
+    assert_eq!(names.len(), 16, "each completion fired once");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.as_deref().is_none_or(|n| !n.starts_with("bio-submit"))),
+        "{names:?}"
+    );
+    end_io.shutdown();
+}
