@@ -117,6 +117,34 @@ impl GroupSpace {
         self.mutated();
     }
 
+    /// Takes `[start, start+len)` out of the free extent starting at `source` (known
+    /// from the search, so no predecessor lookup is needed).
+    fn take_from(&mut self, source: u64, start: u64, len: u64) {
+        assert!(len > 0);
+        let end = start + len;
+        let fl = self
+            .by_start
+            .get_mut(&source)
+            .expect("take: source not free");
+        let fe = source + *fl;
+        assert!(source <= start);
+        assert!(end <= fe, "take: range not inside its source extent");
+        let removed = self.by_len.remove(&(*fl, source));
+        assert!(removed);
+        if start > source {
+            *fl = start - source;
+            let fresh = self.by_len.insert((start - source, source));
+            assert!(fresh);
+        } else {
+            self.by_start.remove(&source);
+        }
+        if end < fe {
+            self.insert_index(end, fe - end);
+        }
+        self.free_blocks -= len;
+        self.mutated();
+    }
+
     /// Takes `[start, start+len)` out of the free extent that contains it.
     pub fn take(&mut self, start: u64, len: u64) {
         assert!(len > 0);
@@ -187,30 +215,31 @@ impl GroupSpace {
             },
             crate::Mode::Any => self.find_size(req),
         }?;
+        let (found, source) = found;
         assert!(found.len >= req.min_len);
         assert!(found.len <= req.max_len);
         assert_eq!(found.start % req.align, 0);
-        self.take(found.start, found.len);
+        self.take_from(source, found.start, found.len);
         Some(found)
     }
 
     /// Exactly at `goal`: the longest run up to `max_len` starting there.
-    fn find_exact(&self, req: &AllocRequest, goal: u64) -> Option<Extent> {
+    fn find_exact(&self, req: &AllocRequest, goal: u64) -> Option<(Extent, u64)> {
         let (&s, &l) = self.by_start.range(..=goal).next_back()?;
         if s + l <= goal {
             return None;
         }
         let len = (s + l - goal).min(req.max_len);
-        (len >= req.min_len).then_some(Extent::new(goal, len))
+        (len >= req.min_len).then_some((Extent::new(goal, len), s))
     }
 
     /// Best fit by length: the smallest free extent that holds `max_len`, else the
     /// longest one if it holds at least `min_len`.
-    fn find_size(&self, req: &AllocRequest) -> Option<Extent> {
+    fn find_size(&self, req: &AllocRequest) -> Option<(Extent, u64)> {
         for &(l, s) in self.by_len.range((req.max_len, 0)..).take(SIZE_SCAN_STEPS) {
             if let Some(e) = fit_tail(s, s + l, req) {
                 if e.len == req.max_len {
-                    return Some(e);
+                    return Some((e, s));
                 }
             }
         }
@@ -219,7 +248,7 @@ impl GroupSpace {
                 break;
             }
             if let Some(e) = fit_tail(s, s + l, req) {
-                return Some(e);
+                return Some((e, s));
             }
         }
         None
@@ -227,8 +256,8 @@ impl GroupSpace {
 
     /// The free space closest to `goal` that holds at least `min_len`, walking outwards
     /// from the goal a bounded number of extents on each side.
-    fn find_near(&self, req: &AllocRequest, goal: u64) -> Option<Extent> {
-        let mut best: Option<(u64, Extent)> = None;
+    fn find_near(&self, req: &AllocRequest, goal: u64) -> Option<(Extent, u64)> {
+        let mut best: Option<(u64, Extent, u64)> = None;
         let mut left = self.by_start.range(..=goal).rev();
         let mut right = self.by_start.range(goal + 1..);
         let (mut left_done, mut right_done) = (false, false);
@@ -238,10 +267,12 @@ impl GroupSpace {
             }
             if !left_done {
                 match left.next() {
-                    Some((&s, &l)) if best.is_none_or(|(d, _)| goal.saturating_sub(s + l) < d) => {
+                    Some((&s, &l))
+                        if best.is_none_or(|(d, _, _)| goal.saturating_sub(s + l) < d) =>
+                    {
                         if let Some(c) = near_candidate(s, s + l, goal, req) {
-                            if best.is_none_or(|(d, _)| c.0 < d) {
-                                best = Some(c);
+                            if best.is_none_or(|(d, _, _)| c.0 < d) {
+                                best = Some((c.0, c.1, s));
                             }
                         }
                     }
@@ -250,10 +281,10 @@ impl GroupSpace {
             }
             if !right_done {
                 match right.next() {
-                    Some((&s, &l)) if best.is_none_or(|(d, _)| s - goal < d) => {
+                    Some((&s, &l)) if best.is_none_or(|(d, _, _)| s - goal < d) => {
                         if let Some(c) = near_candidate(s, s + l, goal, req) {
-                            if best.is_none_or(|(d, _)| c.0 < d) {
-                                best = Some(c);
+                            if best.is_none_or(|(d, _, _)| c.0 < d) {
+                                best = Some((c.0, c.1, s));
                             }
                         }
                     }
@@ -261,7 +292,7 @@ impl GroupSpace {
                 }
             }
         }
-        best.map(|(_, e)| e)
+        best.map(|(_, e, s)| (e, s))
     }
 
     /// Verifies every invariant of the group; `index` names it in the error.
