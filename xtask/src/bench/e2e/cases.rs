@@ -35,19 +35,19 @@ pub fn write_verify_shm(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
             move || {
                 fresh(vol)?;
                 env.measure(
-                    again(&format).arg(&vol).args(["--size", &vol_size]),
+                    again(&format).arg(vol).args(["--size", vol_size]),
                     "format",
                     n,
                 )?;
-                preread(&input)?;
-                env.measure(again(&write).arg(&vol).arg(&input), "stackctl write", n)
+                preread(input)?;
+                env.measure(again(&write).arg(vol).arg(input), "stackctl write", n)
             }
         })),
         side(dup(&dd).map(|dd| {
             move || {
-                fresh(&dd_out)?;
-                preread(&input)?;
-                let (i, o) = (arg("if=", &input), arg("of=", &dd_out));
+                fresh(dd_out)?;
+                preread(input)?;
+                let (i, o) = (arg("if=", input), arg("of=", dd_out));
                 env.measure(
                     again(&dd).args([&i, &o, "bs=1M", "conv=fsync", "status=none"]),
                     "dd write",
@@ -57,9 +57,9 @@ pub fn write_verify_shm(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
         })),
         side(dup(&fio).map(|fio| {
             move || {
-                fresh(&fio_file)?;
-                preread(&input)?;
-                let args = fio_args("e2e-write", &fio_file, n);
+                fresh(fio_file)?;
+                preread(input)?;
+                let args = fio_args("e2e-write", fio_file, n);
                 env.measure(
                     again(&fio)
                         .args(&args)
@@ -101,14 +101,14 @@ pub fn write_verify_shm(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
         .map_err(|e| format!("no volume: write {e}"))
         .and(ours_checked);
     if res[2].is_err() && fio_file.exists() {
-        fresh(&fio_file)?;
+        fresh(fio_file)?;
     }
     let fio_ready = match (&fio, &res[2]) {
         (Ok(_), Ok(_)) => fio_checked.clone(),
         (Ok(f), Err(_)) => env
             .measure(
                 again(f)
-                    .args(fio_args("e2e-write", &fio_file, n))
+                    .args(fio_args("e2e-write", fio_file, n))
                     .args(["--rw=write", "--do_verify=0"]),
                 "fio write",
                 n,
@@ -126,11 +126,11 @@ pub fn write_verify_shm(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
     let read_file = &read_file;
     let mut sides = [
         side(both(verify, ours_ready).map(|(verify, ())| {
-            move || env.measure(again(&verify).arg(&vol), "stackctl verify", n)
+            move || env.measure(again(&verify).arg(vol), "stackctl verify", n)
         })),
         side(both(dup(&fio), fio_ready).map(|(fio, ())| {
             move || {
-                let args = fio_args("e2e-verify", &fio_file, n);
+                let args = fio_args("e2e-verify", fio_file, n);
                 env.measure(
                     again(&fio)
                         .args(&args)
@@ -142,7 +142,7 @@ pub fn write_verify_shm(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
         })),
         side(dup(&dd).map(|dd| {
             move || {
-                let i = arg("if=", &read_file);
+                let i = arg("if=", read_file);
                 let count = format!("count={}", n / MIB);
                 env.measure(
                     again(&dd).args([&i, "of=/dev/null", "bs=1M", &count, "status=none"]),
@@ -232,14 +232,14 @@ pub fn disk(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
             move || {
                 fresh(vol)?;
                 env.measure(
-                    again(&format).arg(&vol).args(["--size", &vol_size]),
+                    again(&format).arg(vol).args(["--size", vol_size]),
                     "format",
                     n,
                 )?;
-                sys::drop_cache(&vol)?;
-                preread(&input)?;
+                sys::drop_cache(vol)?;
+                preread(input)?;
                 env.measure(
-                    again(&write).arg("--direct").arg(&vol).arg(&input),
+                    again(&write).arg("--direct").arg(vol).arg(input),
                     "stackctl write --direct",
                     n,
                 )
@@ -247,9 +247,9 @@ pub fn disk(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
         })),
         side(dup(&dd).map(|dd| {
             move || {
-                fresh(&dd_out)?;
-                preread(&input)?;
-                let (i, o) = (arg("if=", &input), arg("of=", &dd_out));
+                fresh(dd_out)?;
+                preread(input)?;
+                let (i, o) = (arg("if=", input), arg("of=", dd_out));
                 env.measure(
                     again(&dd).args([&i, &o, "bs=1M", "oflag=direct", "conv=fsync", "status=none"]),
                     "dd write oflag=direct",
@@ -283,9 +283,9 @@ pub fn disk(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
     let mut sides = [
         side(both(verify, ours_ready).map(|(verify, ())| {
             move || {
-                sys::drop_cache(&vol)?;
+                sys::drop_cache(vol)?;
                 env.measure(
-                    again(&verify).arg("--direct").arg(&vol),
+                    again(&verify).arg("--direct").arg(vol),
                     "stackctl verify --direct",
                     n,
                 )
@@ -293,8 +293,8 @@ pub fn disk(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
         })),
         side(both(dd, dd_ready).map(|(dd, ())| {
             move || {
-                sys::drop_cache(&dd_out)?;
-                let i = arg("if=", &dd_out);
+                sys::drop_cache(dd_out)?;
+                let i = arg("if=", dd_out);
                 env.measure(
                     again(&dd).args([&i, "of=/dev/null", "bs=1M", "iflag=direct", "status=none"]),
                     "dd read iflag=direct",
@@ -343,16 +343,16 @@ pub fn burn_in(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
         side(ours.map(|burn| {
             move || {
                 fresh(vol)?;
-                let args = ["--size", &size, "--seed", "1"];
-                env.measure(again(&burn).arg(&vol).args(args), "stackctl burn-in", bytes)
+                let args = ["--size", size, "--seed", "1"];
+                env.measure(again(&burn).arg(vol).args(args), "stackctl burn-in", bytes)
             }
         })),
         side(f3.map(|(w, r)| {
             move || {
-                fresh(&dir)?;
-                std::fs::create_dir(&dir)?;
-                let write = env.measure(again(&w).arg(&files).arg(&dir), "f3write", bytes)?;
-                let read = env.measure(again(&r).arg(&files).arg(&dir), "f3read", bytes)?;
+                fresh(dir)?;
+                std::fs::create_dir(dir)?;
+                let write = env.measure(again(&w).arg(files).arg(dir), "f3write", bytes)?;
+                let read = env.measure(again(&r).arg(files).arg(dir), "f3read", bytes)?;
                 Ok(write.then(read))
             }
         })),
@@ -370,7 +370,7 @@ pub fn burn_in(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
         1.5,
         note,
     );
-    fresh(&vol)?;
-    fresh(&dir)?;
+    fresh(vol)?;
+    fresh(dir)?;
     Ok(())
 }

@@ -51,6 +51,7 @@ pub fn memory(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
                 wall_s: m.wall_s,
                 cpu_s: m.cpu_s,
                 maxrss_kib: m.maxrss_kib,
+                rss_floor_kib: m.rss_floor_kib,
             };
             Ok([stats(w), stats(v)])
         };
@@ -87,7 +88,10 @@ pub fn memory(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
                 target: format!("<= {BOUND_MIB} MiB"),
                 target_met: r.as_ref().ok().map(|_| ours <= BOUND_MIB),
                 note: match r {
-                    Ok(_) => format!("peak RSS (wait4 ru_maxrss), 1 run{note}"),
+                    Ok(s) => format!(
+                        "peak RSS (wait4 ru_maxrss; floor {:.1} MiB = xtask's RSS at spawn), 1 run{note}",
+                        s.rss_floor_kib as f64 / 1024.0
+                    ),
                     Err(e) => e.clone(),
                 },
             });

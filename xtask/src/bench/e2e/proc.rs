@@ -22,6 +22,10 @@ pub struct Measured {
     pub cpu_s: f64,
     /// Peak resident set, KiB.
     pub maxrss_kib: u64,
+    /// This process's own resident set when the child was spawned, KiB: the kernel
+    /// counts the spawning process's resident set into the child's `ru_maxrss` at `exec`
+    /// (`exec_mmap` → `setmax_mm_hiwater_rss`), so `maxrss_kib` is never below it.
+    pub rss_floor_kib: u64,
 }
 
 impl Measured {
@@ -32,6 +36,7 @@ impl Measured {
             wall_s: self.wall_s + next.wall_s,
             cpu_s: self.cpu_s + next.cpu_s,
             maxrss_kib: self.maxrss_kib.max(next.maxrss_kib),
+            rss_floor_kib: self.rss_floor_kib.max(next.rss_floor_kib),
         }
     }
 }
@@ -91,6 +96,9 @@ pub fn run(cmd: &mut Command, scratch: &Path, limit: Duration) -> Result<Outcome
     let err = std::fs::File::create(&err_path)
         .with_context(|| format!("creating {}", err_path.display()))?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    // The child inherits our high-water RSS at exec; reset it to our current RSS so the
+    // floor under its ru_maxrss is what we hold now, not the most we ever held.
+    let rss_floor_kib = sys::reset_peak_rss();
     let start = Instant::now();
     let child = cmd
         .spawn()
@@ -133,6 +141,7 @@ pub fn run(cmd: &mut Command, scratch: &Path, limit: Duration) -> Result<Outcome
         wall_s: wall.as_secs_f64(),
         cpu_s: usage.cpu_s,
         maxrss_kib: usage.maxrss_kib,
+        rss_floor_kib,
     };
     let stdout = read_lossy(&out_path);
     let stderr = read_lossy(&err_path);
@@ -212,6 +221,18 @@ pub mod sys {
         }
     }
 
+    /// Resets this process's peak RSS to its current RSS (`/proc/self/clear_refs`, 5) and
+    /// returns the current RSS in KiB (0 when /proc cannot say).
+    pub fn reset_peak_rss() -> u64 {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// SIGKILL to `pid` (a child not yet reaped).
     pub fn kill(pid: libc::pid_t) {
         // SAFETY: kill has no memory effects; the pid is an unreaped child of ours.
@@ -275,6 +296,7 @@ mod tests {
         assert_eq!(ok.stderr.trim(), "oops");
         assert!(ok.measured.wall_s > 0.0);
         assert!(ok.measured.maxrss_kib > 0);
+        assert!(ok.measured.rss_floor_kib > 0);
         let bad = run(
             Command::new("sh").args(["-c", "exit 3"]),
             &dir,
@@ -300,15 +322,39 @@ mod tests {
             wall_s: 1.0,
             cpu_s: 0.5,
             maxrss_kib: 10,
+            rss_floor_kib: 3,
         };
         let b = Measured {
             wall_s: 2.0,
             cpu_s: 1.5,
             maxrss_kib: 7,
+            rss_floor_kib: 4,
         };
         let c = a.then(b);
         assert_eq!(c.wall_s, 3.0);
         assert_eq!(c.cpu_s, 2.0);
         assert_eq!(c.maxrss_kib, 10);
+        assert_eq!(c.rss_floor_kib, 4);
+    }
+
+    #[test]
+    fn a_small_child_is_not_charged_our_peak() {
+        let dir = std::env::temp_dir().join(format!("e2e-rss-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Touch 96 MiB, free it: our high-water mark is now far above a `true`.
+        let big = vec![1u8; 96 << 20];
+        assert_eq!(
+            big.iter().step_by(4096).map(|&b| b as u64).sum::<u64>(),
+            96 << 8
+        );
+        drop(big);
+        let out = run(&mut Command::new("true"), &dir, Duration::from_secs(30)).unwrap();
+        assert!(out.status.success());
+        assert!(
+            out.measured.maxrss_kib < 64 << 10,
+            "maxrss {} KiB",
+            out.measured.maxrss_kib
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

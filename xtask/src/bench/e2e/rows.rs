@@ -17,6 +17,8 @@ pub struct Stats {
     pub wall_s: f64,
     pub cpu_s: f64,
     pub maxrss_kib: u64,
+    /// The largest floor under `maxrss_kib` (the spawner's own RSS).
+    pub rss_floor_kib: u64,
 }
 
 /// One contender of a case: a name and one run's closure, or why it cannot run.
@@ -57,7 +59,7 @@ pub fn alternate(runs: usize, sides: &mut [Side<'_>]) -> Vec<Res> {
         .iter()
         .zip(samples)
         .zip(failed)
-        .map(|((s, mut m), f)| {
+        .map(|((s, m), f)| {
             if let Err(why) = &s.run {
                 return Err(format!("skipped: {why}"));
             }
@@ -66,11 +68,13 @@ pub fn alternate(runs: usize, sides: &mut [Side<'_>]) -> Vec<Res> {
             }
             let mut wall: Vec<f64> = m.iter().map(|x| x.wall_s).collect();
             let mut cpu: Vec<f64> = m.iter().map(|x| x.cpu_s).collect();
-            let maxrss_kib = m.iter_mut().map(|x| x.maxrss_kib).max().unwrap_or(0);
+            let maxrss_kib = m.iter().map(|x| x.maxrss_kib).max().unwrap_or(0);
+            let rss_floor_kib = m.iter().map(|x| x.rss_floor_kib).max().unwrap_or(0);
             Ok(Stats {
                 wall_s: median(&mut wall),
                 cpu_s: median(&mut cpu),
                 maxrss_kib,
+                rss_floor_kib,
             })
         })
         .collect()
@@ -100,11 +104,12 @@ pub fn gib_s(bytes: u64, s: &Stats) -> f64 {
 
 pub fn detail(ours: &Stats, peer: &Stats, runs: usize) -> String {
     format!(
-        "median of {runs}; cpu {:.2}s vs {:.2}s; rss {} vs {} MiB",
+        "median of {runs}; cpu {:.2}s vs {:.2}s; peak rss {:.1} vs {:.1} MiB (floor {:.1})",
         ours.cpu_s,
         peer.cpu_s,
-        ours.maxrss_kib / 1024,
-        peer.maxrss_kib / 1024
+        ours.maxrss_kib as f64 / 1024.0,
+        peer.maxrss_kib as f64 / 1024.0,
+        ours.rss_floor_kib.max(peer.rss_floor_kib) as f64 / 1024.0
     )
 }
 
