@@ -3,6 +3,7 @@
 use super::rows::again;
 use super::setup::{fresh, make_input, volume_size, Env, MIB};
 use anyhow::Result;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Checks, on a 16 MiB file, that fio's read job with `--verify` fails on a flipped byte:
@@ -20,9 +21,7 @@ pub fn fio_really_verifies(env: &mut Env) -> std::result::Result<(), String> {
             "fio write",
             16 * MIB,
         )?;
-        let mut bytes = std::fs::read(&file)?;
-        bytes[5 * MIB as usize + 123] ^= 0x40;
-        std::fs::write(&file, bytes)?;
+        flip_byte(&file, 5 * MIB + 123)?;
         let out = super::proc::run(
             again(&fio)
                 .args(["--name=check", &file_arg, &size, "--rw=read", "--bs=1M"])
@@ -100,17 +99,39 @@ pub fn stackctl_really_verifies(env: &mut Env) -> std::result::Result<(), String
 
 /// Finds the 4 KiB block of `input` at `input_offset` in `vol` (4 KiB aligned), flips one
 /// byte of it there, and returns the volume offset of the flipped byte.
+///
+/// Streams both files through 4 KiB buffers: reading them whole would leave this process
+/// with a large heap, and its resident set is the floor under every child's peak RSS.
 fn flip_block_of(vol: &Path, input: &Path, input_offset: u64) -> Result<Option<u64>> {
     const BLOCK: usize = 4096;
-    let input = std::fs::read(input)?;
-    let start = input_offset as usize;
-    let want = &input[start..start + BLOCK];
-    let mut bytes = std::fs::read(vol)?;
-    let Some(block) = bytes.chunks_exact(BLOCK).position(|b| b == want) else {
-        return Ok(None);
-    };
-    let at = block * BLOCK + 1000;
-    bytes[at] ^= 0x01;
-    std::fs::write(vol, bytes)?;
-    Ok(Some(at as u64))
+    let mut want = [0u8; BLOCK];
+    std::fs::File::open(input)?.read_exact_at(&mut want, input_offset)?;
+    let f = std::fs::File::open(vol)?;
+    let len = f.metadata()?.len();
+    let mut block = [0u8; BLOCK];
+    let mut offset = 0u64;
+    while offset + BLOCK as u64 <= len {
+        f.read_exact_at(&mut block, offset)?;
+        if block == want {
+            let at = offset + 1000;
+            flip_byte(vol, at)?;
+            return Ok(Some(at));
+        }
+        offset += BLOCK as u64;
+    }
+    Ok(None)
+}
+
+/// Flips one bit of the byte at `offset` of `path`, in place.
+fn flip_byte(path: &Path, offset: u64) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, offset)?;
+    byte[0] ^= 0x40;
+    f.write_all_at(&byte, offset)?;
+    f.sync_all()?;
+    Ok(())
 }

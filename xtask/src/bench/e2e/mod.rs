@@ -31,9 +31,15 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     for note in env.notes.drain(..) {
         eprintln!("  e2e: {note}");
     }
+    // The machine may be shared: say how busy it was (both sides pay for it alike).
+    eprintln!("  e2e: load average before: {}", setup::loadavg());
     cases::write_verify_shm(ctx, &mut env)?;
     cases::disk(ctx, &mut env)?;
     cases::burn_in(ctx, &mut env)?;
     memory::memory(ctx, &mut env)?;
+    eprintln!("  e2e: load average after: {}", setup::loadavg());
+    for note in env.notes.drain(..) {
+        eprintln!("  e2e: {note}");
+    }
     Ok(())
 }

@@ -157,6 +157,14 @@ impl Drop for Env {
     }
 }
 
+/// `/proc/loadavg`'s three averages, or `unknown`.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// Size of a volume that holds `bytes` of data with room for its metadata.
 pub fn volume_size(bytes: u64) -> u64 {
     (bytes + bytes / 16 + 32 * MIB).div_ceil(MIB) * MIB
