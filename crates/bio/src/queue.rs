@@ -43,7 +43,7 @@ impl Default for QueueConfig {
             batch_ios: 16,
             plug_timeout: Duration::from_millis(2),
             stream_budget_bytes: 32 << 20,
-            anticipate: Duration::from_micros(500),
+            anticipate: Duration::from_millis(1),
         }
     }
 }

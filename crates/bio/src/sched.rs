@@ -246,7 +246,7 @@ impl Sched {
                 }
             }
         }
-        let mut best: Option<(u64, u64)> = None; // (seq, stream) of the oldest ready head
+        let mut best: Option<(u64, u64)> = None; // (rank, stream) of the best ready head
         let mut earliest_plug: Option<Instant> = None;
         let mut active_ready = false;
         for (&stream, queue) in &self.streams {
@@ -267,8 +267,14 @@ impl Sched {
             {
                 active_ready = true;
             }
-            if best.is_none_or(|(seq, _)| head.seq < seq) {
-                best = Some((head.seq, stream));
+            // A head that continues where the last I/O ended wins (an elevator's
+            // sequential pick); otherwise the oldest head.
+            // The active stream only gets here once its budget is spent, so it may not
+            // use the sequential preference to keep the device.
+            let continues = head.bio.offset() == self.active_end && self.active != Some(stream);
+            let rank = if continues { 0 } else { head.seq + 1 };
+            if best.is_none_or(|(r, _)| rank < r) {
+                best = Some((rank, stream));
             }
         }
         let stream = if active_ready {
