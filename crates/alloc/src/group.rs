@@ -194,12 +194,20 @@ impl GroupSpace {
                 break;
             }
             let (g, starts) = entry.remove_entry();
-            for start in starts {
-                let (len, bg) = self.busy.remove(&start).expect("busy indexes disagree");
-                assert_eq!(bg, g);
-                self.busy_blocks -= len;
-                self.insert_free(start, len);
-                released += len;
+            // Take the whole generation out of the busy map first, so the group is
+            // consistent (those blocks look in use) at every insert_free below.
+            let extents: Vec<Extent> = starts
+                .into_iter()
+                .map(|start| {
+                    let (len, bg) = self.busy.remove(&start).expect("busy indexes disagree");
+                    assert_eq!(bg, g);
+                    self.busy_blocks -= len;
+                    Extent::new(start, len)
+                })
+                .collect();
+            for e in extents {
+                self.insert_free(e.start, e.len);
+                released += e.len;
             }
         }
         released
@@ -450,5 +458,91 @@ impl GroupSpace {
             Some((&s, &l)) if s + l > start => (s + l < end).then_some(s + l),
             _ => Some(start),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mode;
+
+    fn space(free: &[(u64, u64)]) -> GroupSpace {
+        let mut g = GroupSpace::empty(0, 1000);
+        for &(s, l) in free {
+            g.insert_free(s, l);
+        }
+        g.check(0).unwrap();
+        g
+    }
+
+    #[test]
+    fn adjacent_frees_merge_in_both_indexes() {
+        let g = space(&[(10, 5), (20, 5), (15, 5)]);
+        assert_eq!(
+            g.free_extents().collect::<Vec<_>>(),
+            vec![Extent::new(10, 15)]
+        );
+        assert_eq!(g.longest(), 15);
+    }
+
+    #[test]
+    fn near_prefers_the_closest_fit_on_either_side() {
+        let mut g = space(&[(100, 10), (180, 50), (300, 100)]);
+        // Goal 175: the extent at 180 is 5 away, the one ending at 110 is 65 away.
+        let e = g.alloc(&AllocRequest::near(175, 8, 8), Some(175)).unwrap();
+        assert_eq!(e, Extent::new(180, 8));
+        // Goal 125 with nothing fitting at or after it nearby on the left: the left
+        // extent's tail ends 15 before the goal, the right one starts 63 after.
+        let e = g.alloc(&AllocRequest::near(125, 4, 4), Some(125)).unwrap();
+        assert_eq!(e, Extent::new(106, 4));
+        g.check(0).unwrap();
+    }
+
+    #[test]
+    fn size_is_best_fit_then_longest() {
+        let mut g = space(&[(0, 30), (100, 12), (200, 500)]);
+        let req = AllocRequest::any(10);
+        assert_eq!(
+            g.alloc(&req, None),
+            Some(Extent::new(102, 10)),
+            "smallest that fits, tail"
+        );
+        let req = AllocRequest::any(600).with_len(1, 600);
+        assert_eq!(
+            g.alloc(&req, None),
+            Some(Extent::new(200, 500)),
+            "longest when none fits"
+        );
+        assert_eq!(g.alloc(&AllocRequest::any(31), None), None);
+        g.check(0).unwrap();
+    }
+
+    #[test]
+    fn alignment_is_respected_and_can_refuse() {
+        let mut g = space(&[(3, 6)]);
+        let req = AllocRequest::any(4).with_align(4);
+        assert_eq!(g.alloc(&req, None), Some(Extent::new(4, 4)));
+        let mut g = space(&[(5, 6)]);
+        let req = AllocRequest {
+            mode: Mode::Any,
+            ..AllocRequest::any(4).with_align(8)
+        };
+        assert_eq!(
+            g.alloc(&req, None),
+            None,
+            "only 3 blocks after the aligned start 8"
+        );
+    }
+
+    #[test]
+    fn commit_releases_only_old_generations() {
+        let mut g = space(&[]);
+        g.insert_busy(Extent::new(0, 10), 4);
+        g.insert_busy(Extent::new(10, 10), 5);
+        assert_eq!(g.commit(4), 10);
+        assert_eq!(g.free_blocks(), 10);
+        assert_eq!(g.busy_blocks(), 10);
+        assert_eq!(g.first_busy_in(0, 20), Some(10));
+        g.check(0).unwrap();
     }
 }
