@@ -1,1 +1,11 @@
-//! End-to-end tests of the `stackctl` binary: every command, option and exit status.
+//! End-to-end tests of the `stackctl` binary: every command, option and exit status,
+//! JSON parsed back field by field, progress silent on a pipe, each refusal, Ctrl-C
+//! during a write, and the bad-input table.
+
+mod bad_input;
+mod commands;
+mod damage;
+mod harness;
+mod output;
+mod refusals;
+mod signals;

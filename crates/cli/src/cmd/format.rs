@@ -60,7 +60,7 @@ pub fn format_target(
                 request.block_size_bytes
             ))
         })?;
-    let inspection = safety::inspect(target).with_context(|| format!("{}", shown(target)))?;
+    let inspection = safety::inspect(target).with_context(|| shown(target))?;
     if inspection.kind == TargetKind::Missing && request.size_bytes.is_none() {
         bail!(
             "{}: does not exist; pass --size SIZE to create a file of that size",
@@ -76,8 +76,16 @@ pub fn format_target(
         create_size_bytes: request.size_bytes,
         direct: request.direct,
     };
-    let volume =
-        Volume::format(target, &opts).with_context(|| format!("formatting {}", shown(target)))?;
+    let volume = match Volume::format(target, &opts) {
+        Ok(volume) => volume,
+        Err(e) => {
+            if inspection.kind == TargetKind::Missing {
+                // Leave nothing behind: the file was ours and holds no volume.
+                let _ = std::fs::remove_file(target);
+            }
+            return Err(anyhow::Error::new(e).context(format!("formatting {}", shown(target))));
+        }
+    };
     let doc = FormatDoc {
         target: shown(target),
         created_file: inspection.kind == TargetKind::Missing,

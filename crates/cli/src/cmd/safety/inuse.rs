@@ -303,7 +303,8 @@ garbage line
             "Filename Type Size Used Priority\n/dev/sdb1 partition 1 0 -2\n",
         )
         .unwrap();
-        let disks: &[(&str, &str, &[(&str, &str)])] = &[
+        type Disk<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let disks: &[Disk] = &[
             ("sda", "8:0", &[("sda1", "8:1"), ("sda2", "8:2")]),
             ("sdb", "8:16", &[("sdb1", "8:17")]),
             ("sdc", "8:32", &[]),
