@@ -102,5 +102,8 @@ pub fn child_main(args: &[String]) -> Result<()> {
     let Some(case) = args.first() else {
         bail!("{CHILD_TASK}: no case given");
     };
+    if case.starts_with("pool-") {
+        return pool::child(case, &args[1..]);
+    }
     bail!("{CHILD_TASK}: unknown case `{case}`")
 }

@@ -12,6 +12,10 @@ use std::time::Duration;
 const CLOSING_POLL: Duration = Duration::from_millis(10);
 /// Most tasks a thief takes from a busy (not blocked) worker at once.
 const STEAL_MAX: usize = 32;
+/// Idle rounds spent spinning (1, 2, 4 .. 2^5 spin hints), then yielding, before a
+/// worker sleeps on its condvar.
+const SPIN_ROUNDS: u32 = 6;
+const YIELD_ROUNDS: u32 = 10;
 
 struct Current {
     pool: Arc<Inner>,
@@ -64,17 +68,28 @@ pub(super) fn own_color(pool: &Inner) -> Option<usize> {
 pub(super) fn run(pool: Arc<Inner>, idx: usize) {
     enter_thread(&pool, Some(idx));
     let slot = &pool.slots[idx];
+    let mut idle_rounds = 0_u32;
     loop {
-        if let Some(t) = slot.pop() {
+        if let Some(t) = slot.pop().or_else(|| steal(&pool, idx)) {
+            idle_rounds = 0;
             slot.progress.fetch_add(1, Ordering::Relaxed);
             pool.execute(t, Runner::Worker(idx));
             continue;
         }
-        if let Some(t) = steal(&pool, idx) {
-            slot.progress.fetch_add(1, Ordering::Relaxed);
-            pool.execute(t, Runner::Worker(idx));
+        // Back off briefly before sleeping, as crossbeam's `Backoff` does: a burst of
+        // work then costs no futex wake-up per item, and a reply comes sooner.
+        if idle_rounds < SPIN_ROUNDS + YIELD_ROUNDS {
+            if idle_rounds < SPIN_ROUNDS {
+                for _ in 0..(1_u32 << idle_rounds) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+            idle_rounds += 1;
             continue;
         }
+        idle_rounds = 0;
         let mut q = lock(&slot.q);
         if q.len() > 0 {
             continue;
