@@ -13,6 +13,7 @@
 //!   bound;
 //! - [`crashdev`] and [`crash`]: a crash-model device and the crash-point property test
 //!   against a model of the committed state;
+//! - [`killed`]: the `stackctl` binary SIGKILLed mid-write, checked against a model;
 
 #[path = "reliability/alloc_track.rs"]
 mod alloc_track;
@@ -24,6 +25,8 @@ mod crashdev;
 mod decoders;
 #[path = "reliability/ioerr.rs"]
 mod ioerr;
+#[path = "reliability/killed.rs"]
+mod killed;
 #[path = "reliability/mutate.rs"]
 mod mutate;
 #[path = "reliability/requests.rs"]
