@@ -180,7 +180,7 @@ fn removed_space_is_reused() {
     vol.remove("fill-1").unwrap();
     assert_eq!(vol.free_bytes(), free_empty);
     let second = vol.fill("fill-2", 2, &WriteOptions::default()).unwrap();
-    assert_eq!(second.bytes, first.bytes);
+    assert!(second.bytes >= first.bytes, "{second:?} after {first:?}");
     drop(vol);
     let vol = reopen(&dev);
     assert!(vol.verify(&VerifyOptions::default()).unwrap().clean());

@@ -5,7 +5,7 @@
 //! stand-ins with the same shape, so the pipelines run and can be tested now.
 use crate::Error;
 use stack_alloc::{AllocRequest, Allocator, Extent};
-use stack_bio::{Device, PooledBuf};
+use stack_bio::{Bio, BioBuf, BioResult, Device, PooledBuf, QueueConfig, SubmitQueue};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -102,34 +102,79 @@ impl Ordered {
         }
     }
 }
-#[derive(Clone)]
-pub(crate) struct IoQueue {
-    device: Arc<dyn Device>,
-    end_io: Workers,
+impl stack_bio::EndIo for Workers {
+    fn run(&self, job: stack_bio::EndIoJob) -> Result<(), stack_bio::EndIoJob> {
+        self.queue(job);
+        Ok(())
+    }
 }
+
+/// The device's submission queue as the pipelines use it: a bio per pooled buffer, the
+/// buffer handed back to the completion.
+#[derive(Clone, Debug)]
+pub(crate) struct IoQueue {
+    queue: Arc<SubmitQueue>,
+}
+
+fn take_pooled(r: &mut BioResult) -> PooledBuf {
+    match r.buf.take() {
+        Some(BioBuf::Pooled(b)) => b,
+        _ => unreachable!("pipeline bios carry pooled buffers"),
+    }
+}
+
 impl IoQueue {
     pub(crate) fn new(device: Arc<dyn Device>, end_io: Workers) -> Result<Self, Error> {
-        Ok(IoQueue { device, end_io })
+        // The pipelines hand over whole chunks in stream order: nothing to wait for, so no
+        // plugging; merging still joins chunks that are queued together.
+        let config = QueueConfig {
+            max_io_bytes: super::CHUNK_BYTES * 4,
+            max_in_flight_bytes: (super::CHUNK_BYTES * super::POOL_BUFFERS * 2) as u64,
+            plug_timeout: std::time::Duration::ZERO,
+            ..QueueConfig::default()
+        };
+        let queue =
+            SubmitQueue::try_new(device.clone(), Arc::new(end_io), config).map_err(|source| {
+                Error::Device(stack_bio::Error::Io {
+                    device: device.info().path,
+                    offset: 0,
+                    len: 0,
+                    op: "start submitter",
+                    source,
+                })
+            })?;
+        Ok(IoQueue {
+            queue: Arc::new(queue),
+        })
     }
+
+    /// Queues a write of `buf` at `offset`; `done` runs on the end-I/O pool.
     pub(crate) fn write(
         &self,
         offset: u64,
         buf: PooledBuf,
         done: impl FnOnce(PooledBuf, Result<(), stack_bio::Error>) + Send + 'static,
     ) {
-        let r = self.device.write_at(&buf, offset);
-        self.end_io.queue(move || done(buf, r));
+        self.queue.submit(Bio::write(offset, buf, move |mut r| {
+            let buf = take_pooled(&mut r);
+            done(buf, r.result)
+        }));
     }
+
+    /// Queues a read into `buf` from `offset`; `done` runs on the end-I/O pool.
     pub(crate) fn read(
         &self,
         offset: u64,
-        mut buf: PooledBuf,
+        buf: PooledBuf,
         done: impl FnOnce(PooledBuf, Result<(), stack_bio::Error>) + Send + 'static,
     ) {
-        let r = self.device.read_at(&mut buf, offset);
-        self.end_io.queue(move || done(buf, r));
+        self.queue.submit(Bio::read(offset, buf, move |mut r| {
+            let buf = take_pooled(&mut r);
+            done(buf, r.result)
+        }));
     }
 }
+
 pub(crate) struct Allocs {
     a: Allocator,
 }

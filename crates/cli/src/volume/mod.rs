@@ -144,8 +144,9 @@ impl Volume {
                 reason: format!("{bs} is not a power of two from 512 to {MAX_BLOCK_BYTES}"),
             });
         }
+        // Only direct I/O needs whole logical blocks; buffered files take any block size.
         let lbs = device.logical_block_size();
-        if lbs == 0 || bs % lbs != 0 {
+        if device.info().direct && (lbs == 0 || bs % lbs != 0) {
             return Err(Error::InvalidOption {
                 option: "block size",
                 reason: format!("{bs} is not a multiple of the device's logical block size {lbs}"),
