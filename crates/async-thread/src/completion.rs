@@ -1,7 +1,7 @@
 //! [`Completion`]: the XFS pattern of "queue it, then sleep until the worker says done".
 
 use crate::error::{Error, Result};
-use crate::sync::{lock, Arc, Condvar, Mutex};
+use crate::sync::{lock_model as lock, Arc, Condvar, Mutex};
 use std::fmt;
 use std::time::{Duration, Instant};
 
