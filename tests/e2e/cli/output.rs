@@ -149,3 +149,32 @@ fn every_command_prints_one_json_document() {
     assert_eq!(docs[3]["output"], "p.out");
     assert!(docs[8]["script"].as_str().unwrap().contains("stackctl"));
 }
+
+/// On a terminal, the bar is drawn on stderr. `script` gives the child a pseudo-terminal;
+/// where it is missing (a minimal container) the pipe case above still holds.
+#[test]
+fn progress_bar_on_a_terminal() {
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("skipped: no `script` to provide a terminal");
+        return;
+    }
+    let s = Scratch::new();
+    s.volume("v.img", "16MiB");
+    let command = format!(
+        "{} write v.img --pattern --size 8MiB --seed 1 --name p",
+        super::harness::bin().display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(s.dir.path())
+        .output()
+        .expect("running script");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("write ["), "no bar: {text}");
+    assert!(text.contains("wrote \"p\""), "{text}");
+}

@@ -33,6 +33,28 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC (Howard Hinnant's `civil_from_days`).
+pub fn utc_time(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let secs_of_day = unix_secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs_of_day / 3600,
+        secs_of_day / 60 % 60,
+        secs_of_day % 60
+    )
+}
+
 /// `"256.0 MiB in 1.23 s (208.1 MiB/s)"`.
 pub fn amount(bytes: u64, secs: f64) -> String {
     format!(
@@ -220,7 +242,7 @@ pub fn objects(objects: &[ObjectDoc]) -> String {
                     "NO (interrupted)"
                 }
                 .to_string(),
-                o.created.to_string(),
+                utc_time(o.created),
             ]
         })
         .collect();
@@ -281,6 +303,14 @@ mod tests {
             ],
         );
         assert_eq!(text, "A          BB\nlong cell  x\ny          z\n");
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc_time(1_795_429_077), "2026-11-23 10:17:57");
+        assert_eq!(utc_time(4_107_542_399), "2100-02-28 23:59:59");
     }
 
     #[test]
