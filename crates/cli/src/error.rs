@@ -138,6 +138,16 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A worker pool failed (a panicking work item, a pool shut down, a thread not started).
+    #[error(transparent)]
+    Workers(#[from] stack_async_thread::Error),
+    /// A pipeline work item was lost before it finished (it panicked); nothing it wrote
+    /// is committed.
+    #[error("a {stage} work item was lost (it panicked)")]
+    WorkLost {
+        /// The pipeline stage.
+        stage: &'static str,
+    },
     /// The device failed.
     #[error(transparent)]
     Device(#[from] stack_bio::Error),

@@ -1,111 +1,36 @@
-//! Adapters between the pipelines and the lower crates' queues.
-//!
-//! Temporary: until `stack-async-thread` (`Workers`, `Ordered`), `stack-bio`
-//! (`SubmitQueue`) and `stack-alloc` (`AllocQueue`) land, this module carries minimal
-//! stand-ins with the same shape, so the pipelines run and can be tested now.
+//! Adapters between the pipelines and the lower crates' queues: bios on the device's
+//! `SubmitQueue` with completions on the end-I/O `Workers` pool, and allocations.
 use crate::Error;
 use stack_alloc::{AllocRequest, Allocator, Extent};
-use stack_bio::{Bio, BioBuf, BioResult, Device, PooledBuf, QueueConfig, SubmitQueue};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex};
+use stack_async_thread::Workers;
+use stack_bio::{
+    Bio, BioBuf, BioResult, Device, EndIo, EndIoJob, PooledBuf, QueueConfig, SubmitQueue,
+};
+use std::sync::{Arc, Mutex};
 
-type Job = Box<dyn FnOnce() + Send>;
-/// A fixed pool of threads.
-#[derive(Clone, Debug)]
-pub struct Workers {
-    tx: crossbeam_channel::Sender<Job>,
-}
-impl Workers {
-    /// `n` threads.
-    pub fn new(n: usize) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        for _ in 0..n {
-            let rx = rx.clone();
-            std::thread::spawn(move || {
-                while let Ok(j) = rx.recv() {
-                    j()
-                }
-            });
-        }
-        Workers { tx }
-    }
-    /// Runs `f` on a thread.
-    pub fn queue(&self, f: impl FnOnce() + Send + 'static) {
-        self.tx.send(Box::new(f)).unwrap();
-    }
-    /// A new ordered stream.
-    pub fn ordered(&self) -> Ordered {
-        Ordered {
-            pool: self.clone(),
-            st: Arc::new((Mutex::new(OState::default()), Condvar::new())),
-        }
-    }
-}
-#[derive(Default)]
-struct OState {
-    next_in: u64,
-    next_out: u64,
-    ready: BTreeMap<u64, Job>,
-    running: bool,
-}
-/// Parallel work whose second step runs in queue order.
-#[derive(Clone)]
-pub struct Ordered {
-    pool: Workers,
-    st: Arc<(Mutex<OState>, Condvar)>,
-}
-impl std::fmt::Debug for Ordered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Ordered")
-    }
-}
-impl Ordered {
-    /// Queues `func` (parallel) then `of` (in order).
-    pub fn queue<T: Send + 'static>(
-        &self,
-        func: impl FnOnce() -> T + Send + 'static,
-        of: impl FnOnce(T) + Send + 'static,
-    ) -> Result<(), Error> {
-        let seq = {
-            let mut s = self.st.0.lock().unwrap();
-            let q = s.next_in;
-            s.next_in += 1;
-            q
-        };
-        let st = self.st.clone();
-        self.pool.queue(move || {
-            let t = func();
-            let mut s = st.0.lock().unwrap();
-            s.ready.insert(seq, Box::new(move || of(t)));
-            if s.running {
-                return;
+/// Runs a submission queue's completions on a `Workers` pool (the end-I/O pool).
+#[derive(Debug)]
+struct PoolEndIo(Workers);
+
+impl EndIo for PoolEndIo {
+    fn run(&self, job: EndIoJob) -> Result<(), EndIoJob> {
+        // `queue` consumes the closure; keep the job reachable so a refused one (the pool
+        // shut down) goes back to the queue, which then runs it itself.
+        let slot = Arc::new(Mutex::new(Some(job)));
+        let mine = Arc::clone(&slot);
+        let queued = self.0.queue(move || {
+            let job = mine.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(job) = job {
+                job();
             }
-            s.running = true;
-            loop {
-                let n = s.next_out;
-                let Some(j) = s.ready.remove(&n) else { break };
-                drop(s);
-                j();
-                s = st.0.lock().unwrap();
-                s.next_out += 1;
-            }
-            s.running = false;
-            st.1.notify_all();
         });
-        Ok(())
-    }
-    /// Waits for every queued `of`.
-    pub fn flush(&self) {
-        let mut s = self.st.0.lock().unwrap();
-        while s.next_out < s.next_in {
-            s = self.st.1.wait(s).unwrap();
+        match queued {
+            Ok(()) => Ok(()),
+            Err(_) => match slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(job) => Err(job),
+                None => Ok(()),
+            },
         }
-    }
-}
-impl stack_bio::EndIo for Workers {
-    fn run(&self, job: stack_bio::EndIoJob) -> Result<(), stack_bio::EndIoJob> {
-        self.queue(job);
-        Ok(())
     }
 }
 
@@ -133,8 +58,8 @@ impl IoQueue {
             plug_timeout: std::time::Duration::ZERO,
             ..QueueConfig::default()
         };
-        let queue =
-            SubmitQueue::try_new(device.clone(), Arc::new(end_io), config).map_err(|source| {
+        let queue = SubmitQueue::try_new(device.clone(), Arc::new(PoolEndIo(end_io)), config)
+            .map_err(|source| {
                 Error::Device(stack_bio::Error::Io {
                     device: device.info().path,
                     offset: 0,

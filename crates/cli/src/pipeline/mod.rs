@@ -18,7 +18,7 @@ mod glue;
 mod verify;
 mod write;
 
-use glue::Workers;
+use stack_async_thread::Workers;
 
 use crate::Error;
 
@@ -59,8 +59,14 @@ impl Pools {
     pub fn new() -> Result<Pools, Error> {
         let n = cpus().clamp(2, 64);
         Ok(Pools {
-            submit: Workers::new(n),
-            end_io: Workers::new(n),
+            submit: Workers::builder("stackctl-submit")
+                .min_threads(1)
+                .max_threads(n)
+                .build()?,
+            end_io: Workers::builder("stackctl-endio")
+                .min_threads(1)
+                .max_threads(n)
+                .build()?,
         })
     }
 

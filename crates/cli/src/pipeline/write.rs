@@ -44,19 +44,20 @@ impl std::fmt::Debug for Source<'_> {
     }
 }
 
-/// Bios in flight and the first error any of them met.
+/// Chunks in flight and the first error any of them met.
 #[derive(Default)]
 struct Inflight {
-    state: Mutex<(usize, Option<stack_bio::Error>)>,
+    state: Mutex<(usize, Option<Error>)>,
     cv: Condvar,
 }
 
 impl Inflight {
-    fn start(&self) {
-        self.state.lock().expect("inflight lock").0 += 1;
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, Option<Error>)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-    fn done(&self, result: Result<(), stack_bio::Error>) {
-        let mut s = self.state.lock().expect("inflight lock");
+
+    fn done(&self, result: Result<(), Error>) {
+        let mut s = self.lock();
         assert!(s.0 > 0);
         s.0 -= 1;
         if let Err(e) = result {
@@ -64,15 +65,64 @@ impl Inflight {
         }
         self.cv.notify_all();
     }
+
     /// Waits until nothing is in flight; returns the first error.
     fn wait_idle(&self) -> Result<(), Error> {
-        let mut s = self.state.lock().expect("inflight lock");
+        let mut s = self.lock();
         while s.0 > 0 {
-            s = self.cv.wait(s).expect("inflight lock");
+            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
         }
         match s.1.take() {
-            Some(e) => Err(Error::Device(e)),
+            Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+}
+
+/// One chunk on its way through the pipeline. It must be finished exactly once; if a
+/// stage drops it instead (a panicking work item, a skipped ordered step, a cancelled
+/// bio) the drop reports the loss, so waiting for the pipeline to drain never hangs.
+struct ChunkTicket {
+    inflight: Arc<Inflight>,
+    run_pending: Arc<AtomicUsize>,
+    run_failed: Arc<AtomicBool>,
+    finished: bool,
+}
+
+impl ChunkTicket {
+    fn new(
+        inflight: &Arc<Inflight>,
+        run_pending: &Arc<AtomicUsize>,
+        run_failed: &Arc<AtomicBool>,
+    ) -> Self {
+        inflight.lock().0 += 1;
+        run_pending.fetch_add(1, Ordering::AcqRel);
+        ChunkTicket {
+            inflight: Arc::clone(inflight),
+            run_pending: Arc::clone(run_pending),
+            run_failed: Arc::clone(run_failed),
+            finished: false,
+        }
+    }
+
+    fn finish(mut self, result: Result<(), Error>) {
+        self.finished = true;
+        if result.is_err() {
+            self.run_failed.store(true, Ordering::Release);
+        }
+        self.run_pending.fetch_sub(1, Ordering::AcqRel);
+        self.inflight.done(result);
+    }
+}
+
+impl Drop for ChunkTicket {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.run_failed.store(true, Ordering::Release);
+            self.run_pending.fetch_sub(1, Ordering::AcqRel);
+            self.inflight.done(Err(Error::WorkLost {
+                stage: "write pipeline",
+            }));
         }
     }
 }
@@ -346,114 +396,111 @@ impl Writer<'_> {
             ObjectKind::File => (self.record.id, None),
         };
         let generation = self.write_generation;
-        let result = loop {
-            if cancelled(&self.opts.cancel) {
-                break Ok(false);
-            }
-            let left = self
-                .record
-                .target_size_bytes
-                .map(|t| t.saturating_sub(self.logical));
-            if left == Some(0) {
-                break Ok(true);
-            }
-            if self
-                .open
-                .as_ref()
-                .is_none_or(|(r, _)| r.used_blocks == r.data.len)
-            {
-                self.seal()?;
-                self.maybe_checkpoint()?;
-                let want = left.map_or(self.run_max_blocks, |l| {
-                    l.div_ceil(bs).min(self.run_max_blocks)
-                });
-                match self.open_run(want) {
-                    Ok(()) => {}
-                    Err(Error::NoSpace { .. }) if self.fill => break Ok(true),
-                    Err(e) => break Err(e),
+        let result =
+            loop {
+                if cancelled(&self.opts.cancel) {
+                    break Ok(false);
                 }
-            }
-            let (run, pending) = self.open.as_mut().expect("an open run");
-            let room_blocks = (CHUNK_BYTES as u64 / bs).min(run.data.len - run.used_blocks);
-            let mut room_bytes = room_blocks * bs;
-            if let Some(l) = left {
-                room_bytes = room_bytes.min(l);
-            }
-            let mut buf = pool.get();
-            let n = match source {
-                Source::Reader(r) => {
-                    read_full(*r, &mut buf[..room_bytes as usize]).map_err(|source| {
-                        Error::Input {
-                            name: self.record.name.clone(),
-                            offset: self.logical,
-                            source,
-                        }
-                    })? as u64
+                let left = self
+                    .record
+                    .target_size_bytes
+                    .map(|t| t.saturating_sub(self.logical));
+                if left == Some(0) {
+                    break Ok(true);
                 }
-                Source::Pattern => room_bytes,
-            };
-            if n == 0 {
-                break Ok(true);
-            }
-            let blocks = n.div_ceil(bs);
-            buf[n as usize..(blocks * bs) as usize].fill(0);
-            buf.set_len((blocks * bs) as usize);
-            let phys = run.data.start + run.used_blocks;
-            let index = run.used_blocks as usize;
-            let logical = self.logical;
-            let csums = run.csums.clone();
-            let failed = run.failed.clone();
-            let pending = pending.clone();
-            let inflight = self.inflight.clone();
-            let queue = queue.clone();
-            pending.fetch_add(1, Ordering::AcqRel);
-            inflight.start();
-            ordered.queue(
-                move || {
-                    // Pre-I/O, in parallel: generate pattern data, checksum every block.
-                    if let Some(seed) = seed {
-                        let first = PatternHeader {
-                            phys_block: phys,
-                            object_id,
-                            logical_offset: logical,
-                            generation,
-                            seed,
-                        };
-                        fill_blocks(&mut buf, bs as usize, salt, first);
-                    }
-                    let mut sums = vec![0u64; blocks as usize];
-                    csum.compute(phys, &buf, &mut sums)
-                        .expect("whole blocks of the volume's size");
-                    (buf, sums)
-                },
-                move |(buf, sums)| {
-                    // In stream order: hand the bio to the device queue.
-                    queue.write(phys * bs, buf, move |buf, result| {
-                        // End-I/O: record the checksums, return the buffer.
-                        drop(buf);
-                        match &result {
-                            Ok(()) => csums.lock().expect("csums lock")[index..index + sums.len()]
-                                .copy_from_slice(&sums),
-                            Err(_) => failed.store(true, Ordering::Release),
-                        }
-                        pending.fetch_sub(1, Ordering::AcqRel);
-                        inflight.done(result);
+                if self
+                    .open
+                    .as_ref()
+                    .is_none_or(|(r, _)| r.used_blocks == r.data.len)
+                {
+                    self.seal()?;
+                    self.maybe_checkpoint()?;
+                    let want = left.map_or(self.run_max_blocks, |l| {
+                        l.div_ceil(bs).min(self.run_max_blocks)
                     });
-                },
-            )?;
-            run.used_blocks += blocks;
-            self.logical += n;
-            self.since_commit_bytes += n;
-            if let Some(p) = &self.opts.progress {
-                p(Progress {
-                    done_bytes: self.logical,
-                    total_bytes: self.record.target_size_bytes,
-                });
-            }
-            if n < room_bytes && matches!(source, Source::Reader(_)) {
-                break Ok(true);
-            }
-        };
+                    match self.open_run(want) {
+                        Ok(()) => {}
+                        Err(Error::NoSpace { .. }) if self.fill => break Ok(true),
+                        Err(e) => break Err(e),
+                    }
+                }
+                let (run, pending) = self.open.as_mut().expect("an open run");
+                let room_blocks = (CHUNK_BYTES as u64 / bs).min(run.data.len - run.used_blocks);
+                let mut room_bytes = room_blocks * bs;
+                if let Some(l) = left {
+                    room_bytes = room_bytes.min(l);
+                }
+                let mut buf = pool.get();
+                let n =
+                    match source {
+                        Source::Reader(r) => read_full(*r, &mut buf[..room_bytes as usize])
+                            .map_err(|source| Error::Input {
+                                name: self.record.name.clone(),
+                                offset: self.logical,
+                                source,
+                            })? as u64,
+                        Source::Pattern => room_bytes,
+                    };
+                if n == 0 {
+                    break Ok(true);
+                }
+                let blocks = n.div_ceil(bs);
+                buf[n as usize..(blocks * bs) as usize].fill(0);
+                buf.set_len((blocks * bs) as usize);
+                let phys = run.data.start + run.used_blocks;
+                let index = run.used_blocks as usize;
+                let logical = self.logical;
+                let csums = run.csums.clone();
+                let ticket = ChunkTicket::new(&self.inflight, pending, &run.failed);
+                let queue = queue.clone();
+                ordered.queue(
+                    move || {
+                        // Pre-I/O, in parallel: generate pattern data, checksum every block.
+                        if let Some(seed) = seed {
+                            let first = PatternHeader {
+                                phys_block: phys,
+                                object_id,
+                                logical_offset: logical,
+                                generation,
+                                seed,
+                            };
+                            fill_blocks(&mut buf, bs as usize, salt, first);
+                        }
+                        let mut sums = vec![0u64; blocks as usize];
+                        let computed = csum.compute(phys, &buf, &mut sums);
+                        (buf, sums, computed, ticket)
+                    },
+                    move |(buf, sums, computed, ticket)| {
+                        if let Err(e) = computed {
+                            ticket.finish(Err(Error::Csum(e)));
+                            return;
+                        }
+                        // In stream order: hand the bio to the device queue.
+                        queue.write(phys * bs, buf, move |buf, result| {
+                            // End-I/O: record the checksums, return the buffer.
+                            drop(buf);
+                            if result.is_ok() {
+                                csums.lock().unwrap_or_else(|e| e.into_inner())
+                                    [index..index + sums.len()]
+                                    .copy_from_slice(&sums);
+                            }
+                            ticket.finish(result.map_err(Error::Device));
+                        });
+                    },
+                )?;
+                run.used_blocks += blocks;
+                self.logical += n;
+                self.since_commit_bytes += n;
+                if let Some(p) = &self.opts.progress {
+                    p(Progress {
+                        done_bytes: self.logical,
+                        total_bytes: self.record.target_size_bytes,
+                    });
+                }
+                if n < room_bytes && matches!(source, Source::Reader(_)) {
+                    break Ok(true);
+                }
+            };
         ordered.flush();
         result
     }
