@@ -328,7 +328,8 @@ impl Soak {
                     size_bytes,
                     digest: None,
                 };
-                let kill = if self.rng.one_in(2) {
+                // Until one resume was seen, every big write is killed at its first commit.
+                let kill = if self.rng.one_in(2) || self.tally.resumed == 0 {
                     Kill::OnFirstCommit
                 } else {
                     Kill::within(50_000, 400_000)
