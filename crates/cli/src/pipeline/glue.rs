@@ -1,7 +1,7 @@
 //! Adapters between the pipelines and the lower crates' queues: bios on the device's
 //! `SubmitQueue` with completions on the end-I/O `Workers` pool, and allocations.
 use crate::Error;
-use stack_alloc::{AllocRequest, Allocator, Extent};
+use stack_alloc::{AllocQueue, AllocRequest, Extent};
 use stack_async_thread::Workers;
 use stack_bio::{
     Bio, BioBuf, BioResult, Device, EndIo, EndIoJob, PooledBuf, QueueConfig, SubmitQueue,
@@ -100,14 +100,20 @@ impl IoQueue {
     }
 }
 
+/// Allocation through the volume's `AllocQueue` (the XFS seed: the request runs on a
+/// rescuer-backed workqueue and the caller waits for the answer).
 pub(crate) struct Allocs {
-    a: Allocator,
+    queue: AllocQueue,
 }
+
 impl Allocs {
-    pub(crate) fn new(a: &Allocator) -> Result<Self, Error> {
-        Ok(Allocs { a: a.clone() })
+    pub(crate) fn new(queue: &AllocQueue) -> Self {
+        Allocs {
+            queue: queue.clone(),
+        }
     }
+
     pub(crate) fn alloc(&self, req: AllocRequest) -> Result<Extent, stack_alloc::Error> {
-        self.a.alloc(&req)
+        self.queue.alloc(req)
     }
 }

@@ -316,7 +316,7 @@ impl Volume {
             sealed: VecDeque::new(),
             ready: Vec::new(),
             inflight: Arc::default(),
-            allocs: Allocs::new(&self.alloc)?,
+            allocs: Allocs::new(&self.alloc_queue),
             data_goal: last.map_or(0, |r| r.data_start_block + r.data_blocks),
             csum_goal: last.map_or(0, |r| r.csum_start_block),
             opts: opts.clone(),

@@ -15,7 +15,7 @@ mod read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use stack_alloc::{Allocator, Extent};
+use stack_alloc::{AllocQueue, Allocator, Extent};
 use stack_bio::{Device, FileDevice};
 use stack_csum::BlockCsum;
 
@@ -55,6 +55,8 @@ pub struct Volume {
     pub(crate) slot_states: [SuperblockState; 2],
     pub(crate) fallback_warning: Option<String>,
     pub(crate) alloc: Allocator,
+    /// Allocations of the write pipeline go through this queue (it shares `alloc`).
+    pub(crate) alloc_queue: AllocQueue,
     pub(crate) pools: Pools,
     /// A table extent allocated ahead, so a full volume can still commit.
     pub(crate) meta_reserve: Option<Extent>,
@@ -200,6 +202,7 @@ impl Volume {
                 },
             ],
             fallback_warning: None,
+            alloc_queue: AllocQueue::new(Arc::new(alloc.clone()))?,
             alloc,
             pools: Pools::new()?,
             meta_reserve: None,

@@ -240,6 +240,7 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
         max_seen_generation,
         slot_states,
         fallback_warning,
+        alloc_queue: stack_alloc::AllocQueue::new(Arc::new(alloc.clone()))?,
         alloc,
         pools: Pools::new()?,
         meta_reserve: None,
