@@ -9,11 +9,15 @@
 //! Verify: ordered read bios → the end-I/O pool checks every block after the I/O →
 //! results are reported in order.
 //!
-//! The pools are separate, as in btrfs: submit-side work blocks on the device queue's
-//! in-flight bound, which only end-I/O work releases. One bounded pool serving both can
-//! have every thread blocked in submission while the completions that would unblock them
-//! wait behind them in the same pool (see the `shared_pool_deadlocks` test).
+//! The pools are separate, as in btrfs: submit-side work that waits for something only
+//! end-I/O work gives back (a buffer, a slot) would, on one bounded pool, end with every
+//! thread waiting while the completions that would free them sit behind them in the same
+//! pool (`deadlock_tests.rs` shows it). The write pipeline also leases its buffers on the
+//! caller's thread, in stream order, so the ordered step never waits for a buffer held
+//! by a later chunk.
 
+#[cfg(test)]
+mod deadlock_tests;
 mod glue;
 mod verify;
 mod write;
