@@ -4,6 +4,7 @@
 //! release mode and runs it from the workspace root.
 
 mod bench;
+mod faults;
 mod soak;
 
 use anyhow::{bail, Result};
@@ -15,6 +16,9 @@ tasks:
   bench [--quick] [--only GROUP[,GROUP...]]
         run the benchmark groups, print one table of ratios against peers measured in
         the same run, and write target/bench/results.json
+  faults
+        inject each kind of damage into a small volume file for each checksum
+        algorithm and print what `stackctl verify` detected, located and explained
   soak [--kills N] [--seed S]
         SIGKILL `stackctl` mid-write N times (default 50), check the volume after each
         kill, print the tally (kills, clean verifies, resumed, failures)
@@ -30,6 +34,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "bench" => bench::main(&rest),
         "soak" => soak::main(&rest),
+        "faults" => faults::main(&rest),
         // Cases that can hang run in a child process of this binary with a time-out.
         bench::CHILD_TASK => bench::child_main(&rest),
         "help" | "--help" | "-h" => {

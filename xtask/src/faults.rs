@@ -1,0 +1,408 @@
+//! `cargo xtask faults`: the fault matrix. Each kind of damage is injected into a small
+//! volume file, for each checksum algorithm, by editing the file's bytes at offsets found
+//! from the format (docs/FORMAT.md: superblock slots, `STKPATT` pattern blocks, the
+//! object table); `stackctl verify --json` must find it.
+//!
+//! Columns: injected, detected (verify exits non-zero and reports it), located exactly
+//! (the reported byte range is the damaged one), cause right (the reported cause is the
+//! injected kind), false positives (reported ranges that were not damaged, or damage
+//! reported on the undamaged baseline).
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ALGORITHMS: [&str; 3] = ["crc32c", "xxh3", "xxh64"];
+const BLOCK: usize = 4096;
+const SB_SLOTS: [usize; 2] = [0, 65536];
+
+/// One injected case and what verify said.
+#[derive(Debug, Default)]
+struct Row {
+    detected: bool,
+    located: bool,
+    cause_right: bool,
+    false_positives: usize,
+    note: String,
+}
+
+/// The volume before damage: image, the pattern block offsets of object `a`, and the
+/// image from before `a` reused the space of a removed object.
+struct Setup {
+    dir: PathBuf,
+    image: Vec<u8>,
+    earlier: Vec<u8>,
+    /// Offsets of `a`'s blocks whose address held a different pattern block earlier.
+    reused: Vec<usize>,
+}
+
+fn stackctl_path() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("xtask has a directory")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "stackctl",
+            "--bin",
+            "stackctl",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("building stackctl failed");
+    }
+    Ok(dir.join("stackctl"))
+}
+
+fn run(bin: &Path, dir: &Path, args: &[&str]) -> Result<(i32, String)> {
+    let out = Command::new(bin).args(args).current_dir(dir).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("panicked") {
+        bail!("stackctl {args:?} panicked: {stderr}");
+    }
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+fn ok(bin: &Path, dir: &Path, args: &[&str]) -> Result<()> {
+    let (code, out) = run(bin, dir, args)?;
+    if code != 0 {
+        bail!("stackctl {args:?} exited {code}: {out}");
+    }
+    Ok(())
+}
+
+fn pattern_blocks(image: &[u8]) -> Vec<usize> {
+    (0..image.len() / BLOCK)
+        .map(|i| i * BLOCK)
+        .filter(|&o| image[o..].starts_with(b"STKPATT\0"))
+        .collect()
+}
+
+fn setup(bin: &Path, csum: &str) -> Result<Setup> {
+    let dir = std::env::temp_dir().join(format!("xtask-faults-{}-{csum}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let _ = std::fs::remove_file(dir.join("vol"));
+    let quiet = ["--progress", "none"];
+    let pattern = |name: &str, size: &str, seed: &str| -> Result<()> {
+        let mut args = vec![
+            "write",
+            "vol",
+            "--pattern",
+            "--name",
+            name,
+            "--size",
+            size,
+            "--seed",
+            seed,
+        ];
+        args.extend(quiet);
+        ok(bin, &dir, &args)
+    };
+    ok(
+        bin,
+        &dir,
+        &[
+            "format",
+            "vol",
+            "--size",
+            "8MiB",
+            "--csum",
+            csum,
+            "--progress",
+            "none",
+        ],
+    )?;
+    pattern("old", "1MiB", "9")?;
+    let earlier = std::fs::read(dir.join("vol"))?;
+    ok(bin, &dir, &["rm", "vol", "old", "--progress", "none"])?;
+    // One more commit, so the space of `old` (still referenced by the previous table) frees.
+    pattern("tick", "4KiB", "5")?;
+    pattern("a", "1MiB", "3")?;
+    let image = std::fs::read(dir.join("vol"))?;
+    let reused: Vec<usize> = pattern_blocks(&image)
+        .into_iter()
+        .filter(|&o| {
+            earlier[o..].starts_with(b"STKPATT\0") && earlier[o..o + BLOCK] != image[o..o + BLOCK]
+        })
+        .collect();
+    if reused.len() < 64 {
+        bail!(
+            "{csum}: only {} reused blocks; the allocator layout changed",
+            reused.len()
+        );
+    }
+    Ok(Setup {
+        dir,
+        image,
+        earlier,
+        reused,
+    })
+}
+
+/// Data damage: expected (offset, length, cause name) ranges.
+type Expected = Vec<(u64, u64, &'static str)>;
+
+/// Injects `kind` into a copy of the image; returns the damaged image and what verify
+/// should report (data ranges), or `None` for superblock / metadata kinds.
+fn inject(kind: &str, s: &Setup) -> Option<(Vec<u8>, Expected)> {
+    let mut img = s.image.clone();
+    let r = &s.reused;
+    let b = BLOCK as u64;
+    let expected: Expected = match kind {
+        "flipped bits" => {
+            img[r[3] + 100] ^= 0x04;
+            img[r[3] + 3000] ^= 0x80;
+            vec![(r[3] as u64, b, "flipped-bits")]
+        }
+        "zeroed block" => {
+            img[r[4]..r[4] + BLOCK].fill(0);
+            vec![(r[4] as u64, b, "zeroed")]
+        }
+        "torn write" => {
+            let o = r[7] + BLOCK / 2;
+            img[o..r[7] + BLOCK].copy_from_slice(&s.earlier[o..r[7] + BLOCK]);
+            vec![(r[7] as u64, b, "torn")]
+        }
+        "dropped write" => {
+            // A whole run of 8 blocks never reached the medium: the old blocks remain.
+            let o = r[16];
+            if r[23] != o + 7 * BLOCK {
+                return None;
+            }
+            img[o..o + 8 * BLOCK].copy_from_slice(&s.earlier[o..o + 8 * BLOCK]);
+            vec![(o as u64, 8 * b, "stale")]
+        }
+        "stale block" => {
+            img[r[30]..r[30] + BLOCK].copy_from_slice(&s.earlier[r[30]..r[30] + BLOCK]);
+            vec![(r[30] as u64, b, "stale")]
+        }
+        "misdirected write" => {
+            img.copy_within(r[40]..r[40] + BLOCK, r[50]);
+            vec![(r[50] as u64, b, "misdirected")]
+        }
+        "fake capacity" => {
+            // A device that wraps at 128 KiB: the write for r[60] landed 128 KiB lower.
+            let high = *r.last()?;
+            let low = high.checked_sub(128 << 10)?;
+            if !r.contains(&low) {
+                return None;
+            }
+            img.copy_within(high..high + BLOCK, low);
+            vec![(low as u64, b, "misdirected")]
+        }
+        _ => return None,
+    };
+    Some((img, expected))
+}
+
+fn ranges(doc: &Value) -> Vec<(u64, u64, String)> {
+    doc["damaged"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    (
+                        d["physical_offset"].as_u64().unwrap_or(u64::MAX),
+                        d["length"].as_u64().unwrap_or(0),
+                        d["cause"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn verify(bin: &Path, dir: &Path) -> Result<(i32, Value)> {
+    let (code, out) = run(bin, dir, &["--json", "verify", "vol", "--progress", "none"])?;
+    let doc: Value = serde_json::from_str(&out).with_context(|| format!("verify output: {out}"))?;
+    Ok((code, doc))
+}
+
+fn data_row(bin: &Path, s: &Setup, img: &[u8], expected: &Expected) -> Result<Row> {
+    std::fs::write(s.dir.join("vol"), img)?;
+    let (code, doc) = verify(bin, &s.dir)?;
+    let found = ranges(&doc);
+    let covered = |o: u64, l: u64| {
+        expected
+            .iter()
+            .any(|&(eo, el, _)| o >= eo && o + l <= eo + el)
+    };
+    let mut row = Row {
+        detected: code == 1 && !found.is_empty(),
+        false_positives: found.iter().filter(|(o, l, _)| !covered(*o, *l)).count(),
+        ..Row::default()
+    };
+    row.located = expected.iter().all(|&(eo, el, _)| {
+        let sum: u64 = found
+            .iter()
+            .filter(|(o, l, _)| covered(*o, *l) && *o >= eo && o + l <= eo + el)
+            .map(|f| f.1)
+            .sum();
+        sum == el
+    });
+    row.cause_right = row.located
+        && found
+            .iter()
+            .filter(|(o, l, _)| covered(*o, *l))
+            .all(|(_, _, c)| expected.iter().any(|e| e.2 == c));
+    if !row.cause_right || !row.located {
+        row.note = format!("found {found:?}");
+    }
+    Ok(row)
+}
+
+fn meta_row(bin: &Path, s: &Setup, kind: &str) -> Result<Row> {
+    let mut img = s.image.clone();
+    let generation = |slot: usize| {
+        u64::from_le_bytes(s.image[slot + 40..slot + 48].try_into().unwrap_or([0; 8]))
+    };
+    let newest = usize::from(generation(SB_SLOTS[1]) > generation(SB_SLOTS[0]));
+    let sb = SB_SLOTS[newest];
+    let newest_generation = generation(sb);
+    let meta = u64::from_le_bytes(img[sb + 56..sb + 64].try_into()?) as usize * BLOCK;
+    if meta + BLOCK > img.len() {
+        bail!("superblock slot {newest}: object table at {meta} is past the end");
+    }
+    if kind == "damaged superblock" {
+        img[sb + 50] ^= 0x01;
+    } else {
+        img[meta + 60] ^= 0x20;
+    }
+    std::fs::write(s.dir.join("vol"), &img)?;
+    let (code, doc) = verify(bin, &s.dir)?;
+    let mut row = Row {
+        false_positives: ranges(&doc).len(),
+        ..Row::default()
+    };
+    if kind == "damaged superblock" {
+        let slot = &doc["superblocks"][newest];
+        row.detected = slot["state"] != "ok";
+        row.located = slot["slot"] == newest as u64;
+        row.cause_right = slot["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("checksum"));
+        row.note = format!("exit {code}, slot {newest}: {slot}");
+    } else {
+        // The newest table is damaged: verify must say so (falling back to the previous
+        // commit is allowed, passing it off as clean is not).
+        let damage = doc["metadata_damage"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let slot = &doc["superblocks"][newest];
+        let reason = slot["reason"].as_str().unwrap_or("");
+        let gen_text = format!("generation {newest_generation}");
+        row.detected = code == 1 && (!damage.is_empty() || slot["state"] != "ok");
+        let damage_text = Value::Array(damage).to_string();
+        row.located = damage_text.contains(&meta.to_string()) || reason.contains(&gen_text);
+        row.cause_right = damage_text.contains("checksum") || reason.contains("metadata");
+        row.note = format!("exit {code}: {damage_text} {reason}");
+    }
+    Ok(row)
+}
+
+const DATA_KINDS: [&str; 7] = [
+    "flipped bits",
+    "zeroed block",
+    "torn write",
+    "dropped write",
+    "stale block",
+    "misdirected write",
+    "fake capacity",
+];
+
+/// Entry point: `faults`.
+pub fn main(args: &[String]) -> Result<()> {
+    if let Some(arg) = args.first() {
+        bail!("faults: unknown option `{arg}` (faults takes none)");
+    }
+    let bin = stackctl_path()?;
+    println!(
+        "{:<8} {:<20} {:>8} {:>8} {:>8} {:>6} {:>6}  note",
+        "csum", "damage", "injected", "detected", "located", "cause", "false+"
+    );
+    let mut bad = 0;
+    for csum in ALGORITHMS {
+        let s = setup(&bin, csum)?;
+        std::fs::write(s.dir.join("vol"), &s.image)?;
+        let (code, doc) = verify(&bin, &s.dir)?;
+        let baseline = ranges(&doc).len() + usize::from(code != 0);
+        let note = "clean volume: every report is a false positive";
+        let clean = Row {
+            note: note.into(),
+            ..Row::default()
+        };
+        print_row(
+            csum,
+            "none (baseline)",
+            false,
+            &Row {
+                false_positives: baseline,
+                ..clean
+            },
+        );
+        bad += baseline;
+        for kind in DATA_KINDS {
+            let row = match inject(kind, &s) {
+                Some((img, expected)) => data_row(&bin, &s, &img, &expected)?,
+                None => {
+                    print_row(
+                        csum,
+                        kind,
+                        false,
+                        &Row {
+                            note: "layout gave no place to inject".into(),
+                            ..Row::default()
+                        },
+                    );
+                    bad += 1;
+                    continue;
+                }
+            };
+            bad += usize::from(!row.detected || !row.located || !row.cause_right)
+                + row.false_positives;
+            print_row(csum, kind, true, &row);
+        }
+        for kind in ["damaged superblock", "damaged metadata"] {
+            let row = meta_row(&bin, &s, kind)?;
+            bad += usize::from(!row.detected || !row.located || !row.cause_right)
+                + row.false_positives;
+            print_row(csum, kind, true, &row);
+        }
+        print_row(
+            csum,
+            "unreadable range",
+            false,
+            &Row {
+                note: "needs a device that returns EIO (dm-error); a file cannot".into(),
+                ..Row::default()
+            },
+        );
+        let _ = std::fs::remove_dir_all(&s.dir);
+    }
+    println!("loop device: not run (only the file target is covered)");
+    if bad > 0 {
+        bail!("faults: {bad} shortfall(s) in the matrix");
+    }
+    Ok(())
+}
+
+fn print_row(csum: &str, kind: &str, injected: bool, row: &Row) {
+    let yes = |b: bool| if b { "yes" } else { "NO" };
+    println!(
+        "{csum:<8} {kind:<20} {:>8} {:>8} {:>8} {:>6} {:>6}  {}",
+        yes(injected),
+        if injected { yes(row.detected) } else { "-" },
+        if injected { yes(row.located) } else { "-" },
+        if injected { yes(row.cause_right) } else { "-" },
+        row.false_positives,
+        row.note
+    );
+}
