@@ -2,7 +2,7 @@
 //! the write/verify pipelines that wire the four `stack` crates into one storage stack.
 //!
 //! A [`Volume`] holds named objects: user data (files, stdin) or a deterministic
-//! [pattern](pattern) stream. Every data block has a checksum bound to its physical
+//! [pattern] stream. Every data block has a checksum bound to its physical
 //! address and salted with the volume UUID, stored apart from the data in checksum
 //! blocks that the object table points to, so flipped bits, lost (stale) and misdirected
 //! writes are all caught. Metadata is written copy-on-write and committed by "write the
