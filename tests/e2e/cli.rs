@@ -5,6 +5,7 @@
 mod bad_input;
 mod commands;
 mod damage;
+mod devices;
 mod harness;
 mod output;
 mod refusals;

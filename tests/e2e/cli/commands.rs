@@ -35,7 +35,7 @@ fn format_reports_the_new_volume_field_by_field() {
 #[test]
 fn format_options_reach_the_volume() {
     let s = Scratch::new();
-    for (csum, block) in [("crc32c", "4096"), ("xxh3", "8K"), ("xxh64", "64KiB")] {
+    for (csum, block) in [("crc32c", "512"), ("xxh3", "8K"), ("xxh64", "64KiB")] {
         s.expect(
             0,
             &[
@@ -53,7 +53,7 @@ fn format_options_reach_the_volume() {
         let info = s.json(0, &["info", "v.img"]);
         assert_eq!(info["csum"], csum);
         let want: u64 = match block {
-            "4096" => 4096,
+            "512" => 512,
             "8K" => 8192,
             _ => 65536,
         };
