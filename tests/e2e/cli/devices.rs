@@ -107,6 +107,8 @@ fn a_device_with_a_signature_is_refused_then_burned_in_with_force() {
     let run = s.expect(3, &["burn-in", lo.path()]);
     assert!(run.stderr.contains(lo.path()), "{}", run.stderr);
 
+    let run = s.expect(2, &["burn-in", lo.path(), "--force", "--size", "8MiB"]);
+    assert!(run.stderr.contains("block device"), "{}", run.stderr);
     let doc = s.json(0, &["burn-in", lo.path(), "--force", "--seed", "4"]);
     assert_eq!(doc["clean"], true);
     assert_eq!(doc["verify"]["device"]["kind"], "block device");

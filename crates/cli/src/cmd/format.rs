@@ -67,6 +67,12 @@ pub fn format_target(
             shown(target)
         );
     }
+    if inspection.kind == TargetKind::BlockDevice && request.size_bytes.is_some() {
+        return Err(usage(format!(
+            "--size applies to files; {} is a block device and is used whole",
+            shown(target)
+        )));
+    }
     if let Some(refusal) = inspection.refusal(target, request.force) {
         bail!(refusal);
     }
