@@ -67,6 +67,7 @@ fn sigint_during_a_pattern_write_then_resume() {
     s.volume("v.img", "64MiB");
     let mut child = s
         .command(&[
+            "--json",
             "--progress",
             "json",
             "write",
@@ -90,8 +91,16 @@ fn sigint_during_a_pattern_write_then_resume() {
     assert!(first.contains("\"progress\""), "{first}");
     sigint(child.id());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{rest:?}");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{rest:?}");
+    // --json: the error document says what happened and the status.
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["command"], "write");
+    assert_eq!(doc["exit_status"], 130);
+    assert!(
+        doc["error"].as_str().unwrap().contains("interrupted"),
+        "{doc}"
+    );
 
     let object = s.json(0, &["ls", "v.img"])["objects"][0].clone();
     assert_eq!(object["complete"], false);

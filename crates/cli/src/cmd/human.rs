@@ -118,8 +118,9 @@ pub fn verify(doc: &VerifyDoc) -> String {
     let _ = writeln!(out, "  device:  {}", device_line(&doc.device));
     let _ = writeln!(
         out,
-        "  checked: {} objects, {} blocks, {}",
+        "  checked: {} object{}, {} blocks, {}",
         doc.objects_verified,
+        if doc.objects_verified == 1 { "" } else { "s" },
         doc.blocks_verified,
         amount(doc.bytes_verified, doc.elapsed_secs)
     );
