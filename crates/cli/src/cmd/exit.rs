@@ -73,7 +73,14 @@ pub fn describe(error: &anyhow::Error) -> String {
         if parts.last().is_some_and(|last| last.contains(&text)) {
             continue;
         }
-        parts.push(text);
+        // "opening v.img" + "v.img: not a volume" reads "opening v.img: not a volume".
+        let repeated = text
+            .split_once(": ")
+            .filter(|(head, _)| parts.last().is_some_and(|last| last.ends_with(head)));
+        match repeated {
+            Some((_, rest)) => parts.push(rest.to_string()),
+            None => parts.push(text),
+        }
     }
     parts.join(": ")
 }
@@ -100,5 +107,13 @@ mod tests {
         let io: anyhow::Result<()> =
             Err(std::io::Error::other("disk on fire")).context("opening vol.img");
         assert_eq!(describe(&io.unwrap_err()), "opening vol.img: disk on fire");
+        let lib = anyhow::Error::new(stackctl::Error::NotAVolume {
+            path: "v.img".into(),
+        })
+        .context("opening v.img");
+        assert_eq!(
+            describe(&lib),
+            "opening v.img: not a stackctl volume (no superblock magic in either slot)"
+        );
     }
 }
