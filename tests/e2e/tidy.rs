@@ -84,8 +84,13 @@ fn every_unsafe_block_has_a_safety_comment() {
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             let code = line.split("//").next().unwrap_or("");
-            let opens_block = code.contains("unsafe {") || code.trim_end().ends_with("unsafe");
-            if !opens_block || code.contains("unsafe fn") || code.contains("unsafe impl") {
+            // The needles are split so this file does not flag itself.
+            let kw = concat!("un", "safe");
+            let opens_block = code.contains(&format!("{kw} {{")) || code.trim_end().ends_with(kw);
+            if !opens_block
+                || code.contains(&format!("{kw} fn"))
+                || code.contains(&format!("{kw} impl"))
+            {
                 continue;
             }
             // The comment may sit on the same line or on one of the few lines above,

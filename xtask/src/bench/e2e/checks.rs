@@ -47,6 +47,8 @@ pub fn fio_args(name: &str, file: &Path, bytes: u64) -> Vec<String> {
         format!("--size={bytes}"),
         "--bs=1M".to_owned(),
         "--verify=crc32c-intel".to_owned(),
+        // Otherwise fio leaves `*-verify.state` files in the working directory.
+        "--verify_state_save=0".to_owned(),
     ]
 }
 
