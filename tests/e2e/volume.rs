@@ -605,3 +605,70 @@ fn regular_file_is_created_at_the_given_size() {
     assert_eq!(read_all(&vol, "x"), b"persisted");
     assert_eq!(vol.info().device.kind, "file");
 }
+
+/// Physical blocks of a pattern object, from the headers of its blocks.
+fn pattern_blocks(vol: &Volume, name: &str) -> Vec<u64> {
+    read_all(vol, name)
+        .chunks(BS as usize)
+        .map(|b| PatternHeader::parse(b).unwrap().phys_block)
+        .collect()
+}
+
+#[test]
+fn lost_and_misdirected_writes_injected_by_faulty_device_are_named() {
+    const N: u64 = 16;
+    let opts = WriteOptions::default();
+    let dev = mem(8 << 20);
+    let mut vol = format(&dev);
+    vol.write_pattern("r", N * BS, 3, &opts).unwrap();
+    vol.write_pattern("old", N * BS, 1, &opts).unwrap();
+    let old = pattern_blocks(&vol, "old");
+    vol.remove("old").unwrap();
+    drop(vol);
+    // A fault-free rehearsal on a copy (same UUID, same allocations) shows where "p" and
+    // "q" will land.
+    let (p, q) = {
+        let copy = Arc::new(MemDevice::from_bytes(dev.snapshot(), 512));
+        let mut vol = Volume::open_device(copy, &OpenOptions::default()).unwrap();
+        vol.write_pattern("p", N * BS, 2, &opts).unwrap();
+        vol.write_pattern("q", N * BS, 4, &opts).unwrap();
+        (pattern_blocks(&vol, "p"), pattern_blocks(&vol, "q"))
+    };
+    assert!(p.windows(2).all(|w| w[1] == w[0] + 1) && q.windows(2).all(|w| w[1] == w[0] + 1));
+    let vol_r = pattern_blocks(&reopen(&dev), "r");
+    let faulty = Arc::new(FaultyDevice::new(dev.clone()));
+    // "p"'s data write is acknowledged and lost; "q"'s lands on "r"'s blocks.
+    faulty.drop_writes(p[0] * BS..(p[0] + N) * BS);
+    faulty.misdirect_writes(q[0] * BS..q[0] * BS + 1, vol_r[0] * BS);
+    let mut vol = Volume::open_device(faulty.clone(), &OpenOptions::default()).unwrap();
+    vol.write_pattern("p", N * BS, 2, &opts).unwrap();
+    vol.write_pattern("q", N * BS, 4, &opts).unwrap();
+    assert!(faulty.faults_hit() >= 2);
+    faulty.clear_faults();
+    let report = vol.verify(&VerifyOptions::default()).unwrap();
+    let got: Vec<(String, u64, u64, Cause)> = report
+        .damaged
+        .iter()
+        .map(|d| (d.object.clone(), d.logical_offset, d.length, d.cause))
+        .collect();
+    // The lost write left the removed object's blocks behind: valid, but stale.
+    assert_eq!(p, old, "the new object reuses the removed one's blocks");
+    let mut want = vec![
+        ("p".to_string(), 0, N * BS, Cause::Stale),
+        ("q".to_string(), 0, N * BS, Cause::Zeroed),
+    ];
+    for i in 0..N {
+        want.push((
+            "r".to_string(),
+            i * BS,
+            BS,
+            Cause::Misdirected {
+                belongs_at: (q[0] + i) * BS,
+            },
+        ));
+    }
+    want.sort_by(|a, b| (a.0.clone(), a.1).cmp(&(b.0.clone(), b.1)));
+    let mut got_sorted = got.clone();
+    got_sorted.sort_by(|a, b| (a.0.clone(), a.1).cmp(&(b.0.clone(), b.1)));
+    assert_eq!(got_sorted, want, "{report:#?}");
+}
