@@ -667,8 +667,8 @@ fn lost_and_misdirected_writes_injected_by_faulty_device_are_named() {
             },
         ));
     }
-    want.sort_by(|a, b| (a.0.clone(), a.1).cmp(&(b.0.clone(), b.1)));
+    want.sort_by_key(|a| (a.0.clone(), a.1));
     let mut got_sorted = got.clone();
-    got_sorted.sort_by(|a, b| (a.0.clone(), a.1).cmp(&(b.0.clone(), b.1)));
+    got_sorted.sort_by_key(|a| (a.0.clone(), a.1));
     assert_eq!(got_sorted, want, "{report:#?}");
 }
