@@ -19,8 +19,10 @@
 #[cfg(test)]
 mod deadlock_tests;
 mod glue;
+mod ticket;
 mod verify;
 mod write;
+mod write_api;
 
 use stack_async_thread::Workers;
 

@@ -4,13 +4,14 @@
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stack_alloc::{AllocRequest, Extent};
 use stack_bio::BufferPool;
 
 use super::glue::{Allocs, IoQueue};
+use super::ticket::{ChunkTicket, Inflight};
 use super::{CHUNK_BYTES, COMMIT_INTERVAL_SECS, POOL_BUFFERS};
 use crate::format::{
     csum_stream_blocks, encode_meta_stream, MetaKind, ObjectKind, ObjectRecord, ObjectTable, Run,
@@ -41,89 +42,6 @@ impl std::fmt::Debug for Source<'_> {
             Source::Reader(_) => "Source::Reader",
             Source::Pattern => "Source::Pattern",
         })
-    }
-}
-
-/// Chunks in flight and the first error any of them met.
-#[derive(Default)]
-struct Inflight {
-    state: Mutex<(usize, Option<Error>)>,
-    cv: Condvar,
-}
-
-impl Inflight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, Option<Error>)> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn done(&self, result: Result<(), Error>) {
-        let mut s = self.lock();
-        assert!(s.0 > 0);
-        s.0 -= 1;
-        if let Err(e) = result {
-            s.1.get_or_insert(e);
-        }
-        self.cv.notify_all();
-    }
-
-    /// Waits until nothing is in flight; returns the first error.
-    fn wait_idle(&self) -> Result<(), Error> {
-        let mut s = self.lock();
-        while s.0 > 0 {
-            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
-        }
-        match s.1.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-/// One chunk on its way through the pipeline. It must be finished exactly once; if a
-/// stage drops it instead (a panicking work item, a skipped ordered step, a cancelled
-/// bio) the drop reports the loss, so waiting for the pipeline to drain never hangs.
-struct ChunkTicket {
-    inflight: Arc<Inflight>,
-    run_pending: Arc<AtomicUsize>,
-    run_failed: Arc<AtomicBool>,
-    finished: bool,
-}
-
-impl ChunkTicket {
-    fn new(
-        inflight: &Arc<Inflight>,
-        run_pending: &Arc<AtomicUsize>,
-        run_failed: &Arc<AtomicBool>,
-    ) -> Self {
-        inflight.lock().0 += 1;
-        run_pending.fetch_add(1, Ordering::AcqRel);
-        ChunkTicket {
-            inflight: Arc::clone(inflight),
-            run_pending: Arc::clone(run_pending),
-            run_failed: Arc::clone(run_failed),
-            finished: false,
-        }
-    }
-
-    fn finish(mut self, result: Result<(), Error>) {
-        self.finished = true;
-        if result.is_err() {
-            self.run_failed.store(true, Ordering::Release);
-        }
-        self.run_pending.fetch_sub(1, Ordering::AcqRel);
-        self.inflight.done(result);
-    }
-}
-
-impl Drop for ChunkTicket {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.run_failed.store(true, Ordering::Release);
-            self.run_pending.fetch_sub(1, Ordering::AcqRel);
-            self.inflight.done(Err(Error::WorkLost {
-                stage: "write pipeline",
-            }));
-        }
     }
 }
 
@@ -188,81 +106,7 @@ struct Writer<'v> {
 }
 
 impl Volume {
-    /// Stores everything `input` yields as object `name` (user data).
-    pub fn write(
-        &mut self,
-        name: &str,
-        input: &mut dyn Read,
-        opts: &WriteOptions,
-    ) -> Result<WriteReport, Error> {
-        self.run_write(
-            name,
-            Source::Reader(input),
-            ObjectKind::File,
-            None,
-            false,
-            opts,
-        )
-    }
-
-    /// Writes `size_bytes` of the pattern stream of `seed` as object `name`.
-    pub fn write_pattern(
-        &mut self,
-        name: &str,
-        size_bytes: u64,
-        seed: u64,
-        opts: &WriteOptions,
-    ) -> Result<WriteReport, Error> {
-        self.run_write(
-            name,
-            Source::Pattern,
-            ObjectKind::Pattern { seed },
-            Some(size_bytes),
-            false,
-            opts,
-        )
-    }
-
-    /// Writes the pattern stream of `seed` as object `name` until the volume is full.
-    pub fn fill(
-        &mut self,
-        name: &str,
-        seed: u64,
-        opts: &WriteOptions,
-    ) -> Result<WriteReport, Error> {
-        self.run_write(
-            name,
-            Source::Pattern,
-            ObjectKind::Pattern { seed },
-            None,
-            true,
-            opts,
-        )
-    }
-
-    /// Continues an incomplete pattern object (an interrupted `write_pattern` or `fill`)
-    /// from its committed size.
-    pub fn resume(&mut self, name: &str, opts: &WriteOptions) -> Result<WriteReport, Error> {
-        let record = self.find(name).ok_or_else(|| Error::ObjectNotFound {
-            name: name.to_string(),
-        })?;
-        if record.complete {
-            return Err(Error::NotResumable {
-                name: name.to_string(),
-                reason: "it is complete",
-            });
-        }
-        let ObjectKind::Pattern { .. } = record.kind else {
-            return Err(Error::NotResumable {
-                name: name.to_string(),
-                reason: "user data cannot be regenerated; remove it and write it again",
-            });
-        };
-        let (kind, target) = (record.kind, record.target_size_bytes);
-        self.run_write(name, Source::Pattern, kind, target, target.is_none(), opts)
-    }
-
-    fn run_write(
+    pub(super) fn run_write(
         &mut self,
         name: &str,
         mut source: Source<'_>,
