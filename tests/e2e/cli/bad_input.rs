@@ -116,6 +116,14 @@ fn both_superblocks_damaged() {
         .unwrap()
         .iter()
         .any(|slot| slot["state"] == "damaged"));
+    // The newest commit (the one holding the object) is in the damaged slot: `ls` lists
+    // the previous commit, and must say so and exit 1 rather than print a clean, empty
+    // listing.
+    let doc = s.json(1, &["ls", "w.img"]);
+    assert!(doc["warning"].as_str().unwrap().contains("slot 1"), "{doc}");
+    assert_eq!(doc["objects"].as_array().unwrap().len(), 0);
+    let run = s.expect(1, &["ls", "w.img"]);
+    assert!(run.stdout.starts_with("WARNING:"), "{}", run.stdout);
 }
 
 #[test]

@@ -28,18 +28,32 @@ fn open(target: &std::path::Path, read_only: bool) -> anyhow::Result<Volume> {
 struct LsDoc {
     target: String,
     objects: Vec<ObjectDoc>,
+    /// Set when the newest superblock or its metadata is damaged and the listing comes
+    /// from the previous commit: objects committed last may be missing from it.
+    warning: Option<String>,
 }
 
 /// `stackctl ls`.
 pub fn ls(_ctx: &Ctx, args: &TargetArgs) -> anyhow::Result<Outcome> {
     let volume = open(&args.target, true)?;
     let objects: Vec<ObjectDoc> = volume.objects().iter().map(ObjectDoc::new).collect();
-    let text = human::objects(&objects);
+    let warning = volume.info().fallback_warning;
+    let mut text = human::objects(&objects);
+    // A listing from an older commit must not look like the whole truth: a damaged
+    // newest generation is damage, so it is said first and the exit status is 1.
+    let status = match &warning {
+        Some(w) => {
+            text = format!("WARNING: {w}\n{text}");
+            Status::Damage
+        }
+        None => Status::Clean,
+    };
     let doc = LsDoc {
         target: shown(&args.target),
         objects,
+        warning,
     };
-    Outcome::new(Status::Clean, "ls", &doc, text)
+    Outcome::new(status, "ls", &doc, text)
 }
 
 /// The `rm` document.
