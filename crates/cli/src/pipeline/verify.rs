@@ -357,21 +357,60 @@ impl Volume {
     fn verify_superblocks(&self, report: &mut VerifyReport) {
         for slot in 0..2u8 {
             let state = match read_slot(&*self.device, slot) {
-                SlotRead::Empty(why) | SlotRead::Bad(why) => SuperblockState::Damaged { reason: why },
-                SlotRead::Valid(sb) if sb.uuid != self.sb.uuid => SuperblockState::Damaged { reason: "belongs to another volume".into() },
+                SlotRead::Empty(why) | SlotRead::Bad(why) => {
+                    SuperblockState::Damaged { reason: why }
+                }
+                SlotRead::Valid(sb) if sb.uuid != self.sb.uuid => SuperblockState::Damaged {
+                    reason: "belongs to another volume".into(),
+                },
                 SlotRead::Valid(sb) if sb.generation == self.sb.generation => {
                     if sb == self.sb {
-                        SuperblockState::Ok { generation: sb.generation }
+                        SuperblockState::Ok {
+                            generation: sb.generation,
+                        }
                     } else {
-                        SuperblockState::Damaged { reason: "differs from the copy in use".into() }
+                        SuperblockState::Damaged {
+                            reason: "differs from the copy in use".into(),
+                        }
                     }
                 }
-                SlotRead::Valid(sb) if sb.generation > self.sb.generation => SuperblockState::Damaged {
-                    reason: format!("generation {} is newer than the state in use but its metadata does not verify", sb.generation),
-                },
+                SlotRead::Valid(sb) if sb.generation > self.sb.generation => {
+                    // Open fell back past this copy; say where its metadata breaks, so
+                    // the report locates the damage as exactly as `info` does.
+                    let detail = match load_table(&*self.device, &sb) {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "its metadata verifies now but did not when the volume was opened"
+                            .into(),
+                    };
+                    report.metadata_ok = false;
+                    report.metadata_damage.push(MetadataDamage {
+                        what: format!(
+                            "object table of generation {} (superblock slot {slot})",
+                            sb.generation
+                        ),
+                        object: None,
+                        physical_offset: sb
+                            .meta_start_block
+                            .saturating_mul(u64::from(sb.block_size_bytes)),
+                        detail: detail.clone(),
+                    });
+                    SuperblockState::Damaged {
+                        reason: format!(
+                            "generation {} is newer than the state in use but its metadata does not verify: {detail}",
+                            sb.generation
+                        ),
+                    }
+                }
                 SlotRead::Valid(sb) => match load_table(&*self.device, &sb) {
-                    Ok(_) => SuperblockState::Ok { generation: sb.generation },
-                    Err(e) => SuperblockState::Damaged { reason: format!("generation {}: metadata does not verify: {e}", sb.generation) },
+                    Ok(_) => SuperblockState::Ok {
+                        generation: sb.generation,
+                    },
+                    Err(e) => SuperblockState::Damaged {
+                        reason: format!(
+                            "generation {}: metadata does not verify: {e}",
+                            sb.generation
+                        ),
+                    },
                 },
             };
             report.superblocks[usize::from(slot)] = Some(state);

@@ -96,6 +96,21 @@ fn newest_superblock_with_damaged_metadata_falls_back() {
     assert_eq!(vol.generation(), 1);
     let warning = vol.info().fallback_warning.unwrap();
     assert!(warning.contains("metadata does not verify"), "{warning}");
+    // Verify locates the damaged newer table as exactly as open did: its place on the
+    // device and the byte where it breaks.
+    let report = vol.verify(&crate::VerifyOptions::default()).unwrap();
+    assert!(!report.clean());
+    assert!(!report.metadata_ok);
+    assert_eq!(
+        report.metadata_damage.len(),
+        1,
+        "{:?}",
+        report.metadata_damage
+    );
+    let damage = &report.metadata_damage[0];
+    assert_eq!(damage.physical_offset, meta.start * 4096);
+    assert!(damage.what.contains("generation 2"), "{}", damage.what);
+    assert!(damage.detail.contains("byte"), "{}", damage.detail);
 }
 
 #[test]
