@@ -6,7 +6,7 @@ mod bad_input;
 mod commands;
 mod damage;
 mod devices;
-mod harness;
+pub(crate) mod harness;
 mod output;
 mod refusals;
 mod signals;

@@ -17,54 +17,11 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-/// The binary: `target/<profile>/stackctl`, next to the test binary's `deps/` directory
-/// (this crate depends on `stackctl`, so `cargo test` builds it there); when missing
-/// (`cargo test -p stack-tests` builds only the library) it is built into a target
-/// directory of its own, since the outer cargo holds the main one's lock.
+/// The binary, built fresh for this test's profile by the CLI tests' harness.
 pub fn stackctl_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary knows its path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("tests run from target/<profile>/deps");
-        let beside = profile_dir.join("stackctl");
-        if beside.exists() {
-            return beside;
-        }
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let own_target = profile_dir.join("killed-stackctl");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "-q",
-            "-p",
-            "stackctl",
-            "--bin",
-            "stackctl",
-            "--target-dir",
-        ]);
-        build.arg(&own_target);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo to build stackctl");
-        assert!(status.success(), "building stackctl failed");
-        let built = own_target
-            .join(if release { "release" } else { "debug" })
-            .join("stackctl");
-        assert!(
-            built.exists(),
-            "{} missing after the build",
-            built.display()
-        );
-        built
-    })
+    crate::cli::harness::bin()
 }
 
 /// What one run of the binary did.
