@@ -17,7 +17,11 @@ pub fn fio_really_verifies(env: &mut Env) -> std::result::Result<(), String> {
         env.measure(
             again(&fio)
                 .args(["--name=check", &file_arg, &size, "--rw=write", "--bs=1M"])
-                .args(["--verify=crc32c-intel", "--do_verify=0"]),
+                .args([
+                    "--verify=crc32c-intel",
+                    "--do_verify=0",
+                    "--verify_state_save=0",
+                ]),
             "fio write",
             16 * MIB,
         )?;
@@ -25,7 +29,11 @@ pub fn fio_really_verifies(env: &mut Env) -> std::result::Result<(), String> {
         let out = super::proc::run(
             again(&fio)
                 .args(["--name=check", &file_arg, &size, "--rw=read", "--bs=1M"])
-                .args(["--verify=crc32c-intel", "--iomem_align=4096"]),
+                .args([
+                    "--verify=crc32c-intel",
+                    "--iomem_align=4096",
+                    "--verify_state_save=0",
+                ]),
             &env.shm,
             Env::limit(16 * MIB),
         )?;
