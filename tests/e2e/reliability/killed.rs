@@ -13,104 +13,11 @@
 //! seed; `cargo xtask soak --kills N` runs this test with them and prints its tally.
 
 use super::mutate::Rng;
+use crate::cli::harness::{Run, Scratch};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
-
-/// The binary, built fresh for this test's profile by the CLI tests' harness.
-pub fn stackctl_bin() -> &'static Path {
-    crate::cli::harness::bin()
-}
-
-/// What one run of the binary did.
-#[derive(Debug)]
-struct Run {
-    /// Exit status; a death by signal is `128 + signal`.
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from_output(output: Output, args: &[String]) -> Run {
-        use std::os::unix::process::ExitStatusExt;
-        let code = output
-            .status
-            .code()
-            .unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0));
-        let run = Run {
-            code,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        assert!(
-            !run.stderr.contains("panicked"),
-            "{args:?} panicked: {}",
-            run.stderr
-        );
-        run
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
-    }
-}
-
-/// A scratch directory the binary runs in.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("a scratch directory"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A command for the binary in the scratch directory, stdin closed.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(stackctl_bin());
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let output = self.command(args).output().expect("running stackctl");
-        Run::from_output(
-            output,
-            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-    }
-
-    /// Runs and asserts the exit status.
-    fn expect(&self, code: i32, args: &[&str]) -> Run {
-        let run = self.run(args);
-        assert_eq!(
-            run.code, code,
-            "{args:?}\nstdout: {}\nstderr: {}",
-            run.stdout, run.stderr
-        );
-        run
-    }
-
-    /// Runs with `--json`, asserts the exit status and parses the document.
-    fn json(&self, code: i32, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        self.expect(code, &all).json()
-    }
-}
 
 /// Environment variable: number of kills to make.
 const ENV_KILLS: &str = "STACK_SOAK_KILLS";
