@@ -11,7 +11,7 @@
 //! - [`requests`]: bad requests at the library level (oversized metadata, read-only);
 //! - [`volumes`]: thousands of mutated small volumes opened and verified under a time
 //!   bound;
-//! - [`crashdev`] and [`crash`]: a crash-model device and the crash-point property test
+//! - [`crash`]: the crash-point property test on [`crate::crashdev::CrashDevice`]
 //!   against a model of the committed state;
 //! - [`killed`]: the `stackctl` binary SIGKILLed mid-write, checked against a model;
 
@@ -19,8 +19,6 @@
 mod alloc_track;
 #[path = "reliability/crash.rs"]
 mod crash;
-#[path = "reliability/crashdev.rs"]
-mod crashdev;
 #[path = "reliability/decoders.rs"]
 mod decoders;
 #[path = "reliability/ioerr.rs"]

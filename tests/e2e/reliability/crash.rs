@@ -18,8 +18,8 @@ use stack_bio::{Device, MemDevice};
 use stack_csum::Algorithm;
 use stackctl::{FormatOptions, ObjectKind, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
-use super::crashdev::CrashDevice;
 use super::mutate::Rng;
+use crate::crashdev::{CrashDevice, Keep};
 
 const BS: u32 = 512;
 const DEVICE_BYTES: u64 = 1 << 20;
@@ -111,17 +111,23 @@ pub fn check_seed(seed: u64) -> Result<bool, String> {
     let (image, fresh_free) = formatted(algorithm);
 
     // A dry run counts the writes the workload makes; the crash comes somewhere in them.
-    let dry = Arc::new(CrashDevice::new(image.clone(), None, 0));
+    let dry = Arc::new(CrashDevice::new(image.clone(), None, Keep::Nothing));
     let mut vol = Volume::open_device(dry.clone(), &OpenOptions::default())
         .map_err(|e| format!("dry open: {e}"))?;
     for op in &ops {
         apply(&mut vol, op, &w).map_err(|e| format!("dry run {op:?}: {e}"))?;
     }
     drop(vol);
-    let total_writes = dry.writes().max(1);
+    let total_writes = dry.events().max(1);
     let crash_at = rng.below(total_writes);
 
-    let dev = Arc::new(CrashDevice::new(image, Some(crash_at), rng.next_u64()));
+    let dev = Arc::new(CrashDevice::new(
+        image,
+        Some(crash_at),
+        Keep::Random {
+            seed: rng.next_u64(),
+        },
+    ));
     let mut model: BTreeMap<String, Content> = BTreeMap::new();
     let mut cut: Option<Op> = None;
     {

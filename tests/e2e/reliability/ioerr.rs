@@ -9,7 +9,7 @@ use stack_bio::{Device, MemDevice};
 use stack_csum::Algorithm;
 use stackctl::{Error, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
-use super::crashdev::CrashDevice;
+use crate::crashdev::{CrashDevice, Keep};
 
 const BS: u32 = 512;
 const DEVICE_BYTES: u64 = 1 << 20;
@@ -65,7 +65,9 @@ fn write_big(vol: &mut Volume) -> Result<(), Error> {
 fn eio_on_a_write_range_fails_the_write_and_keeps_the_volume() {
     // EIO over the middle of the device: the data (or metadata) of the new write lands there.
     for range in [256 * 1024..768 * 1024, 128 * 1024..DEVICE_BYTES] {
-        let dev = Arc::new(CrashDevice::new(image_with_kept(), None, 1).with_eio(range.clone()));
+        let dev = Arc::new(
+            CrashDevice::new(image_with_kept(), None, Keep::Nothing).with_eio(range.clone()),
+        );
         let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).expect("open");
         let err = write_big(&mut vol).expect_err("a write into a failing range");
         let msg = err.to_string();
@@ -81,7 +83,8 @@ fn eio_on_a_write_range_fails_the_write_and_keeps_the_volume() {
 #[test]
 fn enospc_from_the_device_fails_the_write_and_keeps_the_volume() {
     for budget in [0u64, 4096, 100 * 1024] {
-        let dev = Arc::new(CrashDevice::new(image_with_kept(), None, 2).with_space(budget));
+        let dev =
+            Arc::new(CrashDevice::new(image_with_kept(), None, Keep::Nothing).with_space(budget));
         let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).expect("open");
         let err = write_big(&mut vol).expect_err("a write past the device's space");
         assert!(!err.to_string().is_empty());

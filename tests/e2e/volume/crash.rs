@@ -4,173 +4,16 @@
 //! nothing, a verifiable incomplete prefix, or the whole result).
 //!
 //! Two models: `FaultyDevice`'s (cut before write N; lose, keep or keep a random subset
-//! of the unflushed writes), and a stricter local one that also cuts at flushes, tears
-//! the write in progress and keeps reordered subsets — it is the one that catches a
-//! missing flush between the object table and the superblock.
+//! of the unflushed writes), and the stricter [`CrashDevice`] that also cuts at flushes,
+//! tears the write in progress and keeps reordered subsets — it is the one that catches
+//! a missing flush between the object table and the superblock.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use stack_bio::{CrashMode, Device, DeviceInfo, Error, FaultyDevice, MemDevice};
+use stack_bio::{CrashMode, Device, FaultyDevice, MemDevice};
 use stackctl::{FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
-const SECTOR_BYTES: usize = 512;
-
-/// What survives the power loss among the writes since the last flush.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keep {
-    /// None of them.
-    Nothing,
-    /// All of them.
-    All,
-    /// All of them, and the first sector(s) of the write that was cut.
-    AllAndTornLast,
-    /// The even-numbered ones (a cache that reorders).
-    Even,
-    /// The odd-numbered ones.
-    Odd,
-    /// The newest one only (the cache wrote it first).
-    Newest,
-}
-
-#[derive(Debug)]
-struct State {
-    written: Vec<u8>,
-    durable: Vec<u8>,
-    pending: Vec<(u64, Vec<u8>)>,
-    writes: u64,
-    crashed: bool,
-}
-
-/// Bytes written vs bytes durable; I/O event number `crash_at` (writes and flushes
-/// counted together) and everything after fail.
-#[derive(Debug)]
-struct CrashDevice {
-    state: Mutex<State>,
-    crash_at: u64,
-    keep: Keep,
-}
-
-impl CrashDevice {
-    fn new(image: Vec<u8>, crash_at: u64, keep: Keep) -> Self {
-        CrashDevice {
-            state: Mutex::new(State {
-                durable: image.clone(),
-                written: image,
-                pending: Vec::new(),
-                writes: 0,
-                crashed: false,
-            }),
-            crash_at,
-            keep,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// What a reboot finds.
-    fn image_after_power_loss(&self) -> Vec<u8> {
-        let s = self.lock();
-        if !s.crashed {
-            return s.written.clone();
-        }
-        let mut image = s.durable.clone();
-        for (i, (offset, data)) in s.pending.iter().enumerate() {
-            let keep = match self.keep {
-                Keep::Nothing => false,
-                Keep::All | Keep::AllAndTornLast => true,
-                Keep::Even => i % 2 == 0,
-                Keep::Odd => i % 2 == 1,
-                Keep::Newest => i + 1 == s.pending.len(),
-            };
-            if keep {
-                image[*offset as usize..*offset as usize + data.len()].copy_from_slice(data);
-            }
-        }
-        image
-    }
-
-    fn dead(offset: u64, len: usize, op: &'static str) -> Error {
-        Error::Io {
-            device: "crash".into(),
-            offset,
-            len,
-            op,
-            source: std::io::Error::from_raw_os_error(5),
-        }
-    }
-}
-
-impl Device for CrashDevice {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
-        let s = self.lock();
-        if s.crashed {
-            return Err(Self::dead(offset, buf.len(), "read"));
-        }
-        buf.copy_from_slice(&s.written[offset as usize..offset as usize + buf.len()]);
-        Ok(())
-    }
-
-    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
-        let mut s = self.lock();
-        if s.crashed {
-            return Err(Self::dead(offset, buf.len(), "write"));
-        }
-        let n = s.writes;
-        s.writes += 1;
-        if n == self.crash_at {
-            s.crashed = true;
-            if self.keep == Keep::AllAndTornLast && buf.len() > SECTOR_BYTES {
-                let torn = (buf.len() / SECTOR_BYTES / 2).max(1) * SECTOR_BYTES;
-                s.pending.push((offset, buf[..torn].to_vec()));
-            }
-            return Err(Self::dead(offset, buf.len(), "write"));
-        }
-        s.written[offset as usize..offset as usize + buf.len()].copy_from_slice(buf);
-        s.pending.push((offset, buf.to_vec()));
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<(), Error> {
-        let mut s = self.lock();
-        if s.crashed {
-            return Err(Self::dead(0, 0, "flush"));
-        }
-        // A flush is a crash point too: power lost while the cache drains.
-        let n = s.writes;
-        s.writes += 1;
-        if n == self.crash_at {
-            s.crashed = true;
-            return Err(Self::dead(0, 0, "flush"));
-        }
-        let s = &mut *s;
-        s.durable.clone_from(&s.written);
-        s.pending.clear();
-        Ok(())
-    }
-
-    fn size_bytes(&self) -> u64 {
-        self.lock().written.len() as u64
-    }
-
-    fn logical_block_size(&self) -> u32 {
-        512
-    }
-
-    fn info(&self) -> DeviceInfo {
-        MemDevice::new(0).named("crash").info()
-    }
-}
-
-const KEEPS: [Keep; 6] = [
-    Keep::Nothing,
-    Keep::All,
-    Keep::AllAndTornLast,
-    Keep::Even,
-    Keep::Odd,
-    Keep::Newest,
-];
+use crate::crashdev::{CrashDevice, Keep, KEEPS};
 
 const VOLUME_BYTES: u64 = 2 << 20;
 
@@ -363,8 +206,8 @@ fn faulty_device_cut_at_every_write_keeps_the_last_commit() {
 #[test]
 fn crash_at_every_write_and_flush_boundary_keeps_the_last_commit() {
     let (base, total_writes, pattern_bytes) = dry_run(
-        |image| Arc::new(CrashDevice::new(image, u64::MAX, Keep::Nothing)),
-        |d| d.lock().writes,
+        |image| Arc::new(CrashDevice::new(image, None, Keep::Nothing).counting_flushes()),
+        |d| d.events(),
     );
     assert!(
         total_writes > 30,
@@ -374,7 +217,8 @@ fn crash_at_every_write_and_flush_boundary_keeps_the_last_commit() {
     let mut cases = 0;
     for crash_at in 0..=total_writes {
         for keep in KEEPS {
-            let dev = Arc::new(CrashDevice::new(base.clone(), crash_at, keep));
+            let dev =
+                Arc::new(CrashDevice::new(base.clone(), Some(crash_at), keep).counting_flushes());
             let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).unwrap();
             let mut done = 0;
             for op in &ops {
