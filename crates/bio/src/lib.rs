@@ -7,9 +7,9 @@
 //! models what a crash keeps.
 //!
 //! On top sits the [`SubmitQueue`], after the bio queueing of the btrfs seed: many
-//! threads hand it [`Bio`]s, one submitter per device issues them in order, merging
-//! contiguous bios into large vectored I/O, with a bound on the bytes in flight, and
-//! completions run on an end-I/O `Workers` pool. Without it, N threads writing one
+//! threads hand it [`Bio`]s, a few submitters per device pick them in order and run
+//! several at once, merging contiguous bios into large vectored I/O, with a bound on the
+//! bytes in flight, and completions run on an end-I/O `Workers` pool. Without it, N threads writing one
 //! stream (or N streams) send the disk a shuffle of small writes.
 //!
 //! ```
@@ -43,6 +43,7 @@ mod device;
 mod error;
 mod faulty;
 mod file;
+mod issue;
 mod mem;
 mod queue;
 mod sched;
@@ -57,5 +58,5 @@ pub use error::Error;
 pub use faulty::FaultyDevice;
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};
 pub use mem::{MemDevice, MEM_LOGICAL_BLOCK_SIZE};
-pub use queue::{EndIo, EndIoJob, InlineEndIo, QueueConfig, SubmitQueue};
+pub use queue::{default_submitters, EndIo, EndIoJob, InlineEndIo, QueueConfig, SubmitQueue};
 pub use stats::{QueueStats, SeqCounter};

@@ -1,14 +1,16 @@
-//! `SubmitQueue`: one per device; many threads queue bios, one submitter issues them.
+//! `SubmitQueue`: one per device; many threads queue bios, a few submitters issue them.
 //!
-//! Why a dedicated submitter thread rather than "whoever submits first submits": the
+//! Why dedicated submitter threads rather than "whoever submits first submits": the
 //! caller (the ordered step of a write pipeline) must never sit in `pwritev` while the
 //! next bios pile up behind it, and merging needs someone who can wait a plug timeout
-//! for a partial run to grow. One thread per device issues I/O strictly one after
-//! another, which is also what makes the flush epochs of `sched.rs` correct.
-//! Completions go to an end-I/O [`Workers`] pool, never run on the submitter.
+//! for a partial run to grow. The submitters pick I/Os strictly one after another (the
+//! issue order) but run up to [`QueueConfig::submitters`] of them at once (`issue.rs`):
+//! one at a time left a disk idle between I/Os and put all page-cache copying on one
+//! core. Completions go to an end-I/O [`Workers`] pool, never run on a submitter.
 
-use crate::bio::{Bio, Op};
-use crate::sched::{Next, Run, Sched};
+use crate::bio::Bio;
+use crate::issue::{submitter, InFlight};
+use crate::sched::Sched;
 use crate::stats::{QueueStats, SeqCounter};
 use crate::{Device, Error};
 use stack_async_thread::Workers;
@@ -24,7 +26,8 @@ pub struct QueueConfig {
     pub max_io_bytes: usize,
     /// Bytes queued or being issued at most; submitters wait while it is reached.
     pub max_in_flight_bytes: u64,
-    /// I/Os picked per pass before the submitter looks at its lanes again.
+    /// Unused since each submitter picks one I/O at a time (see
+    /// [`QueueConfig::submitters`]); kept so existing configurations still build.
     pub batch_ios: usize,
     /// How long a run shorter than `max_io_bytes` waits for the bios that would extend it.
     pub plug_timeout: Duration,
@@ -33,7 +36,22 @@ pub struct QueueConfig {
     /// How long the device stays with the stream being served, after its last I/O,
     /// waiting for that stream to continue before another stream gets it.
     pub anticipate: Duration,
+    /// Submitter threads, so at most this many I/Os in flight at once (they are still
+    /// picked in order). 1 issues strictly one I/O after another. The default is the
+    /// machine's parallelism, clamped to 2..=4: enough to keep a disk busy and to spread
+    /// page-cache copying over cores, few enough not to thrash the file's lock.
+    pub submitters: usize,
 }
+
+/// The default of [`QueueConfig::submitters`] on this machine.
+pub fn default_submitters() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, MAX_SUBMITTERS)
+}
+
+/// The most submitter threads the default picks.
+const MAX_SUBMITTERS: usize = 4;
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -44,22 +62,38 @@ impl Default for QueueConfig {
             plug_timeout: Duration::from_millis(2),
             stream_budget_bytes: 32 << 20,
             anticipate: Duration::from_millis(1),
+            submitters: default_submitters(),
         }
     }
 }
 
+/// Everything the queue lock guards.
 #[derive(Debug)]
-struct State {
-    sched: Sched,
-    in_flight_bytes: u64,
-    in_flight_peak_bytes: u64,
-    waiters: usize,
-    shutdown: bool,
-    seq: SeqCounter,
-    bios: u64,
-    merged: u64,
-    flushes: u64,
-    split_retries: u64,
+pub(crate) struct State {
+    pub(crate) sched: Sched,
+    /// Bytes queued or being issued (the bounded quantity).
+    pub(crate) in_flight_bytes: u64,
+    pub(crate) in_flight_peak_bytes: u64,
+    /// I/Os picked and not yet completed, in no particular order.
+    pub(crate) in_flight: Vec<InFlight>,
+    pub(crate) in_flight_ios_peak: usize,
+    /// The ticket (issue position) of the next picked I/O.
+    pub(crate) next_ticket: u64,
+    /// A flush is running: nothing else may be picked.
+    pub(crate) barrier: bool,
+    /// Pushers blocked on the in-flight bound.
+    pub(crate) waiters: usize,
+    /// Submitters waiting for work.
+    pub(crate) sleepers: usize,
+    /// Submitters waiting for an earlier overlapping I/O.
+    pub(crate) overlap_waiters: usize,
+    pub(crate) overlap_waits: u64,
+    pub(crate) shutdown: bool,
+    pub(crate) seq: SeqCounter,
+    pub(crate) bios: u64,
+    pub(crate) merged: u64,
+    pub(crate) flushes: u64,
+    pub(crate) split_retries: u64,
 }
 
 /// A job the end-I/O context runs: the completions of one issued I/O.
@@ -109,21 +143,32 @@ impl EndIo for InlineEndIo {
     }
 }
 
+/// What the queue handle and its submitter threads share.
 #[derive(Debug)]
-struct Shared {
-    device: Arc<dyn Device>,
-    name: String,
-    end_io: Arc<dyn EndIo>,
-    config: QueueConfig,
+pub(crate) struct Shared {
+    pub(crate) device: Arc<dyn Device>,
+    pub(crate) name: String,
+    pub(crate) end_io: Arc<dyn EndIo>,
+    pub(crate) config: QueueConfig,
     state: Mutex<State>,
-    /// Wakes the submitter: new bios, blocked submitters, shutdown.
-    work: Condvar,
-    /// Wakes submitters blocked on the in-flight bound.
-    room: Condvar,
+    /// Wakes submitters: new work, blocked pushers, an idle device, shutdown.
+    pub(crate) work: Condvar,
+    /// Wakes pushers blocked on the in-flight bound.
+    pub(crate) room: Condvar,
+    /// Wakes submitters waiting for an earlier overlapping I/O to complete.
+    pub(crate) done: Condvar,
+}
+
+impl State {
+    /// Whether one more I/O may be picked now: no flush running and fewer than
+    /// `submitters` I/Os in flight.
+    pub(crate) fn may_pick(&self, config: &QueueConfig) -> bool {
+        !self.barrier && self.in_flight.len() < config.submitters
+    }
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -138,15 +183,15 @@ impl Shared {
 #[derive(Debug)]
 pub struct SubmitQueue {
     shared: Arc<Shared>,
-    submitter: Mutex<Option<JoinHandle<()>>>,
+    submitters: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl SubmitQueue {
     /// A queue on `device` whose completions run on `end_io`.
     ///
     /// # Panics
-    /// If the submitter thread cannot be started (see [`SubmitQueue::try_new`]) or the
-    /// config has a zero size.
+    /// If a submitter thread cannot be started (see [`SubmitQueue::try_new`]) or the
+    /// config has a zero size or count.
     pub fn new(device: Arc<dyn Device>, end_io: Workers, config: QueueConfig) -> Self {
         Self::try_new(device, Arc::new(end_io), config).expect("starting the bio submitter thread")
     }
@@ -160,6 +205,7 @@ impl SubmitQueue {
     ) -> std::io::Result<Self> {
         assert!(config.max_io_bytes > 0);
         assert!(config.batch_ios > 0);
+        assert!(config.submitters > 0, "a queue needs a submitter");
         assert!(
             config.max_in_flight_bytes >= config.max_io_bytes as u64,
             "the in-flight bound must hold one full I/O"
@@ -180,7 +226,14 @@ impl SubmitQueue {
                 sched,
                 in_flight_bytes: 0,
                 in_flight_peak_bytes: 0,
+                in_flight: Vec::new(),
+                in_flight_ios_peak: 0,
+                next_ticket: 0,
+                barrier: false,
                 waiters: 0,
+                sleepers: 0,
+                overlap_waiters: 0,
+                overlap_waits: 0,
                 shutdown: false,
                 seq: SeqCounter::default(),
                 bios: 0,
@@ -190,15 +243,28 @@ impl SubmitQueue {
             }),
             work: Condvar::new(),
             room: Condvar::new(),
+            done: Condvar::new(),
         });
-        let thread_shared = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name(format!("bio-submit:{}", short(&name)))
-            .spawn(move || submitter(&thread_shared))?;
-        Ok(Self {
-            shared,
-            submitter: Mutex::new(Some(handle)),
-        })
+        let queue = Self {
+            shared: Arc::clone(&shared),
+            submitters: Mutex::new(Vec::new()),
+        };
+        for i in 0..shared.config.submitters {
+            let thread_shared = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("bio-submit{i}:{}", short(&name)))
+                .spawn(move || submitter(&thread_shared));
+            match handle {
+                Ok(handle) => queue.lock_submitters().push(handle),
+                // Dropping the queue stops the submitters already started.
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(queue)
+    }
+
+    fn lock_submitters(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.submitters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The device this queue issues to.
@@ -241,22 +307,20 @@ impl SubmitQueue {
             breaks_per_gib: s.seq.breaks_per_gib(),
             mean_io_bytes: s.seq.mean_io_bytes(),
             in_flight_peak_bytes: s.in_flight_peak_bytes,
+            in_flight_ios_peak: s.in_flight_ios_peak as u64,
+            overlap_waits: s.overlap_waits,
             split_retries: s.split_retries,
         }
     }
 
-    /// Issues everything queued, then stops the submitter. Bios submitted afterwards
+    /// Issues everything queued, then stops the submitters. Bios submitted afterwards
     /// complete with [`Error::Cancelled`]. Also done on drop.
     pub fn shutdown(&self) {
         self.shared.lock().shutdown = true;
         self.shared.work.notify_all();
         self.shared.room.notify_all();
-        let handle = self
-            .submitter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = handle {
+        let handles = std::mem::take(&mut *self.lock_submitters());
+        for handle in handles {
             if handle.join().is_err() {
                 eprintln!("bio submitter of {} panicked", self.shared.name);
             }
@@ -294,9 +358,12 @@ impl SubmitQueue {
         }
         state.in_flight_bytes += len;
         state.in_flight_peak_bytes = state.in_flight_peak_bytes.max(state.in_flight_bytes);
-        state.sched.push(bio, sync, Instant::now());
+        let pushed = state.sched.push(bio, sync, Instant::now());
+        let wake = pushed.wake && state.sleepers > 0;
         drop(state);
-        shared.work.notify_one();
+        if wake {
+            shared.work.notify_one();
+        }
     }
 }
 
@@ -309,146 +376,4 @@ impl Drop for SubmitQueue {
 fn short(name: &str) -> &str {
     let base = name.rsplit('/').next().unwrap_or(name);
     base.get(..8).unwrap_or(base)
-}
-
-/// The submitter thread: picks batches of I/O and issues them one after another.
-fn submitter(shared: &Shared) {
-    let mut state = shared.lock();
-    loop {
-        let now = Instant::now();
-        let (pressure, draining) = (state.waiters > 0, state.shutdown);
-        let mut batch = Vec::new();
-        let mut wait = None;
-        while batch.len() < shared.config.batch_ios {
-            match state.sched.next(now, pressure, draining) {
-                Next::Issue(run) => batch.push(run),
-                Next::WaitUntil(at) => {
-                    wait = Some(at);
-                    break;
-                }
-                Next::Idle => break,
-            }
-        }
-        if batch.is_empty() {
-            if state.shutdown && state.sched.is_empty() {
-                return;
-            }
-            state = match wait {
-                Some(at) => {
-                    shared
-                        .work
-                        .wait_timeout(state, at.saturating_duration_since(now))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-                None => shared.work.wait(state).unwrap_or_else(|e| e.into_inner()),
-            };
-            continue;
-        }
-        drop(state);
-        for run in batch {
-            let len = run.len_bytes;
-            let (outcome, bios, results) = execute(shared, run);
-            // Count and release the bytes before the completions run, so a caller that
-            // waited for a completion sees counters that include its I/O.
-            let mut s = shared.lock();
-            assert!(s.in_flight_bytes >= len);
-            s.in_flight_bytes -= len;
-            outcome.account(&mut s);
-            drop(s);
-            shared.room.notify_all();
-            complete(shared, bios, results);
-        }
-        state = shared.lock();
-    }
-}
-
-/// What one run did, for the counters.
-struct Outcome {
-    op: Op,
-    /// (offset, len) of each device I/O in issue order.
-    ios: Vec<(u64, u64)>,
-    bios: u64,
-    split: bool,
-}
-
-impl Outcome {
-    fn account(self, s: &mut State) {
-        if self.op == Op::Flush {
-            s.flushes += 1;
-            return;
-        }
-        for &(offset, len) in &self.ios {
-            s.seq.record(offset, len);
-        }
-        s.bios += self.bios;
-        s.merged += self.bios - self.ios.len().min(self.bios as usize) as u64;
-        s.split_retries += u64::from(self.split);
-    }
-}
-
-/// Issues one run; returns what it did, its bios and each bio's result.
-fn execute(shared: &Shared, mut run: Run) -> (Outcome, Vec<Bio>, Vec<Result<(), Error>>) {
-    let device = &*shared.device;
-    let bios = run.bios.len() as u64;
-    let mut outcome = Outcome {
-        op: run.op,
-        ios: vec![(run.offset, run.len_bytes)],
-        bios,
-        split: false,
-    };
-    let merged = match run.op {
-        Op::Flush => device.flush(),
-        Op::Write => {
-            let bufs: Vec<&[u8]> = run
-                .bios
-                .iter()
-                .map(|b| b.buf().map_or(&[][..], |b| &b[..]))
-                .collect();
-            device.writev_at(&bufs, run.offset)
-        }
-        Op::Read => {
-            let mut bufs: Vec<&mut [u8]> = run
-                .bios
-                .iter_mut()
-                .map(|b| b.buf_mut().map_or(&mut [][..], |b| &mut b[..]))
-                .collect();
-            device.readv_at(&mut bufs, run.offset)
-        }
-    };
-    let results: Vec<Result<(), Error>> = match merged {
-        Ok(()) => run.bios.iter().map(|_| Ok(())).collect(),
-        Err(err) if run.bios.len() == 1 => vec![Err(err)],
-        Err(_) => {
-            // Reissue bio by bio so each gets its own result and only the bad ones fail.
-            outcome.split = true;
-            outcome.ios.clear();
-            run.bios
-                .iter_mut()
-                .map(|bio| {
-                    let offset = bio.offset();
-                    outcome.ios.push((offset, bio.len() as u64));
-                    match (run.op, bio.buf_mut()) {
-                        (Op::Write, Some(buf)) => device.write_at(buf, offset),
-                        (Op::Read, Some(buf)) => device.read_at(buf, offset),
-                        _ => Ok(()),
-                    }
-                })
-                .collect()
-        }
-    };
-    assert_eq!(results.len(), run.bios.len());
-    (outcome, run.bios, results)
-}
-
-/// Runs the completions on the end-I/O context, or here if it refuses work.
-fn complete(shared: &Shared, bios: Vec<Bio>, results: Vec<Result<(), Error>>) {
-    let job: EndIoJob = Box::new(move || {
-        for (bio, result) in bios.into_iter().zip(results) {
-            bio.complete(result);
-        }
-    });
-    if let Err(job) = shared.end_io.run(job) {
-        job();
-    }
 }

@@ -4,8 +4,10 @@
 //! sync lane (served first, never plugged) and in one FIFO per stream. Flushes split
 //! time into epochs: a bio queued after `k` flushes belongs to epoch `k` and is not
 //! issued before flush `k` has been issued; flush `k` is issued only when no bio of an
-//! earlier epoch is left. Since one submitter issues I/O strictly one after another,
-//! that makes a flush complete after every write queued before it.
+//! earlier epoch is left *and* no I/O is in flight (the caller says so: with several
+//! submitters, earlier I/Os may still be running). The queue issues nothing else while a
+//! flush runs, so a flush completes after every write queued before it, and no write
+//! queued after it reaches the device before it is done.
 //!
 //! Among streams the rule is an anticipating elevator: the stream being served keeps
 //! the device while its next bio continues where the last I/O ended, up to a budget;
@@ -34,6 +36,14 @@ pub(crate) struct Run {
     pub offset: u64,
     pub len_bytes: u64,
     pub bios: Vec<Bio>,
+}
+
+/// What a push changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// A sleeping submitter should look now: something never plugged (a flush, a sync
+    /// bio), a new head (its plug deadline is new), or a head run that became full.
+    pub wake: bool,
 }
 
 /// What the submitter should do next.
@@ -101,12 +111,13 @@ impl Sched {
         self.flushes.is_empty() && self.epoch_counts.iter().all(|&c| c == 0)
     }
 
-    pub(crate) fn push(&mut self, bio: Bio, sync: bool, now: Instant) {
+    /// Queues `bio`; says whether that made something ready (see [`Pushed`]).
+    pub(crate) fn push(&mut self, bio: Bio, sync: bool, now: Instant) -> Pushed {
         if bio.op() == Op::Flush {
             self.flushes.push_back(bio);
             self.epoch_counts.push_back(0);
             assert_eq!(self.epoch_counts.len(), self.flushes.len() + 1);
-            return;
+            return Pushed { wake: true };
         }
         let epoch = self.cur_epoch + (self.epoch_counts.len() as u64 - 1);
         *self
@@ -122,11 +133,16 @@ impl Sched {
         self.next_seq += 1;
         if sync {
             self.sync.push_back(pending);
-        } else {
-            self.streams
-                .entry(pending.bio.stream())
-                .or_default()
-                .push_back(pending);
+            return Pushed { wake: true };
+        }
+        let stream = pending.bio.stream();
+        let queue = self.streams.entry(stream).or_default();
+        queue.push_back(pending);
+        let new_head = queue.len() == 1;
+        let queue = &self.streams[&stream];
+        let (_, full) = self.head_run_bytes(queue);
+        Pushed {
+            wake: new_head || full,
         }
     }
 
@@ -219,10 +235,21 @@ impl Sched {
     }
 
     /// Picks the next I/O. `pressure` (submitters blocked on the bound) makes every head
-    /// ready; `draining` (shutdown) also ends anticipation.
-    pub(crate) fn next(&mut self, now: Instant, pressure: bool, draining: bool) -> Next {
+    /// ready; `draining` (shutdown) also ends anticipation. `idle`: no I/O is in flight,
+    /// without which a due flush is not issued (the caller waits for a completion).
+    pub(crate) fn next(
+        &mut self,
+        now: Instant,
+        pressure: bool,
+        draining: bool,
+        idle: bool,
+    ) -> Next {
         let urgent = pressure || draining;
-        if self.epoch_counts[0] == 0 {
+        if self.epoch_counts[0] == 0 && !self.flushes.is_empty() {
+            if !idle {
+                // Nothing of the current epoch is left; only the flush may go next.
+                return Next::Idle;
+            }
             if let Some(flush) = self.flushes.pop_front() {
                 self.epoch_counts.pop_front();
                 self.cur_epoch += 1;
@@ -303,7 +330,7 @@ mod tests {
     }
 
     fn issue(s: &mut Sched, now: Instant, urgent: bool) -> Run {
-        match s.next(now, urgent, false) {
+        match s.next(now, urgent, false, true) {
             Next::Issue(run) => run,
             other => panic!("expected an I/O, got {other:?}"),
         }
@@ -319,12 +346,12 @@ mod tests {
         let run = issue(&mut s, now, false);
         assert_eq!((run.offset, run.len_bytes, run.bios.len()), (0, 4096, 4));
         assert!(
-            matches!(s.next(now, false, false), Next::WaitUntil(_)),
+            matches!(s.next(now, false, false, true), Next::WaitUntil(_)),
             "a partial run waits for more"
         );
         let run = issue(&mut s, now + Duration::from_millis(5), false);
         assert_eq!((run.offset, run.len_bytes), (4096, 1024));
-        assert!(matches!(s.next(now, false, false), Next::Idle));
+        assert!(matches!(s.next(now, false, false, true), Next::Idle));
         assert!(s.is_empty());
     }
 
@@ -395,7 +422,7 @@ mod tests {
             let mut flushes_issued = 0u64;
             let mut clock = 0u64;
             let pick = |s: &mut Sched, clock: u64, urgent: bool, issued: &mut Vec<(u64, u64, u64)>, flushes_issued: &mut u64| -> Result<(), proptest::test_runner::TestCaseError> {
-                if let Next::Issue(run) = s.next(t0 + Duration::from_micros(clock), urgent, false) {
+                if let Next::Issue(run) = s.next(t0 + Duration::from_micros(clock), urgent, false, true) {
                     if run.op == Op::Flush {
                         *flushes_issued += 1;
                         return Ok(());

@@ -89,6 +89,11 @@ pub struct QueueStats {
     pub mean_io_bytes: f64,
     /// The most bytes that were in flight at once.
     pub in_flight_peak_bytes: u64,
+    /// The most I/Os that were picked and not yet completed at once (at most
+    /// [`crate::QueueConfig::submitters`]).
+    pub in_flight_ios_peak: u64,
+    /// Times an I/O waited for an earlier overlapping one to complete.
+    pub overlap_waits: u64,
     /// Merged I/Os that failed and were reissued bio by bio to find the bad one.
     pub split_retries: u64,
 }

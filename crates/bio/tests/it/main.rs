@@ -1,5 +1,6 @@
 //! The `stack-bio` integration tests: one binary, one module per area.
 
+mod concurrent;
 mod faults;
 mod loopdev;
 mod queue;
