@@ -25,6 +25,12 @@ use crate::Error;
 /// Shortest run a write makes when the commit interval is short.
 const MIN_RUN_BYTES: u64 = 64 << 10;
 
+/// Most data one checksum area serves (bounds the area whatever the commit interval).
+const MAX_AREA_DATA_BYTES: u64 = 1 << 30;
+
+/// Checksum streams written together at a commit go out in writes of at most about this.
+const MAX_CSUM_WRITE_BYTES: usize = 4 << 20;
+
 /// A run starts on a free extent of at least this much when one exists.
 const LONG_EXTENT_BYTES: u64 = 1 << 20;
 
@@ -96,6 +102,11 @@ struct Writer<'v> {
     commits: u64,
     run_max_blocks: u64,
     open: Option<(OpenRun, Arc<AtomicUsize>)>,
+    /// Blocks allocated for the checksum streams of the next runs, not handed out yet:
+    /// one extent per commit interval, so the runs' data extents follow each other
+    /// without checksum blocks between them (whole, merged bios) and their checksum
+    /// streams are written together at the commit.
+    csum_area: Option<Extent>,
     sealed: VecDeque<SealedRun>,
     /// Runs whose checksum blocks are written, not committed yet.
     ready: Vec<Run>,
@@ -157,6 +168,7 @@ impl Volume {
             commits: 0,
             run_max_blocks,
             open: None,
+            csum_area: None,
             sealed: VecDeque::new(),
             ready: Vec::new(),
             inflight: Arc::default(),
@@ -349,9 +361,99 @@ impl Writer<'_> {
         result
     }
 
+    /// Checksum blocks for the runs until the next commit (at least the run's own): the
+    /// streams' payload plus a block per run for headers and rounding, runs being at
+    /// least `LONG_EXTENT_BYTES` unless the volume is fragmented (then the area is
+    /// renewed sooner).
+    fn csum_area_blocks(&self, want_blocks: u64) -> u64 {
+        let (bs32, width) = (self.vol.sb.block_size_bytes, self.width());
+        let mut until_commit = self
+            .opts
+            .commit_every_bytes
+            .saturating_sub(self.since_commit_bytes)
+            .min(MAX_AREA_DATA_BYTES);
+        if let Some(t) = self.record.target_size_bytes {
+            until_commit = until_commit.min(t.saturating_sub(self.logical));
+        }
+        let data_blocks = until_commit.div_ceil(self.bs());
+        let runs = until_commit.div_ceil(LONG_EXTENT_BYTES);
+        let need = csum_stream_blocks(want_blocks, bs32, width);
+        (csum_stream_blocks(data_blocks, bs32, width) + runs).max(need)
+    }
+
+    /// Hands out the checksum blocks of a run of `need` blocks from the area, allocating
+    /// a new area of `area_blocks` when it is short (fewer blocks than `need` when the
+    /// volume is nearly full: the run is then shorter).
+    fn take_csum(&mut self, need: u64, area_blocks: u64) -> Result<Extent, Error> {
+        assert!(need > 0);
+        match self.csum_area {
+            Some(a) if a.len >= need => {
+                self.csum_area = (a.len > need).then(|| Extent::new(a.start + need, a.len - need));
+                return Ok(Extent::new(a.start, need));
+            }
+            Some(a) => {
+                self.csum_area = None;
+                self.vol.alloc.free_uncommitted(a)?;
+            }
+            None => {}
+        }
+        let total_blocks = self.vol.sb.total_blocks;
+        let goal = if self.csum_goal < total_blocks {
+            self.csum_goal
+        } else {
+            0
+        };
+        let area = self
+            .allocs
+            .alloc(AllocRequest::near(goal, 1, area_blocks.max(need)))
+            .map_err(|e| self.vol.no_space(e, 2))?;
+        self.csum_goal = area.end();
+        let take = need.min(area.len);
+        self.csum_area = (area.len > take).then(|| Extent::new(area.start + take, area.len - take));
+        Ok(Extent::new(area.start, take))
+    }
+
+    /// Gives back the unused tail of a run's checksum blocks: to the area when it adjoins
+    /// it (or there is none), else to the allocator.
+    fn return_csum(&mut self, tail: Extent) -> Result<(), Error> {
+        if tail.len == 0 {
+            return Ok(());
+        }
+        match self.csum_area {
+            None => self.csum_area = Some(tail),
+            Some(a) if tail.end() == a.start => {
+                self.csum_area = Some(Extent::new(tail.start, tail.len + a.len));
+            }
+            Some(_) => self.vol.alloc.free_uncommitted(tail)?,
+        }
+        Ok(())
+    }
+
+    /// Frees the checksum area (end of the write, or room for data on a full volume).
+    fn release_csum_area(&mut self) -> Result<(), Error> {
+        if let Some(a) = self.csum_area.take() {
+            self.vol.alloc.free_uncommitted(a)?;
+        }
+        Ok(())
+    }
+
     /// Allocates the next run: its checksum blocks first (so a full volume still has room
-    /// for them), then up to `want_blocks` data blocks continuing the previous run.
+    /// for them), then up to `want_blocks` data blocks continuing the previous run. When
+    /// the data does not fit beside a checksum area sized for a whole commit interval,
+    /// the area is given back and the run takes only the checksum blocks it needs.
     fn open_run(&mut self, want_blocks: u64) -> Result<(), Error> {
+        let exact = csum_stream_blocks(want_blocks, self.vol.sb.block_size_bytes, self.width());
+        let area_blocks = self.csum_area_blocks(want_blocks);
+        match self.try_open_run(want_blocks, area_blocks) {
+            Err(Error::NoSpace { .. }) if area_blocks > exact || self.csum_area.is_some() => {
+                self.release_csum_area()?;
+                self.try_open_run(want_blocks, exact)
+            }
+            other => other,
+        }
+    }
+
+    fn try_open_run(&mut self, want_blocks: u64, area_blocks: u64) -> Result<(), Error> {
         assert!(self.open.is_none());
         let bs32 = self.vol.sb.block_size_bytes;
         let width = self.width();
@@ -362,17 +464,15 @@ impl Writer<'_> {
         );
         self.vol.reserve_meta(meta_blocks)?;
         let csum_len = csum_stream_blocks(want_blocks, bs32, width);
-        // Checksum blocks first, so a nearly full volume still has room for them; fewer
-        // than asked for just make the run shorter.
-        let total_blocks = self.vol.sb.total_blocks;
-        let wrap = |goal: u64| if goal < total_blocks { goal } else { 0 };
-        let (csum_goal, data_goal) = (wrap(self.csum_goal), wrap(self.data_goal));
-        let csum = self
-            .allocs
-            .alloc(AllocRequest::near(csum_goal, 1, csum_len))
-            .map_err(|e| self.vol.no_space(e, 2))?;
+        let csum = self.take_csum(csum_len, area_blocks)?;
         let covered = csum.len * crate::format::payload_per_block(bs32) as u64 / width as u64;
         let want_blocks = want_blocks.min(covered);
+        let total_blocks = self.vol.sb.total_blocks;
+        let data_goal = if self.data_goal < total_blocks {
+            self.data_goal
+        } else {
+            0
+        };
         // A long extent if there is one (streaming), else whatever is left.
         let long = want_blocks.min(LONG_EXTENT_BYTES / u64::from(bs32)).max(1);
         let data = self
@@ -388,18 +488,14 @@ impl Writer<'_> {
         let data = match data {
             Ok(d) => d,
             Err(e) => {
-                self.vol.alloc.free_uncommitted(csum)?;
+                self.return_csum(csum)?;
                 return Err(self.vol.no_space(e, csum_len + 1));
             }
         };
         let need = csum_stream_blocks(data.len, bs32, width);
-        if need < csum.len {
-            self.vol
-                .alloc
-                .free_uncommitted(Extent::new(csum.start + need, csum.len - need))?;
-        }
+        assert!(need <= csum.len);
+        self.return_csum(Extent::new(csum.start + need, csum.len - need))?;
         self.data_goal = data.end();
-        self.csum_goal = csum.start + need;
         self.open = Some((
             OpenRun {
                 data,
@@ -430,12 +526,10 @@ impl Writer<'_> {
                 run.data.len - run.used_blocks,
             ))?;
         }
-        if need_csum < run.csum.len {
-            self.vol.alloc.free_uncommitted(Extent::new(
-                run.csum.start + need_csum,
-                run.csum.len - need_csum,
-            ))?;
-        }
+        self.return_csum(Extent::new(
+            run.csum.start + need_csum,
+            run.csum.len - need_csum,
+        ))?;
         if run.used_blocks == 0 {
             return Ok(());
         }
@@ -454,24 +548,28 @@ impl Writer<'_> {
             pending,
             failed: run.failed,
         });
-        self.write_ready_csums(false)
+        // Its checksum blocks are written at the next commit, with the other runs' (the
+        // pipeline is drained then, so they never contend with data bios for the device).
+        Ok(())
     }
 
-    /// Writes the checksum blocks of sealed runs whose bios are all done (all of them,
-    /// waiting, when `wait`), in order.
-    fn write_ready_csums(&mut self, wait: bool) -> Result<(), Error> {
-        if wait {
-            self.inflight.wait_idle()?;
-        }
+    /// Writes the checksum blocks of sealed runs whose bios are all done, in order, up to
+    /// the first that is not (or failed); streams that follow each other on the device
+    /// go out as one write.
+    fn write_done_csums(&mut self) -> Result<(), Error> {
+        let bs32 = self.vol.sb.block_size_bytes;
+        let width = self.width();
+        // (first block, encoded streams) of the contiguous group being gathered.
+        let mut group: Option<(u64, Vec<u8>)> = None;
+        let mut grouped = Vec::new();
         while let Some(front) = self.sealed.front() {
             if front.pending.load(Ordering::Acquire) != 0 || front.failed.load(Ordering::Acquire) {
                 // Not done, or a bio failed: the error surfaces from `wait_idle`.
                 break;
             }
             let s = self.sealed.pop_front().expect("front exists");
-            let width = self.width();
             let mut payload = Vec::with_capacity(s.run.data_blocks as usize * width);
-            for &c in s.csums.lock().expect("csums lock").iter() {
+            for &c in s.csums.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 crate::volume::encode_csum(c, width, &mut payload);
             }
             let v = &*self.vol;
@@ -480,19 +578,61 @@ impl Writer<'_> {
                 s.run.write_generation,
                 s.run.csum_start_block,
                 &payload,
-                v.sb.block_size_bytes,
+                bs32,
                 v.sb.algorithm,
                 v.salt,
             );
-            write_blocks(
-                &*v.device,
-                s.run.csum_start_block,
-                &bytes,
-                v.sb.block_size_bytes,
-            )?;
-            self.ready.push(s.run);
+            group = match group.take() {
+                Some((start, mut buf))
+                    if start + (buf.len() / bs32 as usize) as u64 == s.run.csum_start_block
+                        && buf.len() < MAX_CSUM_WRITE_BYTES =>
+                {
+                    buf.extend_from_slice(&bytes);
+                    Some((start, buf))
+                }
+                other => {
+                    if let Some((start, buf)) = other {
+                        self.write_csum_group(start, &buf, &mut grouped)?;
+                    }
+                    Some((s.run.csum_start_block, bytes))
+                }
+            };
+            grouped.push(s.run);
+        }
+        if let Some((start, buf)) = group {
+            self.write_csum_group(start, &buf, &mut grouped)?;
         }
         Ok(())
+    }
+
+    /// Writes the checksum streams of `runs` (`bytes`, from block `start`); the runs are
+    /// then ready to commit, or on an error given back (no commit will reference them).
+    fn write_csum_group(
+        &mut self,
+        start: u64,
+        bytes: &[u8],
+        runs: &mut Vec<Run>,
+    ) -> Result<(), Error> {
+        let v = &*self.vol;
+        match write_blocks(&*v.device, start, bytes, v.sb.block_size_bytes) {
+            Ok(()) => {
+                self.ready.append(runs);
+                Ok(())
+            }
+            Err(e) => {
+                let (bs32, width) = (v.sb.block_size_bytes, self.width());
+                for r in runs.drain(..) {
+                    let _ = v
+                        .alloc
+                        .free_uncommitted(Extent::new(r.data_start_block, r.data_blocks));
+                    let _ = v.alloc.free_uncommitted(Extent::new(
+                        r.csum_start_block,
+                        r.csum_blocks(bs32, width),
+                    ));
+                }
+                Err(e)
+            }
+        }
     }
 
     fn maybe_checkpoint(&mut self) -> Result<(), Error> {
@@ -508,7 +648,8 @@ impl Writer<'_> {
     /// with the object as it stands (`complete` or not).
     fn commit(&mut self, complete: bool) -> Result<(), Error> {
         self.seal()?;
-        self.write_ready_csums(true)?;
+        self.inflight.wait_idle()?;
+        self.write_done_csums()?;
         assert!(self.sealed.is_empty());
         let mut record = self.record.clone();
         record.runs.extend(self.ready.iter().copied());
@@ -529,6 +670,7 @@ impl Writer<'_> {
 
     fn finish(&mut self, complete: bool) -> Result<(), Error> {
         self.commit(complete)?;
+        self.release_csum_area()?;
         if let Some(r) = self.vol.meta_reserve.take() {
             self.vol.alloc.free_uncommitted(r)?;
         }
@@ -539,6 +681,10 @@ impl Writer<'_> {
     /// and commit the object as incomplete with the runs that did reach the device.
     fn abort(&mut self) {
         let _ = self.inflight.wait_idle();
+        // Runs whose bios all succeeded keep their data: write their checksum blocks.
+        if self.vol.broken.is_none() {
+            let _ = self.write_done_csums();
+        }
         let bs32 = self.vol.sb.block_size_bytes;
         let width = self.width();
         let mut give_back = Vec::new();
@@ -552,6 +698,7 @@ impl Writer<'_> {
                 Extent::new(r.csum_start_block, r.csum_blocks(bs32, width)),
             ]);
         }
+        give_back.extend(self.csum_area.take());
         give_back.extend(self.vol.meta_reserve.take());
         let keep_nothing = self.vol.broken.is_some() || self.ready.is_empty();
         if keep_nothing {

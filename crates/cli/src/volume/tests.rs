@@ -6,6 +6,7 @@ use stack_bio::{Device, MemDevice};
 
 use super::*;
 use crate::format::SB_SLOT_OFFSETS;
+use crate::options::WriteOptions;
 
 fn mem(size_bytes: u64) -> Arc<MemDevice> {
     Arc::new(MemDevice::new(size_bytes))
@@ -164,4 +165,87 @@ fn read_only_refuses_changes() {
     )
     .unwrap();
     assert!(matches!(vol.remove("x"), Err(Error::ReadOnly)));
+}
+
+fn assert_clean(vol: &Volume) {
+    let report = vol
+        .verify(&crate::options::VerifyOptions::default())
+        .unwrap();
+    assert!(report.damaged.is_empty(), "{:?}", report.damaged);
+    assert!(report.metadata_ok, "{:?}", report.metadata_damage);
+}
+
+#[test]
+fn runs_between_commits_are_contiguous_and_so_are_their_checksum_streams() {
+    let dev = mem(64 << 20);
+    let mut vol = Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap();
+    vol.write_pattern("p", 30 << 20, 7, &WriteOptions::default())
+        .unwrap();
+    let record = vol.find("p").unwrap().clone();
+    let (bs, width) = (vol.sb.block_size_bytes, vol.sb.algorithm.width_bytes());
+    assert!(record.runs.len() >= 4, "{:?}", record.runs);
+    // Data bios of one commit interval follow each other (they merge into long I/O).
+    for pair in record.runs.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert_eq!(
+            a.data_start_block + a.data_blocks,
+            b.data_start_block,
+            "{pair:?}"
+        );
+    }
+    // The checksum streams, written at the commit, come from one area; only a renewal of
+    // the table's reserve may fall between them.
+    let breaks = record
+        .runs
+        .windows(2)
+        .filter(|p| p[0].csum_start_block + p[0].csum_blocks(bs, width) != p[1].csum_start_block)
+        .count();
+    assert!(breaks <= 2, "{breaks} breaks: {:?}", record.runs);
+    assert_clean(&vol);
+    drop(vol);
+    let vol = Volume::open_device(dev, &OpenOptions::default()).unwrap();
+    assert_clean(&vol);
+}
+
+#[test]
+fn fill_with_short_commit_intervals_leaves_no_checksum_area_behind() {
+    for commit_every_bytes in [64 << 10, 1 << 20, 64 << 20] {
+        let dev = mem(24 << 20);
+        let mut vol = Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap();
+        let free_before = vol.free_bytes();
+        let opts = WriteOptions {
+            commit_every_bytes,
+            ..WriteOptions::default()
+        };
+        let report = vol.fill("f", 3, &opts).unwrap();
+        assert!(report.complete);
+        // Everything but the table and the checksum streams holds data: no area the
+        // write reserved for checksums is left allocated or unusable.
+        let bs = u64::from(vol.sb.block_size_bytes);
+        let record = vol.find("f").unwrap().clone();
+        let width = vol.sb.algorithm.width_bytes();
+        let csum_bytes: u64 = record
+            .runs
+            .iter()
+            .map(|r| r.csum_blocks(vol.sb.block_size_bytes, width) * bs)
+            .sum();
+        let meta_bytes = vol.meta_extent.map_or(0, |e| e.len * bs);
+        let free_after = vol.free_bytes();
+        // Tables: the format's may be free again, the one the older superblock slot
+        // references is still busy.
+        let accounted = report.size_bytes + csum_bytes + free_after;
+        assert!(
+            accounted.abs_diff(free_before) <= 2 * meta_bytes,
+            "interval {commit_every_bytes}: {accounted} B of {free_before} B"
+        );
+        assert!(
+            free_after <= 16 * bs,
+            "interval {commit_every_bytes}: {free_after} B free"
+        );
+        assert_clean(&vol);
+        drop(vol);
+        let vol = Volume::open_device(dev, &OpenOptions::default()).unwrap();
+        assert_eq!(vol.free_bytes(), free_after);
+        assert_clean(&vol);
+    }
 }
