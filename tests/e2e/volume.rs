@@ -3,6 +3,7 @@
 //! boundary, and a raw loop device.
 
 mod crash;
+mod parallel_verify;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -85,19 +85,6 @@ impl IoQueue {
             done(buf, r.result)
         }));
     }
-
-    /// Queues a read into `buf` from `offset`; `done` runs on the end-I/O pool.
-    pub(crate) fn read(
-        &self,
-        offset: u64,
-        buf: PooledBuf,
-        done: impl FnOnce(PooledBuf, Result<(), stack_bio::Error>) + Send + 'static,
-    ) {
-        self.queue.submit(Bio::read(offset, buf, move |mut r| {
-            let buf = take_pooled(&mut r);
-            done(buf, r.result)
-        }));
-    }
 }
 
 /// Allocation through the volume's `AllocQueue` (the XFS seed: the request runs on a

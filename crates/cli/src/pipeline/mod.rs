@@ -21,6 +21,8 @@ mod deadlock_tests;
 mod glue;
 mod ticket;
 mod verify;
+mod verify_chunk;
+mod verify_read;
 mod write;
 mod write_api;
 
