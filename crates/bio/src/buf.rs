@@ -103,6 +103,8 @@ struct PoolState {
     free: Vec<AlignedBuf>,
     /// Buffers allocated so far (they are made on first demand, never more than `count`).
     created: usize,
+    /// Threads blocked in [`BufferPool::get`].
+    waiting: usize,
 }
 
 /// A bounded pool of `count` aligned buffers of `buf_len` bytes.
@@ -131,6 +133,7 @@ impl BufferPool {
                 free: Mutex::new(PoolState {
                     free: Vec::with_capacity(count),
                     created: 0,
+                    waiting: 0,
                 }),
                 returned: Condvar::new(),
                 count,
@@ -147,11 +150,13 @@ impl BufferPool {
             if let Some(buf) = self.take(&mut state) {
                 return buf;
             }
+            state.waiting += 1;
             state = self
                 .inner
                 .returned
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
+            state.waiting -= 1;
         }
     }
 
@@ -269,8 +274,12 @@ impl Drop for PooledBuf {
             let mut state = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
             state.free.push(buf);
             assert!(state.free.len() <= state.created);
+            // A notify is a system call even with nobody waiting: skip it then.
+            let waiting = state.waiting > 0;
             drop(state);
-            self.pool.returned.notify_one();
+            if waiting {
+                self.pool.returned.notify_one();
+            }
         }
     }
 }

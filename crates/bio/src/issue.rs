@@ -60,7 +60,13 @@ pub(crate) fn submitter(shared: &Shared) {
         } else {
             let (pressure, draining) = (state.waiters > 0, state.shutdown);
             let idle = state.in_flight.is_empty();
-            state.sched.next(now, pressure, draining, idle)
+            let served = state.sched.active_stream();
+            let next = state.sched.next(now, pressure, draining, idle);
+            if state.sched.active_stream() != served && state.waiters > state.favoured_waiters {
+                // The newly served stream's writer may be among the others.
+                shared.room_others.notify_all();
+            }
+            next
         };
         let wait = match next {
             Next::Issue(run) => {
@@ -132,10 +138,16 @@ fn issue<'a>(
     assert!(state.in_flight_bytes >= len);
     state.in_flight_bytes -= len;
     outcome.account(&mut state);
-    let wake_room = state.waiters > 0;
+    let wake_favoured = state.favoured_waiters > 0;
+    let others_fit =
+        state.in_flight_bytes < shared.config.max_in_flight_bytes - shared.reserve_bytes();
+    let wake_others = state.waiters > state.favoured_waiters && others_fit;
     drop(state);
-    if wake_room {
+    if wake_favoured {
         shared.room.notify_all();
+    }
+    if wake_others {
+        shared.room_others.notify_all();
     }
     // The I/O stays registered until its completions are handed on, so a flush picked
     // after it cannot complete before them (with inline completions, before they ran).

@@ -83,6 +83,8 @@ pub(crate) struct State {
     pub(crate) barrier: bool,
     /// Pushers blocked on the in-flight bound.
     pub(crate) waiters: usize,
+    /// Of those, the ones waiting on `room` (sync lane or the served stream).
+    pub(crate) favoured_waiters: usize,
     /// Submitters waiting for work.
     pub(crate) sleepers: usize,
     /// Submitters waiting for an earlier overlapping I/O.
@@ -153,8 +155,10 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Wakes submitters: new work, blocked pushers, an idle device, shutdown.
     pub(crate) work: Condvar,
-    /// Wakes pushers blocked on the in-flight bound.
+    /// Wakes pushers of the sync lane and the served stream blocked on the bound.
     pub(crate) room: Condvar,
+    /// Wakes the other pushers blocked on the bound.
+    pub(crate) room_others: Condvar,
     /// Wakes submitters waiting for an earlier overlapping I/O to complete.
     pub(crate) done: Condvar,
 }
@@ -174,7 +178,7 @@ impl Shared {
 
     /// Bytes of the bound kept for the stream being served, so its writer can keep it
     /// busy while the others wait (see `sched.rs`).
-    fn reserve_bytes(&self) -> u64 {
+    pub(crate) fn reserve_bytes(&self) -> u64 {
         (2 * self.config.max_io_bytes as u64).min(self.config.max_in_flight_bytes / 2)
     }
 }
@@ -231,6 +235,7 @@ impl SubmitQueue {
                 next_ticket: 0,
                 barrier: false,
                 waiters: 0,
+                favoured_waiters: 0,
                 sleepers: 0,
                 overlap_waiters: 0,
                 overlap_waits: 0,
@@ -243,6 +248,7 @@ impl SubmitQueue {
             }),
             work: Condvar::new(),
             room: Condvar::new(),
+            room_others: Condvar::new(),
             done: Condvar::new(),
         });
         let queue = Self {
@@ -319,6 +325,7 @@ impl SubmitQueue {
         self.shared.lock().shutdown = true;
         self.shared.work.notify_all();
         self.shared.room.notify_all();
+        self.shared.room_others.notify_all();
         let handles = std::mem::take(&mut *self.lock_submitters());
         for handle in handles {
             if handle.join().is_err() {
@@ -351,10 +358,21 @@ impl SubmitQueue {
             if state.in_flight_bytes == 0 || state.in_flight_bytes + len <= limit {
                 break;
             }
+            // Waiters of the served stream and of the sync lane wait apart from the
+            // others, so freed room does not wake every blocked writer at once.
             state.waiters += 1;
-            shared.work.notify_one();
-            state = shared.room.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.favoured_waiters += usize::from(favoured);
+            if state.sleepers > 0 {
+                shared.work.notify_one();
+            }
+            let room = if favoured {
+                &shared.room
+            } else {
+                &shared.room_others
+            };
+            state = room.wait(state).unwrap_or_else(|e| e.into_inner());
             state.waiters -= 1;
+            state.favoured_waiters -= usize::from(favoured);
         }
         state.in_flight_bytes += len;
         state.in_flight_peak_bytes = state.in_flight_peak_bytes.max(state.in_flight_bytes);

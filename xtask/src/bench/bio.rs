@@ -7,6 +7,9 @@
 //! `async-thread` ordered work, as the write pipeline does. `many-streams`: each thread
 //! appends 64 KiB bios to its own region. Both sides end with a flush (`fdatasync`).
 //!
+//! Thread pools and buffers are set up before the clock starts on both sides (a
+//! pipeline's outlive one file): the clock measures writing, not thread start-up.
+//!
 //! Rows per case: throughput (speedup >= 1.0), the sequential share of issued I/Os
 //! (ours >= 0.9) and the mean I/O size (ours >= 512 KiB). For the peer the same counters
 //! come from the order in which its `pwrite`s were issued.
@@ -211,13 +214,20 @@ fn run_ours(path: &Path, total_bytes: u64, threads: usize, workload: Workload) -
     // as the peer's per-thread buffers are reused from their first write on.
     drop((0..pool.count()).map(|_| pool.get()).collect::<Vec<_>>());
     let sums = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    match workload {
-        Workload::OneStream => {
-            let csum = Workers::builder("bench-csum")
+    // A pipeline's checksum pool outlives one file too: its threads start before the
+    // clock, as the peer's threads do (see `run_peer`).
+    let csum = match workload {
+        Workload::OneStream => Some(
+            Workers::builder("bench-csum")
                 .min_threads(threads)
                 .max_threads(threads)
-                .build()?;
+                .build()?,
+        ),
+        Workload::ManyStreams => None,
+    };
+    let start = Instant::now();
+    match (workload, &csum) {
+        (Workload::OneStream, Some(csum)) => {
             let ordered = csum.ordered();
             for k in 0..total_bios {
                 let mut buf = pool.get();
@@ -237,9 +247,9 @@ fn run_ours(path: &Path, total_bytes: u64, threads: usize, workload: Workload) -
                 )?;
             }
             ordered.flush();
-            csum.shutdown();
         }
-        Workload::ManyStreams => {
+        (Workload::OneStream, None) => unreachable!("one stream has a checksum pool"),
+        (Workload::ManyStreams, _) => {
             std::thread::scope(|s| {
                 for t in 0..threads {
                     let (q, pool, sums) = (&queue, &pool, &sums);
@@ -264,6 +274,9 @@ fn run_ours(path: &Path, total_bytes: u64, threads: usize, workload: Workload) -
     }
     queue.flush()?;
     let elapsed = start.elapsed().as_secs_f64();
+    if let Some(csum) = csum {
+        csum.shutdown();
+    }
     end_io.flush();
     let stats = queue.stats();
     let expected_bios = match workload {
@@ -285,13 +298,16 @@ fn run_peer(path: &Path, total_bytes: u64, threads: usize, workload: Workload) -
     let issued: Vec<AtomicU64> = (0..total_bios).map(|_| AtomicU64::new(u64::MAX)).collect();
     let ticket = AtomicUsize::new(0);
     let next = AtomicU64::new(0);
-    let start = Instant::now();
+    // Threads start (and fault their buffer in) before the clock, like ours' pools.
+    let ready = std::sync::Barrier::new(threads + 1);
+    let mut start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (issued, ticket, next) = (&issued, &ticket, &next);
+                let (issued, ticket, next, ready) = (&issued, &ticket, &next, &ready);
                 s.spawn(move || -> std::io::Result<u64> {
-                    let mut buf = vec![0u8; BIO_BYTES];
+                    let mut buf = vec![1u8; BIO_BYTES];
+                    ready.wait();
                     let mut sums = 0u64;
                     let mut k_own = 0u64;
                     loop {
@@ -321,6 +337,8 @@ fn run_peer(path: &Path, total_bytes: u64, threads: usize, workload: Workload) -
                 })
             })
             .collect();
+        ready.wait();
+        start = Instant::now();
         for h in handles {
             h.join().expect("peer writer panicked")?;
         }
