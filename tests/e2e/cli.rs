@@ -3,6 +3,7 @@
 //! during a write, and the bad-input table.
 
 mod bad_input;
+mod commit_every;
 mod commands;
 mod damage;
 mod devices;

@@ -149,10 +149,31 @@ pub struct WriteArgs {
     /// Replace an object of the same name (default: refuse).
     #[arg(long)]
     pub replace: bool,
+    /// Commit at least every SIZE bytes (and every 30 s): a crash or Ctrl-C keeps the
+    /// data up to the last commit, and `--resume` continues from there. Larger is
+    /// faster (each commit drains the pipeline and flushes the device twice).
+    /// Default 64M.
+    #[arg(long, value_name = "SIZE", value_parser = commit_every_arg)]
+    pub commit_every: Option<u64>,
     /// Use O_DIRECT.
     #[arg(long)]
     pub direct: bool,
 }
+
+/// A `--commit-every` size: at least 64 KiB (a shorter interval still commits only
+/// after each 64 KiB run).
+fn commit_every_arg(text: &str) -> Result<u64, String> {
+    let bytes = size_arg(text)?;
+    if bytes < MIN_COMMIT_EVERY_BYTES {
+        return Err(format!(
+            "{bytes} bytes is below the smallest commit interval, {MIN_COMMIT_EVERY_BYTES} (64K)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Smallest `--commit-every`.
+pub const MIN_COMMIT_EVERY_BYTES: u64 = 64 << 10;
 
 /// `verify`.
 #[derive(Debug, Args)]

@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     let (mut volume, format_doc, kind) = format_target(&request)?;
     let seed = args.seed.unwrap_or_else(random_seed);
     let reporter = ctx.reporter("burn-in");
-    let (opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()));
+    let (opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()), None);
     let result = volume.fill(BURN_IN_OBJECT, seed, &opts);
     phase.finish();
     let report = result

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::{OpenOptions, Volume, WriteOptions, WriteReport};
+use stackctl::{OpenOptions, Volume, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES};
 
 use super::args::WriteArgs;
 use super::doc::{kind_and_seed, WrittenDoc};
@@ -45,13 +45,14 @@ pub fn write_options(
     reporter: &Reporter,
     replace: bool,
     total: Option<u64>,
+    commit_every_bytes: Option<u64>,
 ) -> (WriteOptions, super::progress::Phase) {
     let phase = reporter.phase("write", total);
     let opts = WriteOptions {
         replace,
         progress: phase.callback(),
         cancel: Some(Arc::clone(&ctx.cancel)),
-        ..WriteOptions::default()
+        commit_every_bytes: commit_every_bytes.unwrap_or(DEFAULT_COMMIT_EVERY_BYTES),
     };
     (opts, phase)
 }
@@ -163,7 +164,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
                 anyhow::Error::new(stackctl::Error::ObjectNotFound { name: name.clone() })
             })
             .with_context(|| format!("resuming in {}", shown(target)))?;
-        let (opts, phase) = write_options(ctx, &reporter, false, None);
+        let (opts, phase) = write_options(ctx, &reporter, false, None, args.commit_every);
         let result = volume.resume(&name, &opts);
         phase.finish();
         let report =
@@ -177,7 +178,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
             (args.size, format!("pattern-{seed}"))
         };
         let name = args.name.clone().unwrap_or(default_name);
-        let (opts, phase) = write_options(ctx, &reporter, args.replace, total);
+        let (opts, phase) = write_options(ctx, &reporter, args.replace, total, args.commit_every);
         let result = match args.size {
             Some(size) if !args.fill => volume.write_pattern(&name, size, seed, &opts),
             _ => volume.fill(&name, seed, &opts),
@@ -189,7 +190,8 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
     } else {
         for (input, name) in &plan {
             let (mut reader, size) = open_input(input)?;
-            let (opts, phase) = write_options(ctx, &reporter, args.replace, size);
+            let (opts, phase) =
+                write_options(ctx, &reporter, args.replace, size, args.commit_every);
             let result = volume.write(name, &mut reader, &opts);
             phase.finish();
             let report = result.with_context(|| {
