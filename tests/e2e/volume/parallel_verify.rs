@@ -247,3 +247,96 @@ fn file_truncated_during_verify_is_no_crash_and_no_false_positive() {
     let missing: u64 = again.damaged.iter().map(|d| d.length).sum();
     assert_eq!(missing, bytes_past(&blocks, end));
 }
+
+/// A device whose reads of one range are slow, so the chunks after it finish first.
+#[derive(Debug)]
+struct SlowRange {
+    inner: Arc<stack_bio::MemDevice>,
+    slow: std::ops::Range<u64>,
+}
+
+impl stack_bio::Device for SlowRange {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), stack_bio::Error> {
+        if offset < self.slow.end && self.slow.start < offset + buf.len() as u64 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), stack_bio::Error> {
+        self.inner.write_at(buf, offset)
+    }
+    fn flush(&self) -> Result<(), stack_bio::Error> {
+        self.inner.flush()
+    }
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+    fn logical_block_size(&self) -> u32 {
+        self.inner.logical_block_size()
+    }
+    fn info(&self) -> stack_bio::DeviceInfo {
+        self.inner.info()
+    }
+}
+
+#[test]
+fn damage_is_reported_in_order_when_a_later_chunk_is_checked_first() {
+    use stack_bio::Device as _;
+    let mem = Arc::new(stack_bio::MemDevice::new(40 * MIB));
+    let len = 20 * MIB;
+    {
+        let mut vol = Volume::format_device(mem.clone(), &FormatOptions::default()).unwrap();
+        vol.write_pattern("p", len, 11, &WriteOptions::default())
+            .unwrap();
+    }
+    let vol = Volume::open_device(mem.clone(), &OpenOptions::default()).unwrap();
+    let blocks = pattern_blocks(&vol, "p");
+    drop(vol);
+    // One flipped block in the first chunk (made slow), one in each later 4 MiB chunk.
+    let per_chunk = 4 * MIB / BS;
+    let logical: Vec<u64> = (0..len / BS / per_chunk)
+        .map(|c| c * per_chunk + 17)
+        .collect();
+    for &l in &logical {
+        let at = blocks[l as usize] * BS + 9;
+        let mut b = [0u8; 1];
+        mem.read_at(&mut b, at).unwrap();
+        b[0] ^= 0x01;
+        mem.write_at(&b, at).unwrap();
+    }
+    let first = blocks[0] * BS;
+    let slow = Arc::new(SlowRange {
+        inner: mem,
+        slow: first..first + BS,
+    });
+    let vol = Volume::open_device(slow, &OpenOptions::default()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let seen2 = Arc::clone(&seen);
+    let report = vol
+        .verify(&VerifyOptions {
+            on_damage: Some(Arc::new(move |d: &DamagedRange| {
+                seen2.lock().unwrap().push(d.logical_offset)
+            })),
+            ..VerifyOptions::default()
+        })
+        .unwrap();
+    let want: Vec<u64> = logical.iter().map(|l| l * BS).collect();
+    assert_eq!(*seen.lock().unwrap(), want);
+    let got: Vec<(u64, u64, Cause)> = report
+        .damaged
+        .iter()
+        .map(|d| (d.logical_offset, d.physical_offset, d.cause))
+        .collect();
+    let want: Vec<(u64, u64, Cause)> = logical
+        .iter()
+        .map(|&l| {
+            (
+                l * BS,
+                blocks[l as usize] * BS,
+                Cause::FlippedBits { bits: 1 },
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(report.blocks_verified, len / BS);
+}
