@@ -337,6 +337,45 @@ mod tests {
     }
 
     #[test]
+    fn push_says_when_a_sleeping_submitter_has_something_new() {
+        let now = Instant::now();
+        let mut s = Sched::new(4096, Duration::from_millis(5), Duration::ZERO, u64::MAX);
+        assert!(s.push(w(0, 1024, 0), false, now).wake, "a new head");
+        assert!(
+            !s.push(w(1024, 1024, 0), false, now).wake,
+            "a partial run grew"
+        );
+        assert!(!s.push(w(2048, 1024, 0), false, now).wake);
+        assert!(s.push(w(3072, 1024, 0), false, now).wake, "the run is full");
+        assert!(
+            s.push(w(1 << 20, 1024, 1), false, now).wake,
+            "another stream"
+        );
+        assert!(s.push(w(8192, 512, 2), true, now).wake, "the sync lane");
+        assert!(s.push(Bio::flush(|_| {}), false, now).wake, "a flush");
+        assert!(
+            matches!(s.next(now, false, false, false), Next::Issue(_)),
+            "data of the current epoch goes while I/O is in flight"
+        );
+    }
+
+    #[test]
+    fn a_due_flush_waits_for_the_device_to_go_idle() {
+        let now = Instant::now();
+        let mut s = Sched::new(4096, Duration::ZERO, Duration::ZERO, u64::MAX);
+        s.push(w(0, 512, 0), false, now);
+        s.push(Bio::flush(|_| {}), false, now);
+        s.push(w(512, 512, 0), false, now);
+        assert_eq!(issue(&mut s, now, false).offset, 0);
+        assert!(
+            matches!(s.next(now, false, false, false), Next::Idle),
+            "neither the flush nor the later write goes while the first is in flight"
+        );
+        assert_eq!(issue(&mut s, now, false).op, Op::Flush);
+        assert_eq!(issue(&mut s, now, false).offset, 512);
+    }
+
+    #[test]
     fn merges_contiguous_up_to_max_and_plugs_partial_runs() {
         let now = Instant::now();
         let mut s = Sched::new(4096, Duration::from_millis(5), Duration::ZERO, u64::MAX);
