@@ -511,32 +511,43 @@ fn flush_waits_for_earlier_items_only() {
         .build()
         .unwrap();
     let n = Arc::new(AtomicUsize::new(0));
+    // 20 x 10 ms on at most 4 workers: the flush below still waits after 50 ms.
     for _ in 0..20 {
         let n = Arc::clone(&n);
         pool.queue(move || {
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(10));
             n.fetch_add(1, Ordering::SeqCst);
         })
         .unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let long_done = Arc::new(AtomicBool::new(false));
     let p = pool.clone();
-    let s2 = Arc::clone(&stop);
     let flusher = std::thread::spawn(move || {
         p.flush();
     });
-    // Queue a long item after the flush began (best effort: the flush is serial).
-    std::thread::sleep(Duration::from_millis(2));
+    // Queue a long item after the flush began: the flusher thread needs microseconds
+    // to switch colours, so 50 ms covers even a loaded machine.
+    std::thread::sleep(Duration::from_millis(50));
+    let (s2, d2) = (Arc::clone(&stop), Arc::clone(&long_done));
     pool.queue(move || {
-        while !s2.load(Ordering::SeqCst) {
+        // Bounded, so a flush that wrongly waits for it fails instead of hanging.
+        let start = Instant::now();
+        while !s2.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(1));
         }
+        d2.store(true, Ordering::SeqCst);
     })
     .unwrap();
     flusher.join().unwrap();
     assert_eq!(n.load(Ordering::SeqCst), 20);
+    assert!(
+        !long_done.load(Ordering::SeqCst),
+        "flush waited for an item queued after it"
+    );
     stop.store(true, Ordering::SeqCst);
     pool.drain();
+    assert!(long_done.load(Ordering::SeqCst));
 }
 
 /// Builder settings that cannot work are refused with a structured error.

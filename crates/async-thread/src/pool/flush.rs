@@ -5,7 +5,7 @@
 //! colour is empty; later items cannot hold it up. Sixteen colours are reused round
 //! the ring; a flush waits for a colour to be empty before reusing it.
 
-use crate::sync::lock;
+use crate::sync::{lock, Padded};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -17,52 +17,92 @@ const _: () = assert!(COLORS >= 2);
 /// How often a waiter re-checks even without a wake-up (belt and braces).
 const RECHECK: Duration = Duration::from_millis(20);
 
+/// Lane of finishes by anyone but a worker (rescuer, shutting-down caller, refusals).
+pub(crate) const OTHER_LANE: usize = 0;
+
+/// Items entered per colour (producers only write here).
+#[derive(Debug)]
+struct Entered {
+    color: AtomicUsize,
+    count: [AtomicU64; COLORS],
+}
+
+/// Counts per colour that only grow: an item adds one to `entered` when it is queued
+/// and one to its runner's `left` lane when it is done, so producers and workers never
+/// write the same cache line. A colour is empty when `entered - sum(left) == 0`.
 #[derive(Debug)]
 pub(crate) struct Flush {
-    color: AtomicUsize,
-    in_flight: [AtomicU64; COLORS],
-    waiters: AtomicUsize,
+    entered: Padded<Entered>,
+    /// Lane `OTHER_LANE`, then one lane per worker slot (`slot + 1`).
+    left: Box<[Padded<[AtomicU64; COLORS]>]>,
+    /// One past the highest lane ever used: sums stop there.
+    lanes_used: AtomicUsize,
+    waiters: Padded<AtomicUsize>,
     lock: Mutex<()>,
     cv: Condvar,
     flushing: Mutex<()>,
 }
 
 impl Flush {
-    pub(crate) fn new() -> Self {
+    /// Counters for `workers` worker lanes plus the lane of other runners.
+    pub(crate) fn new(workers: usize) -> Self {
         Self {
-            color: AtomicUsize::new(0),
-            in_flight: std::array::from_fn(|_| AtomicU64::new(0)),
-            waiters: AtomicUsize::new(0),
+            entered: Padded(Entered {
+                color: AtomicUsize::new(0),
+                count: std::array::from_fn(|_| AtomicU64::new(0)),
+            }),
+            left: (0..=workers)
+                .map(|_| Padded(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+            lanes_used: AtomicUsize::new(1),
+            waiters: Padded(AtomicUsize::new(0)),
             lock: Mutex::new(()),
             cv: Condvar::new(),
             flushing: Mutex::new(()),
         }
     }
 
+    /// The lane of worker slot `slot`; call [`Flush::open_lane`] before it is used.
+    pub(crate) fn worker_lane(slot: usize) -> usize {
+        slot + 1
+    }
+
+    /// Makes sums include `lane` from now on.
+    pub(crate) fn open_lane(&self, lane: usize) {
+        assert!(lane < self.left.len());
+        self.lanes_used.fetch_max(lane + 1, Ordering::SeqCst);
+    }
+
     /// Counts a new item; returns its colour.
     pub(crate) fn enter(&self) -> usize {
-        let color = self.color.load(Ordering::SeqCst);
+        let color = self.entered.color.load(Ordering::SeqCst);
         assert!(color < COLORS);
-        self.in_flight[color].fetch_add(1, Ordering::SeqCst);
+        self.entered.count[color].fetch_add(1, Ordering::SeqCst);
         color
     }
 
-    /// Uncounts a finished (or refused) item.
-    pub(crate) fn leave(&self, color: usize) {
-        let before = self.in_flight[color].fetch_sub(1, Ordering::SeqCst);
-        assert!(before > 0, "flush colour {color} went negative");
-        if before == 1 && self.waiters.load(Ordering::SeqCst) > 0 {
+    /// Uncounts a finished (or refused) item on `lane`.
+    pub(crate) fn leave(&self, color: usize, lane: usize) {
+        assert!(lane < self.lanes_used.load(Ordering::Relaxed));
+        self.left[lane][color].fetch_add(1, Ordering::SeqCst);
+        // `<= 1`: a waiter that is itself an item of this colour waits for 1.
+        if self.waiters.load(Ordering::SeqCst) > 0 && self.count(color, None) <= 1 {
             let _g = lock(&self.lock);
             self.cv.notify_all();
         }
     }
 
+    /// Items ever counted by [`enter`](Self::enter).
+    pub(crate) fn entered_total(&self) -> u64 {
+        self.entered
+            .count
+            .iter()
+            .fold(0_u64, |sum, c| sum.wrapping_add(c.load(Ordering::Relaxed)))
+    }
+
     /// Items accepted and not yet finished.
     pub(crate) fn outstanding(&self) -> u64 {
-        self.in_flight
-            .iter()
-            .map(|c| c.load(Ordering::SeqCst))
-            .sum()
+        (0..COLORS).map(|c| self.count(c, None)).sum()
     }
 
     /// Waits until every item counted before the call has finished. `own` is the colour
@@ -70,12 +110,12 @@ impl Flush {
     /// for (it cannot finish while its own thread waits).
     pub(crate) fn flush(&self, own: Option<usize>) {
         let _serial = lock(&self.flushing);
-        let old = self.color.load(Ordering::SeqCst);
+        let old = self.entered.color.load(Ordering::SeqCst);
         let new = (old + 1) % COLORS;
         // The next colour may still hold items from sixteen flushes ago: those are
         // older than this call, so waiting for them is part of this flush anyway.
         self.wait_until(|| self.count(new, own) == 0);
-        self.color.store(new, Ordering::SeqCst);
+        self.entered.color.store(new, Ordering::SeqCst);
         self.wait_until(|| (0..COLORS).all(|c| c == new || self.count(c, own) == 0));
     }
 
@@ -106,8 +146,17 @@ impl Flush {
         ok
     }
 
+    /// Items of `color` not finished, less the caller's own (`own`). The finishes are
+    /// read before the entries: every finish read belongs to an entry that is older
+    /// still, so the difference never drops below the true count at the entry read.
     fn count(&self, color: usize, own: Option<usize>) -> u64 {
-        let n = self.in_flight[color].load(Ordering::SeqCst);
+        let lanes = self.lanes_used.load(Ordering::SeqCst);
+        let left = self.left[..lanes].iter().fold(0_u64, |sum, lane| {
+            sum.wrapping_add(lane[color].load(Ordering::SeqCst))
+        });
+        let entered = self.entered.count[color].load(Ordering::SeqCst);
+        let n = entered.wrapping_sub(left);
+        assert!(n < u64::MAX / 2, "flush colour {color} went negative");
         if own == Some(color) {
             n.saturating_sub(1)
         } else {
@@ -141,36 +190,36 @@ mod tests {
 
     #[test]
     fn flush_ignores_later_items() {
-        let f = Arc::new(Flush::new());
+        let f = Arc::new(Flush::new(1));
         let a = f.enter();
         let f2 = Arc::clone(&f);
         let t = std::thread::spawn(move || f2.flush(None));
         // Wait until the flusher switched colours, then add a later item.
-        while f.color.load(Ordering::SeqCst) == a {
+        while f.entered.color.load(Ordering::SeqCst) == a {
             std::thread::yield_now();
         }
         let b = f.enter();
         assert_ne!(a, b);
-        f.leave(a);
+        f.leave(a, OTHER_LANE);
         t.join().unwrap();
         assert_eq!(f.outstanding(), 1);
-        f.leave(b);
+        f.leave(b, OTHER_LANE);
         f.drain(None);
         assert_eq!(f.outstanding(), 0);
     }
 
     #[test]
     fn colours_wrap_round() {
-        let f = Flush::new();
+        let f = Flush::new(1);
         for _ in 0..(COLORS * 3) {
             let c = f.enter();
-            f.leave(c);
+            f.leave(c, OTHER_LANE);
             f.flush(None);
         }
         let c = f.enter();
         f.flush(Some(c));
         assert!(!f.drain_timeout(None, Duration::from_millis(1)));
-        f.leave(c);
+        f.leave(c, OTHER_LANE);
         assert!(f.drain_timeout(None, Duration::from_millis(1)));
     }
 }

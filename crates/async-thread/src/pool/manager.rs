@@ -76,8 +76,8 @@ fn check(pool: &Inner, last_progress: &mut [u64]) -> bool {
     let n = pool.high_water.load(Ordering::Acquire);
     for (i, last) in last_progress.iter_mut().enumerate().take(n) {
         let s = &pool.slots[i];
-        let p = s.progress.load(Ordering::Relaxed);
-        if s.pending() > 0 && p == *last {
+        let p = s.hot.progress.load(Ordering::Relaxed);
+        if s.pending() > 0 && p == *last && s.has_work() {
             stuck = true;
         }
         *last = p;

@@ -16,7 +16,7 @@ pub use worker::blocking;
 use crate::error::{panic_message, Error, Result};
 use crate::spawner::Spawner;
 use crate::stats::Stats;
-use crate::sync::lock;
+use crate::sync::{lock, Padded};
 use crate::work::{Job, Step, Task};
 use flush::Flush;
 use slot::{Pushed, Slot};
@@ -87,7 +87,8 @@ struct Counters {
     spawn_failures: AtomicU64,
     /// Runs by the rescuer or a shutting-down caller (workers count in their slot).
     other_runs: AtomicU64,
-    queued: AtomicU64,
+    /// Items refused after `enter` (pool closed): `queued` is entered less these.
+    refused: AtomicU64,
     queued_high: AtomicU64,
 }
 
@@ -108,14 +109,17 @@ pub(crate) struct Inner {
     threads: AtomicUsize,
     threads_peak: AtomicUsize,
     next_thread_id: AtomicU64,
-    last_used: AtomicUsize,
-    sleepers: AtomicUsize,
+    /// Written by producers (only when it changes).
+    last_used: Padded<AtomicUsize>,
+    /// Written by workers as they go to sleep and wake up.
+    sleepers: Padded<AtomicUsize>,
     blocked: AtomicUsize,
     closed: AtomicBool,
     orphans: Mutex<VecDeque<Task>>,
     orphan_len: AtomicUsize,
     flush: Flush,
-    counters: Counters,
+    /// Mostly written by producers (`queued_high`).
+    counters: Padded<Counters>,
     last_panic: Mutex<Option<String>>,
     /// Milliseconds after `epoch` of the last failed spawn, 0 when the last one worked.
     spawn_failed_ms: AtomicU64,
@@ -143,6 +147,7 @@ impl Inner {
     pub(crate) fn start(cfg: Config) -> Result<Arc<Self>> {
         cfg.check()?;
         let slots = (0..cfg.max_threads).map(|_| Slot::new()).collect();
+        let cfg_max = cfg.max_threads;
         let inner = Arc::new(Self {
             cfg,
             slots,
@@ -150,14 +155,14 @@ impl Inner {
             threads: AtomicUsize::new(0),
             threads_peak: AtomicUsize::new(0),
             next_thread_id: AtomicU64::new(0),
-            last_used: AtomicUsize::new(0),
-            sleepers: AtomicUsize::new(0),
+            last_used: Padded(AtomicUsize::new(0)),
+            sleepers: Padded(AtomicUsize::new(0)),
             blocked: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             orphans: Mutex::new(VecDeque::new()),
             orphan_len: AtomicUsize::new(0),
-            flush: Flush::new(),
-            counters: Counters::default(),
+            flush: Flush::new(cfg_max),
+            counters: Padded(Counters::default()),
             last_panic: Mutex::new(None),
             spawn_failed_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -212,10 +217,10 @@ impl Inner {
     pub(crate) fn submit(self: &Arc<Self>, job: Job, high: bool) -> Result<()> {
         let color = self.flush.enter();
         if self.closed.load(Ordering::SeqCst) {
-            self.flush.leave(color);
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            self.flush.leave(color, flush::OTHER_LANE);
             return Err(self.shut_down_error());
         }
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
         if high {
             self.counters.queued_high.fetch_add(1, Ordering::Relaxed);
         }
@@ -236,11 +241,15 @@ impl Inner {
             match self.select() {
                 Choice::Slot(i) => match self.slots[i].push(task, high) {
                     Ok(pushed) => {
-                        self.last_used.store(i, Ordering::Relaxed);
-                        if matches!(pushed, Pushed::Awake)
+                        if self.last_used.load(Ordering::Relaxed) != i {
+                            self.last_used.store(i, Ordering::Relaxed);
+                        }
+                        if matches!(pushed, Pushed::Awake(n) if n >= worker::STEAL_MIN_PENDING)
                             && self.sleepers.load(Ordering::SeqCst) > 0
                         {
-                            // The chosen worker is busy; let an idle one steal.
+                            // Work piles up behind the chosen worker; let an idle one
+                            // steal. Below that an awake worker keeps up on its own,
+                            // and waking a helper would only take CPU from producers.
                             self.wake_one_sleeper(Some(i));
                         }
                         return;
@@ -287,27 +296,32 @@ impl Inner {
     fn select(&self) -> Choice {
         let busy = self.cfg.busy_threshold;
         let n = self.high_water.load(Ordering::Acquire);
+        // One pass from the last-used slot on: the first live, unblocked worker under
+        // the threshold wins; meanwhile remember the least loaded (blocked ones last).
+        let mut least: Option<(usize, usize)> = None;
         if n > 0 {
             let last = self.last_used.load(Ordering::Relaxed).min(n - 1);
-            let s = &self.slots[last];
-            if s.is_live() && !s.is_blocked() && s.pending() < busy {
-                return Choice::Slot(last);
-            }
-            for k in 1..n {
-                let i = (last + k) % n;
+            for k in 0..n {
+                let i = if last + k < n { last + k } else { last + k - n };
                 let s = &self.slots[i];
-                if s.is_live() && !s.is_blocked() && s.pending() < busy {
+                if !s.is_live() {
+                    continue;
+                }
+                let pending = s.pending();
+                let blocked = s.is_blocked();
+                if !blocked && pending < busy {
                     return Choice::Slot(i);
+                }
+                let load = pending.min(usize::MAX / 2) + if blocked { usize::MAX / 2 } else { 0 };
+                if least.is_none_or(|(_, l)| load < l) {
+                    least = Some((i, load));
                 }
             }
         }
         if self.threads.load(Ordering::SeqCst) < self.cfg.max_threads && !self.spawn_cooling() {
             return Choice::Spawn;
         }
-        (0..n)
-            .filter(|&i| self.slots[i].is_live())
-            .min_by_key(|&i| (self.slots[i].is_blocked(), self.slots[i].pending()))
-            .map_or(Choice::Orphan, Choice::Slot)
+        least.map_or(Choice::Orphan, |(i, _)| Choice::Slot(i))
     }
 
     /// True while a recent spawn failed.
@@ -343,6 +357,7 @@ impl Inner {
         let idx = (0..self.slots.len())
             .find(|&i| self.slots[i].claim())
             .expect("fewer threads than max_threads leaves a vacant slot");
+        self.flush.open_lane(Flush::worker_lane(idx));
         self.high_water.fetch_max(idx + 1, Ordering::AcqRel);
         if let Some((t, high)) = first {
             if let Err(t) = self.slots[idx].push(t, high) {
@@ -435,7 +450,7 @@ impl Inner {
         worker::set_running_color(None);
         match runner {
             Runner::Worker(i) => {
-                self.slots[i].run.fetch_add(1, Ordering::Relaxed);
+                self.slots[i].hot.run.fetch_add(1, Ordering::Relaxed);
             }
             Runner::Rescuer => {
                 self.counters.rescuer_runs.fetch_add(1, Ordering::Relaxed);
@@ -462,7 +477,13 @@ impl Inner {
                     _ => self.place(t, false),
                 }
             }
-            None => self.flush.leave(color),
+            None => self.flush.leave(
+                color,
+                match runner {
+                    Runner::Worker(i) => Flush::worker_lane(i),
+                    Runner::Rescuer | Runner::Caller => flush::OTHER_LANE,
+                },
+            ),
         }
     }
 
@@ -535,16 +556,18 @@ impl Inner {
         let c = &self.counters;
         let mut pending_per_worker = Vec::new();
         for s in &self.slots[..n] {
-            let q = lock(&s.q);
-            if q.live {
-                pending_per_worker.push(q.len());
+            if let Some(p) = s.pending_exact() {
+                pending_per_worker.push(p);
             }
-            run += s.run.load(Ordering::Relaxed);
+            run += s.hot.run.load(Ordering::Relaxed);
         }
         Stats {
             threads: self.threads.load(Ordering::SeqCst),
             threads_peak: self.threads_peak.load(Ordering::SeqCst),
-            queued: c.queued.load(Ordering::Relaxed),
+            queued: self
+                .flush
+                .entered_total()
+                .wrapping_sub(c.refused.load(Ordering::Relaxed)),
             queued_high: c.queued_high.load(Ordering::Relaxed),
             run,
             requeued: c.requeued.load(Ordering::Relaxed),

@@ -12,10 +12,15 @@ use std::time::Duration;
 const CLOSING_POLL: Duration = Duration::from_millis(10);
 /// Most tasks a thief takes from a busy (not blocked) worker at once.
 const STEAL_MAX: usize = 32;
-/// Idle rounds spent spinning (1, 2, 4 .. 2^5 spin hints), then yielding, before a
-/// worker sleeps on its condvar.
-const SPIN_ROUNDS: u32 = 6;
-const YIELD_ROUNDS: u32 = 10;
+/// Waiting items at which an idle worker robs a busy one that still makes progress
+/// (and at which a producer wakes a sleeping helper for it).
+pub(super) const STEAL_MIN_PENDING: usize = 4;
+/// Idle rounds spent spinning (1, 2, 4 .. 2^6 spin hints), then yielding, before a
+/// worker sleeps on its condvar (crossbeam's `Backoff` limits). Few yields: on a
+/// loaded machine a yielding worker waits for a whole time slice, while a sleeping
+/// one is woken at once.
+const SPIN_ROUNDS: u32 = 7;
+const YIELD_ROUNDS: u32 = 4;
 
 struct Current {
     pool: Arc<Inner>,
@@ -69,10 +74,12 @@ pub(super) fn run(pool: Arc<Inner>, idx: usize) {
     enter_thread(&pool, Some(idx));
     let slot = &pool.slots[idx];
     let mut idle_rounds = 0_u32;
+    let mut look: Look = None;
     loop {
-        if let Some(t) = slot.pop().or_else(|| steal(&pool, idx)) {
+        if let Some(t) = slot.pop().or_else(|| steal(&pool, idx, &mut look)) {
             idle_rounds = 0;
-            slot.progress.fetch_add(1, Ordering::Relaxed);
+            look = None;
+            slot.hot.progress.fetch_add(1, Ordering::Relaxed);
             pool.execute(t, Runner::Worker(idx));
             continue;
         }
@@ -90,7 +97,7 @@ pub(super) fn run(pool: Arc<Inner>, idx: usize) {
             continue;
         }
         idle_rounds = 0;
-        let mut q = lock(&slot.q);
+        let mut q = lock(slot.q());
         if q.len() > 0 {
             continue;
         }
@@ -110,7 +117,7 @@ pub(super) fn run(pool: Arc<Inner>, idx: usize) {
             pool.cfg.idle_timeout
         };
         let (g, res) = slot
-            .cv
+            .cv()
             .wait_timeout(q, timeout)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         q = g;
@@ -137,9 +144,15 @@ pub(super) fn run(pool: Arc<Inner>, idx: usize) {
     pool.thread_exited();
 }
 
+/// What an idle worker saw at its last look at a victim: (slot, its progress).
+pub(super) type Look = Option<(usize, u64)>;
+
 /// Takes work for an idle worker: orphans first, then from a blocked worker (all of
-/// its list: its items are stuck behind it), else half of the busiest list.
-fn steal(pool: &Arc<Inner>, idx: usize) -> Option<Task> {
+/// its list: its items are stuck behind it), else half of the busiest list. A busy
+/// worker is only robbed when it falls behind (`STEAL_MIN_PENDING` waiting) or
+/// started nothing since this thief's last look (`look`): one that keeps up does its
+/// own work, so an idle thief goes to sleep instead of taking CPU from producers.
+fn steal(pool: &Arc<Inner>, idx: usize, look: &mut Look) -> Option<Task> {
     if let Some(t) = pool.pop_orphan() {
         return Some(t);
     }
@@ -148,18 +161,20 @@ fn steal(pool: &Arc<Inner>, idx: usize) -> Option<Task> {
         .filter(|&i| i != idx && pool.slots[i].pending() > 0)
         .max_by_key(|&i| (pool.slots[i].is_blocked(), pool.slots[i].pending()))?;
     let v = &pool.slots[victim];
+    let progress = v.hot.progress.load(Ordering::Relaxed);
+    let stuck = look.replace((victim, progress)) == Some((victim, progress));
     let share = if v.is_blocked() {
         v.pending()
-    } else {
+    } else if stuck || v.pending() >= STEAL_MIN_PENDING {
         v.pending().div_ceil(2).min(STEAL_MAX)
+    } else {
+        return None;
     };
     let mut tasks = v.steal(share.max(1)).into_iter();
     let first = tasks.next()?;
     let rest: Vec<Task> = tasks.collect();
     if !rest.is_empty() {
-        if let Err(back) = pool.slots[idx].push_own(rest) {
-            back.into_iter().for_each(|t| pool.place(t, false));
-        }
+        pool.slots[idx].give_batch(rest);
     }
     Some(first)
 }
@@ -193,9 +208,9 @@ struct BlockGuard {
 impl BlockGuard {
     fn enter(pool: Arc<Inner>, idx: usize) -> Self {
         let slot = &pool.slots[idx];
-        if slot.blocked.fetch_add(1, Ordering::SeqCst) == 0 {
+        if slot.block_enter() {
             pool.blocked.fetch_add(1, Ordering::SeqCst);
-            if slot.pending() > 0 || pool.orphan_len.load(Ordering::SeqCst) > 0 {
+            if slot.has_work() || pool.orphan_len.load(Ordering::SeqCst) > 0 {
                 // Like cmwq when nr_running drops to zero with work pending: wake an
                 // idle worker, else start one; the watchdog covers the rest.
                 if !pool.wake_one_sleeper(Some(idx))
@@ -214,7 +229,7 @@ impl BlockGuard {
 impl Drop for BlockGuard {
     fn drop(&mut self) {
         let slot = &self.pool.slots[self.idx];
-        if slot.blocked.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if slot.block_leave() {
             self.pool.blocked.fetch_sub(1, Ordering::SeqCst);
         }
     }
