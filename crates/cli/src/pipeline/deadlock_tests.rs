@@ -30,7 +30,7 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// and what must be leaked if they did not (the stuck threads still use it).
 fn run(pools: &Pools) -> (bool, impl Sized) {
     let device = Arc::new(MemDevice::new((CHUNKS * CHUNK_BYTES) as u64));
-    let queue = IoQueue::new(device, pools.end_io.clone()).expect("submission queue");
+    let queue = IoQueue::new(device, Some(pools.end_io.clone())).expect("submission queue");
     let buffers = BufferPool::new(BUFFERS, CHUNK_BYTES, 4096);
     let done = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel();

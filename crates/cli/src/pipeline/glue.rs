@@ -4,7 +4,8 @@ use crate::Error;
 use stack_alloc::{AllocQueue, AllocRequest, Extent};
 use stack_async_thread::Workers;
 use stack_bio::{
-    Bio, BioBuf, BioResult, Device, EndIo, EndIoJob, PooledBuf, QueueConfig, SubmitQueue,
+    Bio, BioBuf, BioResult, Device, EndIo, EndIoJob, InlineEndIo, PooledBuf, QueueConfig,
+    SubmitQueue,
 };
 use std::sync::{Arc, Mutex};
 
@@ -49,7 +50,11 @@ fn take_pooled(r: &mut BioResult) -> PooledBuf {
 }
 
 impl IoQueue {
-    pub(crate) fn new(device: Arc<dyn Device>, end_io: Workers) -> Result<Self, Error> {
+    /// A queue whose completions run on the `end_io` pool, or (`None`) on the submitter
+    /// threads themselves: right for completions that only record a result and return a
+    /// buffer, since a pool would add a thread hand-off (a futex wake on a busy machine)
+    /// per bio for nothing.
+    pub(crate) fn new(device: Arc<dyn Device>, end_io: Option<Workers>) -> Result<Self, Error> {
         // The pipelines hand over whole chunks in stream order: nothing to wait for, so no
         // plugging; merging still joins chunks that are queued together.
         let config = QueueConfig {
@@ -58,16 +63,19 @@ impl IoQueue {
             plug_timeout: std::time::Duration::ZERO,
             ..QueueConfig::default()
         };
-        let queue = SubmitQueue::try_new(device.clone(), Arc::new(PoolEndIo(end_io)), config)
-            .map_err(|source| {
-                Error::Device(stack_bio::Error::Io {
-                    device: device.info().path,
-                    offset: 0,
-                    len: 0,
-                    op: "start submitter",
-                    source,
-                })
-            })?;
+        let end_io: Arc<dyn EndIo> = match end_io {
+            Some(pool) => Arc::new(PoolEndIo(pool)),
+            None => Arc::new(InlineEndIo),
+        };
+        let queue = SubmitQueue::try_new(device.clone(), end_io, config).map_err(|source| {
+            Error::Device(stack_bio::Error::Io {
+                device: device.info().path,
+                offset: 0,
+                len: 0,
+                op: "start submitter",
+                source,
+            })
+        })?;
         Ok(IoQueue {
             queue: Arc::new(queue),
         })

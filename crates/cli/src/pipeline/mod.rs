@@ -1,10 +1,12 @@
 //! The write and verify pipelines, and the two worker pools they run on.
 //!
 //! Write: the caller's thread fills buffers from a bounded [`stack_bio::BufferPool`] →
-//! [`stack_alloc::AllocQueue`] hands out long extents per stream → the *submit* pool
-//! computes block checksums before the I/O (and generates pattern data) → an ordered step
-//! hands bios to the device's [`stack_bio::SubmitQueue`] in stream order → the *end-I/O*
-//! pool records checksums and returns the buffers → commit.
+//! [`stack_alloc::AllocQueue`] hands out long extents per stream → block checksums are
+//! computed before the I/O (and pattern data generated): on the caller's thread on a
+//! machine of one or two CPUs, else on the *submit* pool with an ordered step handing
+//! bios to the device's [`stack_bio::SubmitQueue`] in stream order → the submitter
+//! threads record the checksums and return the buffers as each bio completes → commit
+//! (checksum streams, table, flush, superblock, flush).
 //!
 //! Verify: ordered read bios → the end-I/O pool checks every block after the I/O →
 //! results are reported in order.
@@ -25,6 +27,8 @@ mod verify_chunk;
 mod verify_read;
 mod write;
 mod write_api;
+#[cfg(test)]
+mod write_tests;
 
 use stack_async_thread::Workers;
 

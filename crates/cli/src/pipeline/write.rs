@@ -34,6 +34,38 @@ const MAX_CSUM_WRITE_BYTES: usize = 4 << 20;
 /// A run starts on a free extent of at least this much when one exists.
 const LONG_EXTENT_BYTES: u64 = 1 << 20;
 
+/// Most CPUs on which the pre-I/O work (pattern, checksums) runs on the caller's thread.
+///
+/// With two cores, one is busy in the submitter copying every byte into the device (the
+/// page cache), so the other has nothing better to do than read and checksum: the submit
+/// pool would add two thread hand-offs per chunk (a wake-up latency each on a shared
+/// machine) and no parallelism. With more cores the pool checksums chunks in parallel.
+const INLINE_PRE_IO_MAX_CPUS: usize = 2;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: `Some(inline)` overrides [`pre_io_inline`] on this thread.
+    pub(crate) static FORCE_INLINE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether this write computes its pre-I/O work on the caller's thread.
+fn pre_io_inline() -> bool {
+    #[cfg(test)]
+    if let Some(forced) = FORCE_INLINE.with(std::cell::Cell::get) {
+        return forced;
+    }
+    super::cpus() <= INLINE_PRE_IO_MAX_CPUS
+}
+
+/// A chunk after its pre-I/O work: buffer, block checksums, whether they could be
+/// computed, and its ticket.
+type Prepared = (
+    stack_bio::PooledBuf,
+    Vec<u64>,
+    Result<(), stack_csum::Error>,
+    ChunkTicket,
+);
+
 /// Where a write's bytes come from.
 pub enum Source<'a> {
     /// User data: read until end of input.
@@ -243,8 +275,10 @@ impl Writer<'_> {
     fn pump(&mut self, source: &mut Source<'_>) -> Result<bool, Error> {
         let bs = self.bs();
         let pool = BufferPool::new(POOL_BUFFERS, CHUNK_BYTES, IO_ALIGN_BYTES);
-        let queue = IoQueue::new(self.vol.device.clone(), self.vol.pools.end_io.clone())?;
+        // Completions only record checksums and return the buffer: on the submitters.
+        let queue = IoQueue::new(self.vol.device.clone(), None)?;
         let ordered = self.vol.pools.submit.ordered();
+        let inline = pre_io_inline();
         let csum = self.vol.csum;
         let salt = self.vol.salt;
         let (object_id, seed) = match self.record.kind {
@@ -252,111 +286,115 @@ impl Writer<'_> {
             ObjectKind::File => (self.record.id, None),
         };
         let generation = self.write_generation;
-        let result =
-            loop {
-                if cancelled(&self.opts.cancel) {
-                    break Ok(false);
+        let result = loop {
+            if cancelled(&self.opts.cancel) {
+                break Ok(false);
+            }
+            let left = self
+                .record
+                .target_size_bytes
+                .map(|t| t.saturating_sub(self.logical));
+            if left == Some(0) {
+                break Ok(true);
+            }
+            if self
+                .open
+                .as_ref()
+                .is_none_or(|(r, _)| r.used_blocks == r.data.len)
+            {
+                self.seal()?;
+                self.maybe_checkpoint()?;
+                let want = left.map_or(self.run_max_blocks, |l| {
+                    l.div_ceil(bs).min(self.run_max_blocks)
+                });
+                match self.open_run(want) {
+                    Ok(()) => {}
+                    Err(Error::NoSpace { .. }) if self.fill => break Ok(true),
+                    Err(e) => break Err(e),
                 }
-                let left = self
-                    .record
-                    .target_size_bytes
-                    .map(|t| t.saturating_sub(self.logical));
-                if left == Some(0) {
-                    break Ok(true);
-                }
-                if self
-                    .open
-                    .as_ref()
-                    .is_none_or(|(r, _)| r.used_blocks == r.data.len)
-                {
-                    self.seal()?;
-                    self.maybe_checkpoint()?;
-                    let want = left.map_or(self.run_max_blocks, |l| {
-                        l.div_ceil(bs).min(self.run_max_blocks)
-                    });
-                    match self.open_run(want) {
-                        Ok(()) => {}
-                        Err(Error::NoSpace { .. }) if self.fill => break Ok(true),
-                        Err(e) => break Err(e),
-                    }
-                }
-                let (run, pending) = self.open.as_mut().expect("an open run");
-                let room_blocks = (CHUNK_BYTES as u64 / bs).min(run.data.len - run.used_blocks);
-                let mut room_bytes = room_blocks * bs;
-                if let Some(l) = left {
-                    room_bytes = room_bytes.min(l);
-                }
-                let mut buf = pool.get();
-                let n =
-                    match source {
-                        Source::Reader(r) => read_full(*r, &mut buf[..room_bytes as usize])
-                            .map_err(|source| Error::Input {
-                                name: self.record.name.clone(),
-                                offset: self.logical,
-                                source,
-                            })? as u64,
-                        Source::Pattern => room_bytes,
-                    };
-                if n == 0 {
-                    break Ok(true);
-                }
-                let blocks = n.div_ceil(bs);
-                buf[n as usize..(blocks * bs) as usize].fill(0);
-                buf.set_len((blocks * bs) as usize);
-                let phys = run.data.start + run.used_blocks;
-                let index = run.used_blocks as usize;
-                let logical = self.logical;
-                let csums = run.csums.clone();
-                let ticket = ChunkTicket::new(&self.inflight, pending, &run.failed);
-                let queue = queue.clone();
-                ordered.queue(
-                    move || {
-                        // Pre-I/O, in parallel: generate pattern data, checksum every block.
-                        if let Some(seed) = seed {
-                            let first = PatternHeader {
-                                phys_block: phys,
-                                object_id,
-                                logical_offset: logical,
-                                generation,
-                                seed,
-                            };
-                            fill_blocks(&mut buf, bs as usize, salt, first);
+            }
+            let (run, pending) = self.open.as_mut().expect("an open run");
+            let room_blocks = (CHUNK_BYTES as u64 / bs).min(run.data.len - run.used_blocks);
+            let mut room_bytes = room_blocks * bs;
+            if let Some(l) = left {
+                room_bytes = room_bytes.min(l);
+            }
+            let mut buf = pool.get();
+            let n = match source {
+                Source::Reader(r) => {
+                    read_full(*r, &mut buf[..room_bytes as usize]).map_err(|source| {
+                        Error::Input {
+                            name: self.record.name.clone(),
+                            offset: self.logical,
+                            source,
                         }
-                        let mut sums = vec![0u64; blocks as usize];
-                        let computed = csum.compute(phys, &buf, &mut sums);
-                        (buf, sums, computed, ticket)
-                    },
-                    move |(buf, sums, computed, ticket)| {
-                        if let Err(e) = computed {
-                            ticket.finish(Err(Error::Csum(e)));
-                            return;
-                        }
-                        // In stream order: hand the bio to the device queue.
-                        queue.write(phys * bs, buf, move |buf, result| {
-                            // End-I/O: record the checksums, return the buffer.
-                            drop(buf);
-                            if result.is_ok() {
-                                csums.lock().unwrap_or_else(|e| e.into_inner())
-                                    [index..index + sums.len()]
-                                    .copy_from_slice(&sums);
-                            }
-                            ticket.finish(result.map_err(Error::Device));
-                        });
-                    },
-                )?;
-                run.used_blocks += blocks;
-                self.logical += n;
-                self.since_commit_bytes += n;
-                if let Some(p) = &self.opts.progress {
-                    p(Progress {
-                        done_bytes: self.logical,
-                        total_bytes: self.record.target_size_bytes,
-                    });
+                    })? as u64
                 }
-                if n < room_bytes && matches!(source, Source::Reader(_)) {
-                    break Ok(true);
-                }
+                Source::Pattern => room_bytes,
             };
+            if n == 0 {
+                break Ok(true);
+            }
+            let blocks = n.div_ceil(bs);
+            buf[n as usize..(blocks * bs) as usize].fill(0);
+            buf.set_len((blocks * bs) as usize);
+            let phys = run.data.start + run.used_blocks;
+            let index = run.used_blocks as usize;
+            let logical = self.logical;
+            let csums = run.csums.clone();
+            let ticket = ChunkTicket::new(&self.inflight, pending, &run.failed);
+            let queue = queue.clone();
+            let pre = move || {
+                // Pre-I/O (on the submit pool, in parallel, or inline): generate
+                // pattern data, checksum every block.
+                if let Some(seed) = seed {
+                    let first = PatternHeader {
+                        phys_block: phys,
+                        object_id,
+                        logical_offset: logical,
+                        generation,
+                        seed,
+                    };
+                    fill_blocks(&mut buf, bs as usize, salt, first);
+                }
+                let mut sums = vec![0u64; blocks as usize];
+                let computed = csum.compute(phys, &buf, &mut sums);
+                (buf, sums, computed, ticket)
+            };
+            let post = move |(buf, sums, computed, ticket): Prepared| {
+                if let Err(e) = computed {
+                    ticket.finish(Err(Error::Csum(e)));
+                    return;
+                }
+                // In stream order: hand the bio to the device queue.
+                queue.write(phys * bs, buf, move |buf, result| {
+                    // End-I/O: record the checksums, return the buffer.
+                    drop(buf);
+                    if result.is_ok() {
+                        csums.lock().unwrap_or_else(|e| e.into_inner())[index..index + sums.len()]
+                            .copy_from_slice(&sums);
+                    }
+                    ticket.finish(result.map_err(Error::Device));
+                });
+            };
+            if inline {
+                post(pre());
+            } else {
+                ordered.queue(pre, post)?;
+            }
+            run.used_blocks += blocks;
+            self.logical += n;
+            self.since_commit_bytes += n;
+            if let Some(p) = &self.opts.progress {
+                p(Progress {
+                    done_bytes: self.logical,
+                    total_bytes: self.record.target_size_bytes,
+                });
+            }
+            if n < room_bytes && matches!(source, Source::Reader(_)) {
+                break Ok(true);
+            }
+        };
         ordered.flush();
         result
     }
