@@ -248,16 +248,19 @@ fn file_truncated_during_verify_is_no_crash_and_no_false_positive() {
     assert_eq!(missing, bytes_past(&blocks, end));
 }
 
-/// A device whose reads of one range are slow, so the chunks after it finish first.
+/// A device whose reads of one range are slow (so the chunks after it finish first), or
+/// panic (a bug in a device must not hang verify).
 #[derive(Debug)]
 struct SlowRange {
     inner: Arc<stack_bio::MemDevice>,
     slow: std::ops::Range<u64>,
+    panic: bool,
 }
 
 impl stack_bio::Device for SlowRange {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), stack_bio::Error> {
         if offset < self.slow.end && self.slow.start < offset + buf.len() as u64 {
+            assert!(!self.panic, "test device: read of a poisoned range");
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         self.inner.read_at(buf, offset)
@@ -306,8 +309,9 @@ fn damage_is_reported_in_order_when_a_later_chunk_is_checked_first() {
     }
     let first = blocks[0] * BS;
     let slow = Arc::new(SlowRange {
-        inner: mem,
+        inner: mem.clone(),
         slow: first..first + BS,
+        panic: false,
     });
     let vol = Volume::open_device(slow, &OpenOptions::default()).unwrap();
     let seen = Arc::new(Mutex::new(Vec::<u64>::new()));
@@ -339,4 +343,27 @@ fn damage_is_reported_in_order_when_a_later_chunk_is_checked_first() {
         .collect();
     assert_eq!(got, want);
     assert_eq!(report.blocks_verified, len / BS);
+}
+
+#[test]
+fn a_worker_that_panics_fails_the_verify_instead_of_hanging() {
+    let mem = Arc::new(stack_bio::MemDevice::new(24 * MIB));
+    let len = 12 * MIB;
+    {
+        let mut vol = Volume::format_device(mem.clone(), &FormatOptions::default()).unwrap();
+        vol.write_pattern("p", len, 12, &WriteOptions::default())
+            .unwrap();
+    }
+    let vol = Volume::open_device(mem.clone(), &OpenOptions::default()).unwrap();
+    let blocks = pattern_blocks(&vol, "p");
+    drop(vol);
+    let poisoned = blocks[blocks.len() / 2] * BS;
+    let dev = Arc::new(SlowRange {
+        inner: mem,
+        slow: poisoned..poisoned + BS,
+        panic: true,
+    });
+    let vol = Volume::open_device(dev, &OpenOptions::default()).unwrap();
+    let err = vol.verify(&VerifyOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
 }

@@ -78,7 +78,7 @@ struct Task {
 /// submission order.
 pub(super) struct Readers {
     tasks: Option<Sender<Task>>,
-    results: Receiver<ChunkResult>,
+    results: Receiver<Result<ChunkResult, Error>>,
     waiting: BTreeMap<u64, ChunkResult>,
     next_seq: u64,
     seq: u64,
@@ -104,7 +104,7 @@ impl Readers {
 
     /// Waits for one more result.
     fn wait_one(&mut self) -> Result<(), Error> {
-        let r = self.results.recv().map_err(|_| lost())?;
+        let r = self.results.recv().map_err(|_| lost())??;
         self.waiting.insert(r.seq, r);
         Ok(())
     }
@@ -116,6 +116,7 @@ impl Readers {
         emit: &mut impl FnMut(ChunkResult),
     ) -> Result<(), Error> {
         while let Ok(r) = self.results.try_recv() {
+            let r = r?;
             self.waiting.insert(r.seq, r);
         }
         self.emit_ready(emit);
@@ -160,7 +161,7 @@ pub(super) fn with_readers<R>(
     assert!(piece_bytes >= MAX_BLOCK_BYTES as usize);
     std::thread::scope(|s| {
         let (task_tx, task_rx) = crossbeam_channel::bounded::<Task>(workers);
-        let (res_tx, res_rx) = crossbeam_channel::unbounded::<ChunkResult>();
+        let (res_tx, res_rx) = crossbeam_channel::unbounded::<Result<ChunkResult, Error>>();
         for i in 0..workers {
             let rx = task_rx.clone();
             let tx = res_tx.clone();
@@ -187,16 +188,31 @@ pub(super) fn with_readers<R>(
     })
 }
 
-fn worker(tasks: &Receiver<Task>, results: &Sender<ChunkResult>, piece_bytes: usize) {
+fn worker(
+    tasks: &Receiver<Task>,
+    results: &Sender<Result<ChunkResult, Error>>,
+    piece_bytes: usize,
+) {
     let mut buf = AlignedBuf::new(piece_bytes, IO_ALIGN_BYTES);
     while let Ok(task) = tasks.recv() {
-        let damaged = check_chunk(&task.check, &mut buf);
-        let done = ChunkResult {
-            seq: task.seq,
-            blocks: task.check.blocks,
-            damaged,
-        };
-        if results.send(done).is_err() {
+        // A panic here is a bug, but it must not leave the verify loop waiting forever
+        // for this chunk while the other workers wait for more work: say so and stop.
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_chunk(&task.check, &mut buf)
+        }));
+        let done = checked
+            .map(|damaged| ChunkResult {
+                seq: task.seq,
+                blocks: task.check.blocks,
+                damaged,
+            })
+            .map_err(|_| Error::Corrupt {
+                what: "verify pipeline",
+                offset: task.check.physical_offset(),
+                detail: "a verify worker panicked while checking this chunk".into(),
+            });
+        let failed = done.is_err();
+        if results.send(done).is_err() || failed {
             return;
         }
     }
