@@ -140,9 +140,14 @@ impl Sched {
         queue.push_back(pending);
         let new_head = queue.len() == 1;
         let queue = &self.streams[&stream];
-        let (_, full) = self.head_run_bytes(queue);
+        let (bytes, full) = self.head_run_bytes(queue);
+        // The served stream's run just became worth issuing on an idle device.
+        let len = queue.back().map_or(0, |p| p.bio.len() as u64);
+        let half = self.active == Some(stream)
+            && self.worth_it(bytes)
+            && !self.worth_it(bytes.saturating_sub(len));
         Pushed {
-            wake: new_head || full,
+            wake: new_head || full || half,
         }
     }
 
@@ -217,7 +222,7 @@ impl Sched {
 
     /// Whether to hold the device for the active stream a little longer: its writer
     /// has not yet continued (or not yet filled a full I/O) but did so very recently.
-    fn anticipating(&self, now: Instant) -> Option<Instant> {
+    fn anticipating(&self, now: Instant, idle: bool) -> Option<Instant> {
         let active = self.active?;
         let until = self.active_last_at + self.anticipate;
         if now >= until || self.active_served_bytes >= self.budget_bytes {
@@ -229,9 +234,17 @@ impl Sched {
                 let head = queue.front().expect("empty streams are removed");
                 let continues =
                     head.epoch == self.cur_epoch && head.bio.offset() == self.active_end;
-                (continues && !self.head_run_bytes(queue).1).then_some(until)
+                let (bytes, full) = self.head_run_bytes(queue);
+                // An idle device is better served by half an I/O that continues now.
+                (continues && !full && !(idle && self.worth_it(bytes))).then_some(until)
             }
         }
+    }
+
+    /// Whether a partial run of the served stream is big enough to issue at once when
+    /// the device is idle, rather than idle it further waiting for a full I/O.
+    fn worth_it(&self, bytes: u64) -> bool {
+        bytes >= self.max_io_bytes / 2
     }
 
     /// Picks the next I/O. `pressure` (submitters blocked on the bound) makes every head
@@ -267,7 +280,7 @@ impl Sched {
         }
         let urgent = urgent || !self.flushes.is_empty();
         if !draining && self.flushes.is_empty() {
-            if let Some(until) = self.anticipating(now) {
+            if let Some(until) = self.anticipating(now, idle) {
                 if self.streams.keys().any(|s| Some(*s) != self.active) {
                     return Next::WaitUntil(until);
                 }
@@ -281,9 +294,12 @@ impl Sched {
             if head.epoch != self.cur_epoch {
                 continue;
             }
-            let (_, full) = self.head_run_bytes(queue);
+            let (bytes, full) = self.head_run_bytes(queue);
             let plug_end = head.arrived + self.plug;
-            let ready = full || urgent || now >= plug_end;
+            let served_continues =
+                self.active == Some(stream) && head.bio.offset() == self.active_end;
+            let half_now = idle && served_continues && self.worth_it(bytes);
+            let ready = full || urgent || now >= plug_end || half_now;
             if !ready {
                 earliest_plug = Some(earliest_plug.map_or(plug_end, |t| t.min(plug_end)));
                 continue;
@@ -356,6 +372,42 @@ mod tests {
         assert!(
             matches!(s.next(now, false, false, false), Next::Issue(_)),
             "data of the current epoch goes while I/O is in flight"
+        );
+    }
+
+    #[test]
+    fn an_idle_device_takes_half_a_run_of_the_served_stream_rather_than_wait() {
+        let now = Instant::now();
+        let mut s = Sched::new(
+            4096,
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+            u64::MAX,
+        );
+        for i in 0..4 {
+            s.push(w(i * 1024, 1024, 1), false, now);
+        }
+        s.push(w(1 << 20, 1024, 2), false, now);
+        assert_eq!(
+            issue(&mut s, now, false).len_bytes,
+            4096,
+            "stream 1 is served"
+        );
+        s.push(w(4096, 1024, 1), false, now);
+        assert!(
+            matches!(s.next(now, false, false, true), Next::WaitUntil(_)),
+            "a quarter run is waited for, and stream 2 does not get the device"
+        );
+        assert!(s.push(w(5120, 1024, 1), false, now).wake, "half a run");
+        assert!(
+            matches!(s.next(now, false, false, false), Next::WaitUntil(_)),
+            "while an I/O is in flight the run may still grow"
+        );
+        let run = issue(&mut s, now, false);
+        assert_eq!(
+            (run.offset, run.len_bytes),
+            (4096, 2048),
+            "idle: issued now"
         );
     }
 
