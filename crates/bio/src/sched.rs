@@ -241,6 +241,19 @@ impl Sched {
         }
     }
 
+    /// Whether another stream's head starts exactly where the served stream's last I/O
+    /// ended. Streams do not overlap, so the served stream cannot continue there: it has
+    /// finished its sequential run, and the other stream takes over without a seek —
+    /// nothing to wait for.
+    fn handover(&self) -> bool {
+        self.streams.iter().any(|(&stream, queue)| {
+            Some(stream) != self.active
+                && queue
+                    .front()
+                    .is_some_and(|h| h.epoch == self.cur_epoch && h.bio.offset() == self.active_end)
+        })
+    }
+
     /// Whether a partial run of the served stream is big enough to issue at once when
     /// the device is idle, rather than idle it further waiting for a full I/O.
     fn worth_it(&self, bytes: u64) -> bool {
@@ -281,7 +294,7 @@ impl Sched {
         let urgent = urgent || !self.flushes.is_empty();
         if !draining && self.flushes.is_empty() {
             if let Some(until) = self.anticipating(now, idle) {
-                if self.streams.keys().any(|s| Some(*s) != self.active) {
+                if self.streams.keys().any(|s| Some(*s) != self.active) && !self.handover() {
                     return Next::WaitUntil(until);
                 }
             }
@@ -409,6 +422,23 @@ mod tests {
             (4096, 2048),
             "idle: issued now"
         );
+    }
+
+    #[test]
+    fn no_waiting_for_a_stream_whose_end_another_stream_continues() {
+        let now = Instant::now();
+        let mut s = Sched::new(4096, Duration::ZERO, Duration::from_secs(10), u64::MAX);
+        s.push(w(0, 4096, 1), false, now);
+        s.push(w(1 << 20, 4096, 3), false, now);
+        assert_eq!(issue(&mut s, now, false).offset, 0);
+        assert!(
+            matches!(s.next(now, false, false, true), Next::WaitUntil(_)),
+            "stream 1 may continue: the device waits for it"
+        );
+        s.push(w(4096, 4096, 2), false, now);
+        let run = issue(&mut s, now, false);
+        assert_eq!(run.offset, 4096, "stream 2 starts where stream 1 ended");
+        assert_eq!(run.bios[0].stream(), 2);
     }
 
     #[test]
