@@ -4,7 +4,7 @@
 use super::checks::{fio_args, fio_really_verifies, stackctl_really_verifies};
 use super::proc::sys;
 use super::rows::{again, alternate, arg, both, dup, side, skipped_row, speed_row, Stats};
-use super::setup::{fresh, make_input, preread, volume_size, Env, GIB, MIB};
+use super::setup::{burn_in_volume_size, fresh, make_input, preread, volume_size, Env, GIB, MIB};
 use crate::bench::{Ctx, Sense};
 use anyhow::Result;
 
@@ -328,14 +328,18 @@ pub fn burn_in(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
     let free = sys::free_bytes(&env.shm)?;
     let runs = env.runs;
     let (vol, dir) = (env.shm.join("burn.vol"), env.shm.join("f3"));
-    let ours = if volume_size(bytes) + bytes > free {
+    // f3 writes and reads exactly `bytes`; our volume is sized so that its fill (the
+    // volume minus checksums and tables) holds at least that much, and we are credited
+    // with `bytes` only.
+    let vol_bytes = burn_in_volume_size(bytes);
+    let ours = if vol_bytes + bytes > free {
         Err(format!("/dev/shm has {} MiB free", free / MIB))
     } else {
         env.stackctl("burn-in")
     };
     let f3 = both(env.peer("f3write"), env.peer("f3read"));
     let env = &*env;
-    let size = bytes.to_string();
+    let size = vol_bytes.to_string();
     let files = format!("--end-at={}", bytes / GIB);
     let (vol, dir, size, files) = (&vol, &dir, &size, &files);
     eprintln!("  e2e: burn-in, {} MiB", bytes / MIB);
@@ -359,7 +363,11 @@ pub fn burn_in(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
     ];
     let res = alternate(runs, &mut sides);
     drop(sides);
-    let note = "; ours: a volume file of this size (payload = size - metadata)";
+    let note = format!(
+        "; ours: a {} MiB volume, filled (payload >= {} MiB)",
+        vol_bytes / MIB,
+        bytes / MIB
+    );
     speed_row(
         ctx,
         "burn-in",
@@ -368,7 +376,7 @@ pub fn burn_in(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
         &res[1],
         bytes,
         1.5,
-        note,
+        &note,
     );
     fresh(vol)?;
     fresh(dir)?;

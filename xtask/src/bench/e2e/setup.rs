@@ -170,6 +170,13 @@ pub fn volume_size(bytes: u64) -> u64 {
     (bytes + bytes / 16 + 32 * MIB).div_ceil(MIB) * MIB
 }
 
+/// Size of a volume whose fill holds at least `bytes` of pattern data: the checksums
+/// take 4 bytes per 4 KiB block plus a header block per run (under 1/256 of the data in
+/// all), the superblocks and tables well under 1 MiB.
+pub fn burn_in_volume_size(bytes: u64) -> u64 {
+    (bytes + bytes / 256 + 2 * MIB).div_ceil(MIB) * MIB
+}
+
 /// Builds `stackctl` in release mode into the same target directory (or takes
 /// `$STACKCTL`), and returns its path or why there is none.
 fn build_stackctl() -> std::result::Result<PathBuf, String> {
