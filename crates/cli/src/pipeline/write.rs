@@ -25,8 +25,12 @@ use crate::Error;
 /// Shortest run a write makes when the commit interval is short.
 const MIN_RUN_BYTES: u64 = 64 << 10;
 
-/// Most data one checksum area serves (bounds the area whatever the commit interval).
+/// Most data one checksum area serves, whatever the commit interval.
 const MAX_AREA_DATA_BYTES: u64 = 1 << 30;
+
+/// Most data whose checksums wait in memory for the commit (2 MiB of checksums for
+/// 1 GiB of data), whatever the commit interval; small in tests so they reach it.
+const MAX_HELD_CSUM_DATA_BYTES: u64 = if cfg!(test) { 8 << 20 } else { 1 << 30 };
 
 /// Checksum streams written together at a commit go out in writes of at most about this.
 const MAX_CSUM_WRITE_BYTES: usize = 4 << 20;
@@ -587,7 +591,12 @@ impl Writer<'_> {
             failed: run.failed,
         });
         // Its checksum blocks are written at the next commit, with the other runs' (the
-        // pipeline is drained then, so they never contend with data bios for the device).
+        // pipeline is drained then, so they never contend with data bios for the device);
+        // sooner only when a long commit interval would otherwise hold too many in memory.
+        let held_blocks: u64 = self.sealed.iter().map(|s| s.run.data_blocks).sum();
+        if held_blocks * self.bs() > MAX_HELD_CSUM_DATA_BYTES {
+            self.write_done_csums()?;
+        }
         Ok(())
     }
 
