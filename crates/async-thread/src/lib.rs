@@ -51,11 +51,13 @@
 //! pool.shutdown();
 //! # Ok::<(), stack_async_thread::Error>(())
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod completion;
 mod error;
+#[allow(unsafe_code)]
+mod inline;
 mod ordered;
 mod pool;
 mod spawner;

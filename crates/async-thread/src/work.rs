@@ -1,5 +1,6 @@
 //! Work items: one-shot closures and reusable [`WorkItem`]s that can requeue themselves.
 
+use crate::inline::InlineFn;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,8 +100,20 @@ impl WorkItem {
 
 /// The body of a queued entry.
 pub(crate) enum Job {
+    /// A small closure stored in place (no allocation).
+    Inline(InlineFn),
     Once(Box<dyn FnOnce() + Send>),
     Item(WorkItem),
+}
+
+impl Job {
+    /// A one-shot closure: in place when it is small, else boxed.
+    pub(crate) fn once(f: impl FnOnce() + Send + 'static) -> Self {
+        match InlineFn::new(f) {
+            Ok(inline) => Job::Inline(inline),
+            Err(f) => Job::Once(Box::new(f)),
+        }
+    }
 }
 
 /// A queued entry: its body and the flush colour it was counted under.

@@ -59,7 +59,7 @@ pub(crate) fn queue_and_wait<R: Send + 'static>(
         }
         drop(guard);
     };
-    inner.submit(Job::Once(Box::new(job)), high)?;
+    inner.submit(Job::once(job), high)?;
     done.wait()
 }
 
@@ -100,12 +100,12 @@ impl Workers {
 
     /// Queues a closure on the normal lane.
     pub fn queue(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
-        self.handle.inner.submit(Job::Once(Box::new(f)), false)
+        self.handle.inner.submit(Job::once(f), false)
     }
 
     /// Queues a closure on the high-priority lane, served before normal work.
     pub fn queue_high(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
-        self.handle.inner.submit(Job::Once(Box::new(f)), true)
+        self.handle.inner.submit(Job::once(f), true)
     }
 
     /// Queues a reusable work object; a no-op saying so if it is already pending.

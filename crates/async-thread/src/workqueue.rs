@@ -50,12 +50,12 @@ impl WorkQueue {
 
     /// Queues a closure.
     pub fn queue(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
-        self.inner().submit(Job::Once(Box::new(f)), false)
+        self.inner().submit(Job::once(f), false)
     }
 
     /// Queues a closure ahead of normal work.
     pub fn queue_high(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
-        self.inner().submit(Job::Once(Box::new(f)), true)
+        self.inner().submit(Job::once(f), true)
     }
 
     /// Queues a reusable work object; a no-op saying so if already pending.

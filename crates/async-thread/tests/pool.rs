@@ -585,3 +585,108 @@ fn bad_settings_are_refused() {
         .build();
     assert!(matches!(e, Err(Error::Spawn { .. })));
 }
+
+/// Keeps a worker busy in a plain spin (no blocking hint, so the pool does not see
+/// it as blocked) until dropped: what is queued meanwhile waits in its list and is
+/// taken into its batch at once when the hold ends.
+struct Hold(Arc<AtomicBool>);
+
+impl Hold {
+    fn new(pool: &Workers) -> Self {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = Arc::clone(&flag);
+        pool.queue(move || {
+            while !f.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+        })
+        .unwrap();
+        Self(flag)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The dependency case inside one worker's batch: a waiter and, behind it, the item
+/// it waits for are taken by the worker in one batch; when the waiter blocks, a helper
+/// takes the rest of the batch over (the watchdog is slowed down so it cannot be the
+/// one that saves the day).
+#[test]
+fn batch_behind_a_blocked_item_moves_to_a_helper() {
+    let pool = Workers::builder("batch-dep")
+        .min_threads(1)
+        .max_threads(2)
+        .watchdog_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let hold = Hold::new(&pool);
+    let gate: Completion<u32> = Completion::new();
+    let result: Completion<u32> = Completion::new();
+    let (g, r) = (gate.clone(), result.clone());
+    pool.queue(move || r.complete(g.wait().unwrap() + 1))
+        .unwrap();
+    let g = gate.clone();
+    pool.queue(move || g.complete(41)).unwrap();
+    drop(hold);
+    assert_eq!(result.wait_timeout(Duration::from_secs(10)).unwrap(), 42);
+    assert_eq!(pool.stats().threads_peak, 2);
+    assert_eq!(pool.stats().watchdog_kicks, 0);
+}
+
+/// `flush` counts items a worker already moved into its batch: it returns only after
+/// they ran.
+#[test]
+fn flush_waits_for_a_workers_batch() {
+    let pool = Workers::builder("batch-flush")
+        .min_threads(1)
+        .max_threads(1)
+        .build()
+        .unwrap();
+    let hold = Hold::new(&pool);
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..50 {
+        let ran = Arc::clone(&ran);
+        pool.queue(move || {
+            std::thread::sleep(Duration::from_micros(200));
+            ran.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    drop(hold);
+    // Let the worker take the 50 into its batch and start on them.
+    assert!(eventually(Duration::from_secs(5), || ran
+        .load(Ordering::SeqCst)
+        > 0));
+    pool.flush();
+    assert_eq!(ran.load(Ordering::SeqCst), 50);
+    let s = pool.stats();
+    assert_eq!(s.outstanding, 0);
+    assert_eq!(s.run, 51);
+    assert_eq!(s.queued, 51);
+}
+
+/// A worker stuck in a long item (no blocking hint) with a batch behind it: the
+/// watchdog wakes the idle worker, which robs the batch, so the item behind does not
+/// wait for the long one.
+#[test]
+fn idle_worker_robs_a_stuck_workers_batch() {
+    let pool = Workers::builder("batch-rob")
+        .min_threads(2)
+        .max_threads(2)
+        .build()
+        .unwrap();
+    let hold = Hold::new(&pool);
+    let long = Hold::new(&pool);
+    let done = Completion::new();
+    let d = done.clone();
+    pool.queue(move || d.complete(())).unwrap();
+    drop(hold);
+    let got = done.wait_timeout(Duration::from_secs(5));
+    drop(long);
+    got.unwrap();
+    pool.drain();
+}

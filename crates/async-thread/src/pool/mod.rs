@@ -430,6 +430,12 @@ impl Inner {
         let Task { job, color } = task;
         worker::set_running_color(Some(color));
         let requeue = match job {
+            Job::Inline(f) => {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| f.call())) {
+                    self.record_panic(panic_message(&*p));
+                }
+                None
+            }
             Job::Once(f) => {
                 if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
                     self.record_panic(panic_message(&*p));
