@@ -13,11 +13,11 @@
 //! the worker writes per item (`Hot`) sits on its own cache lines, away from what
 //! producers read and write.
 
-use crate::sync::{lock, Padded};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use crate::sync::{lock_model as lock, Condvar, Mutex, Padded};
 use crate::work::Task;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::Ordering;
 
 /// How often (in items) the worker refreshes its batch-length hint while it runs one.
 const BATCH_HINT_EVERY: usize = 16;
@@ -59,7 +59,6 @@ struct Shared {
 }
 
 /// What the worker writes per item; others only read it now and then.
-#[derive(Default)]
 pub(crate) struct Hot {
     /// Items this slot's worker has started; the watchdog compares it between ticks.
     pub(crate) progress: AtomicU64,
@@ -99,7 +98,10 @@ impl Slot {
             }),
             batch: Padded(Mutex::new(VecDeque::new())),
             high_len: Padded(AtomicUsize::new(0)),
-            hot: Padded(Hot::default()),
+            hot: Padded(Hot {
+                progress: AtomicU64::new(0),
+                run: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -312,7 +314,7 @@ impl Slot {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::work::Job;
@@ -367,5 +369,80 @@ mod tests {
         assert!(s.push(task(1), false).is_err());
         assert_eq!(s.pending(), 0);
         assert!(s.claim());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::work::Job;
+    use loom::sync::Arc;
+
+    fn task(tag: usize) -> Task {
+        Task {
+            job: Job::Once(Box::new(|| ())),
+            color: tag,
+        }
+    }
+
+    /// Model-checks the batch hand-off: a producer appends, the worker pops (moving the
+    /// queue into its batch), a thief steals from batch and queue at once. Whatever the
+    /// interleaving, every task is taken exactly once and the worker sees its own
+    /// tasks in queue order.
+    #[test]
+    fn loom_push_pop_steal_take_each_task_once() {
+        loom::model(|| {
+            let s = Arc::new(Slot::new());
+            assert!(s.claim());
+            assert!(s.push(task(0), false).is_ok());
+            let producer = {
+                let s = Arc::clone(&s);
+                loom::thread::spawn(move || {
+                    for i in 1..3 {
+                        assert!(s.push(task(i), false).is_ok());
+                    }
+                })
+            };
+            let thief = {
+                let s = Arc::clone(&s);
+                loom::thread::spawn(move || s.steal(2).iter().map(|t| t.color).collect::<Vec<_>>())
+            };
+            let mut mine = Vec::new();
+            for _ in 0..2 {
+                if let Some(t) = s.pop() {
+                    mine.push(t.color);
+                }
+            }
+            producer.join().unwrap();
+            let stolen = thief.join().unwrap();
+            while let Some(t) = s.pop() {
+                mine.push(t.color);
+            }
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+            let mut all: Vec<usize> = mine.into_iter().chain(stolen).collect();
+            all.sort_unstable();
+            assert_eq!(all, vec![0, 1, 2]);
+            assert_eq!(s.pending(), 0);
+        });
+    }
+
+    /// A worker retiring (vacate) while a producer pushes: the task is either refused
+    /// (the producer places it elsewhere) or handed back by `vacate`, never lost.
+    #[test]
+    fn loom_vacate_never_loses_a_push() {
+        loom::model(|| {
+            let s = Arc::new(Slot::new());
+            assert!(s.claim());
+            assert!(s.push(task(0), false).is_ok());
+            assert_eq!(s.pop().map(|t| t.color), Some(0));
+            let producer = {
+                let s = Arc::clone(&s);
+                loom::thread::spawn(move || s.push(task(1), false).is_err())
+            };
+            let back = s.vacate();
+            let refused = producer.join().unwrap();
+            assert_eq!(usize::from(refused) + back.len(), 1);
+            assert!(!s.is_live());
+        });
     }
 }

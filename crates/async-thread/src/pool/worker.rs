@@ -1,7 +1,7 @@
 //! The worker loop, stealing, and blocking awareness (`blocking`).
 
 use super::{Inner, Runner};
-use crate::sync::lock;
+use crate::sync::lock_model;
 use crate::work::Task;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
@@ -97,7 +97,7 @@ pub(super) fn run(pool: Arc<Inner>, idx: usize) {
             continue;
         }
         idle_rounds = 0;
-        let mut q = lock(slot.q());
+        let mut q = lock_model(slot.q());
         if q.len() > 0 {
             continue;
         }
