@@ -25,7 +25,11 @@ impl Inflight {
         if let Err(e) = result {
             s.1.get_or_insert(e);
         }
-        self.cv.notify_all();
+        // Only `wait_idle` waits, and only for zero: waking it earlier is a system call
+        // per chunk (a futex wake, whether or not anyone waits) for nothing.
+        if s.0 == 0 {
+            self.cv.notify_all();
+        }
     }
 
     /// Waits until nothing is in flight; returns the first error.
