@@ -17,6 +17,12 @@
 //!   pattern; never hold a lock the worker needs while you wait).
 //! - [`Spawner`]: thread creation that tests can make fail ([`FailingSpawner`]).
 //!
+//! The queue path is built for tiny items: a worker takes its whole list in one lock
+//! and runs it as a batch (still stealable), flush accounting and hot counters never
+//! share a cache line between producers and workers, and a closure of up to three
+//! words is stored in the queued entry instead of a `Box` (the crate's one `unsafe`
+//! module).
+//!
 //! ```
 //! use stack_async_thread::{Workers, Step, WorkItem, Queued};
 //! use std::sync::atomic::{AtomicU32, Ordering};
