@@ -5,14 +5,14 @@
 //! next bios pile up behind it, and merging needs someone who can wait a plug timeout
 //! for a partial run to grow. The submitters pick I/Os strictly one after another (the
 //! issue order) but run up to [`QueueConfig::submitters`] of them at once (`issue.rs`):
-//! one at a time left a disk idle between I/Os and put all page-cache copying on one
-//! core. Completions go to an end-I/O [`Workers`] pool, never run on a submitter.
+//! one at a time leaves a device idle between I/Os. (A buffered regular file gets one
+//! submitter by default: its inode lock serialises the writes anyway.) Completions go to an end-I/O [`Workers`] pool, never run on a submitter.
 
 use crate::bio::Bio;
 use crate::issue::{submitter, InFlight};
 use crate::sched::Sched;
 use crate::stats::{QueueStats, SeqCounter};
-use crate::{Device, Error};
+use crate::{Device, DeviceInfo, DeviceKind, Error};
 use stack_async_thread::Workers;
 use std::fmt;
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
@@ -37,14 +37,22 @@ pub struct QueueConfig {
     /// waiting for that stream to continue before another stream gets it.
     pub anticipate: Duration,
     /// Submitter threads, so at most this many I/Os in flight at once (they are still
-    /// picked in order). 1 issues strictly one I/O after another. The default is the
-    /// machine's parallelism, clamped to 2..=4: enough to keep a disk busy and to spread
-    /// page-cache copying over cores, few enough not to thrash the file's lock.
+    /// picked in order). 1 issues strictly one I/O after another. 0 (the default) lets
+    /// the queue choose for its device with [`default_submitters`].
     pub submitters: usize,
 }
 
-/// The default of [`QueueConfig::submitters`] on this machine.
-pub fn default_submitters() -> usize {
+/// What [`QueueConfig::submitters`] 0 becomes for a device.
+///
+/// One for a regular file without `O_DIRECT`: the kernel holds the file's inode lock
+/// across each buffered write, so a second writer only spins on that lock and burns the
+/// CPU the threads filling the buffers need (measured on tmpfs and ext4: one submitter
+/// beat two). Otherwise the machine's parallelism clamped to 2..=4, so a device (or
+/// direct I/O) has several I/Os in flight and is never idle between two of them.
+pub fn default_submitters(info: &DeviceInfo) -> usize {
+    if info.kind == DeviceKind::File && !info.direct {
+        return 1;
+    }
     std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, MAX_SUBMITTERS)
@@ -62,7 +70,7 @@ impl Default for QueueConfig {
             plug_timeout: Duration::from_millis(2),
             stream_budget_bytes: 32 << 20,
             anticipate: Duration::from_millis(1),
-            submitters: default_submitters(),
+            submitters: 0,
         }
     }
 }
@@ -195,7 +203,7 @@ impl SubmitQueue {
     ///
     /// # Panics
     /// If a submitter thread cannot be started (see [`SubmitQueue::try_new`]) or the
-    /// config has a zero size or count.
+    /// config has a zero size.
     pub fn new(device: Arc<dyn Device>, end_io: Workers, config: QueueConfig) -> Self {
         Self::try_new(device, Arc::new(end_io), config).expect("starting the bio submitter thread")
     }
@@ -205,11 +213,13 @@ impl SubmitQueue {
     pub fn try_new(
         device: Arc<dyn Device>,
         end_io: Arc<dyn EndIo>,
-        config: QueueConfig,
+        mut config: QueueConfig,
     ) -> std::io::Result<Self> {
         assert!(config.max_io_bytes > 0);
         assert!(config.batch_ios > 0);
-        assert!(config.submitters > 0, "a queue needs a submitter");
+        if config.submitters == 0 {
+            config.submitters = default_submitters(&device.info());
+        }
         assert!(
             config.max_in_flight_bytes >= config.max_io_bytes as u64,
             "the in-flight bound must hold one full I/O"

@@ -472,3 +472,27 @@ fn flushes_before(i: u64, t: u64) -> u64 {
         })
         .count() as u64
 }
+
+#[test]
+fn default_submitters_follow_the_device() {
+    let mut info = MemDevice::new(4096).info();
+    assert!(stack_bio::default_submitters(&info) >= 2, "memory: several");
+    info.kind = stack_bio::DeviceKind::File;
+    assert_eq!(
+        stack_bio::default_submitters(&info),
+        1,
+        "a buffered file: its inode lock serialises writes anyway"
+    );
+    info.direct = true;
+    assert!(
+        stack_bio::default_submitters(&info) >= 2,
+        "direct I/O: several"
+    );
+    info.kind = stack_bio::DeviceKind::Block;
+    info.direct = false;
+    assert!(
+        stack_bio::default_submitters(&info) >= 2,
+        "a block device: several"
+    );
+    assert_eq!(QueueConfig::default().submitters, 0, "chosen per device");
+}
