@@ -3,8 +3,8 @@
 //! during a write, and the bad-input table.
 
 mod bad_input;
-mod commit_every;
 mod commands;
+mod commit_every;
 mod damage;
 mod devices;
 pub(crate) mod harness;
