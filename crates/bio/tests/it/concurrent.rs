@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use crate::stamped::{stamp, Stamped, BLOCK_BYTES};
+
 /// What the device saw, in the order it saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
@@ -156,11 +158,13 @@ fn several_in_flight_keep_issue_order_and_land_byte_exact() {
 
 #[test]
 fn overlapping_writes_of_a_stream_reach_the_device_in_order() {
-    const THREADS: u64 = 4;
-    const PER_THREAD: u32 = 300;
-    const SLOTS: u64 = 6;
-    let dev = Probe::new(THREADS * SLOTS * 4096, Duration::from_micros(30));
-    let q = Arc::new(queue(
+    let w = Stamped {
+        threads: 4,
+        per_thread: 300,
+        slots: 6,
+    };
+    let dev = Probe::new(w.device_bytes(), Duration::from_micros(30));
+    let q = queue(
         dev.clone(),
         QueueConfig {
             max_in_flight_bytes: 128 << 10,
@@ -169,32 +173,19 @@ fn overlapping_writes_of_a_stream_reach_the_device_in_order() {
             submitters: 4,
             ..QueueConfig::default()
         },
-    ));
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let q = Arc::clone(&q);
-            s.spawn(move || {
-                for i in 0..PER_THREAD {
-                    let slot = u64::from(i) % SLOTS;
-                    let mut data = vec![0u8; 4096];
-                    data[..8].copy_from_slice(&t.to_le_bytes());
-                    data[8..12].copy_from_slice(&i.to_le_bytes());
-                    q.submit(Bio::write((t * SLOTS + slot) * 4096, data, ok).with_stream(t));
-                }
-            });
-        }
-    });
+    );
+    w.submit(&q, ok);
     q.flush().unwrap();
-    // Each 4 KiB block is overwritten every SLOTS bios: the device must see the
+    // Each 4 KiB block is overwritten every `slots` bios: the device must see the
     // versions of one block in submission order (it may interleave different blocks).
-    let mut last = vec![None::<u32>; (THREADS * SLOTS) as usize];
+    let mut last = vec![None::<u32>; (w.threads * w.slots) as usize];
     for event in dev.log() {
         let Event::WriteIn(offset, data) = event else {
             continue;
         };
-        for (k, block) in data.chunks(4096).enumerate() {
-            let at = (offset / 4096) as usize + k;
-            let i = u32::from_le_bytes(block[8..12].try_into().unwrap());
+        for (k, block) in data.chunks(BLOCK_BYTES).enumerate() {
+            let at = (offset / BLOCK_BYTES as u64) as usize + k;
+            let (_, i) = stamp(block);
             assert!(
                 last[at].is_none_or(|prev| prev < i),
                 "block {at}: version {i} reached the device after {:?}",
@@ -203,17 +194,7 @@ fn overlapping_writes_of_a_stream_reach_the_device_in_order() {
             last[at] = Some(i);
         }
     }
-    let snap = dev.inner.snapshot();
-    for t in 0..THREADS {
-        for slot in 0..SLOTS {
-            let at = ((t * SLOTS + slot) * 4096) as usize;
-            let i = u32::from_le_bytes(snap[at + 8..at + 12].try_into().unwrap());
-            assert!(
-                i >= PER_THREAD - SLOTS as u32,
-                "slot holds the newest write"
-            );
-        }
-    }
+    w.assert_newest(&dev.inner.snapshot());
     let stats = q.stats();
     assert!(stats.in_flight_ios_peak >= 2, "{stats:?}");
     assert!(

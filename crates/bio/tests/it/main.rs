@@ -4,3 +4,4 @@ mod concurrent;
 mod faults;
 mod loopdev;
 mod queue;
+mod stamped;

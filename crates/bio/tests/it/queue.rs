@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::stamped::{stamp, Stamped, BLOCK_BYTES};
+
 /// Logs every write the queue issues, and can slow writes down.
 #[derive(Debug)]
 struct Recorder {
@@ -144,11 +146,13 @@ fn merged_reads_fill_every_buffer() {
 
 #[test]
 fn order_is_kept_within_each_stream_under_many_writers() {
-    const THREADS: u64 = 4;
-    const PER_THREAD: u32 = 400;
-    const SLOTS: u64 = 8;
-    let dev = Recorder::new(THREADS * SLOTS * 4096, Duration::from_micros(20));
-    let q = Arc::new(queue(
+    let w = Stamped {
+        threads: 4,
+        per_thread: 400,
+        slots: 8,
+    };
+    let dev = Recorder::new(w.device_bytes(), Duration::from_micros(20));
+    let q = queue(
         dev.clone(),
         QueueConfig {
             max_in_flight_bytes: 256 << 10,
@@ -158,31 +162,14 @@ fn order_is_kept_within_each_stream_under_many_writers() {
             submitters: 1,
             ..QueueConfig::default()
         },
-    ));
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let q = Arc::clone(&q);
-            s.spawn(move || {
-                for i in 0..PER_THREAD {
-                    // Cyclic overwrites: a reordering would leave an older stamp behind.
-                    let slot = u64::from(i) % SLOTS;
-                    let mut data = vec![0u8; 4096];
-                    data[..8].copy_from_slice(&t.to_le_bytes());
-                    data[8..12].copy_from_slice(&i.to_le_bytes());
-                    q.submit(
-                        Bio::write((t * SLOTS + slot) * 4096, data, |r| r.result.unwrap())
-                            .with_stream(t),
-                    );
-                }
-            });
-        }
-    });
+    );
+    w.submit(&q, |r| r.result.unwrap());
     q.flush().unwrap();
-    let mut last = vec![None::<u32>; THREADS as usize];
+    let mut last = vec![None::<u32>; w.threads as usize];
     for (_, data) in dev.writes.lock().unwrap().iter() {
-        for block in data.chunks(4096) {
-            let t = u64::from_le_bytes(block[..8].try_into().unwrap()) as usize;
-            let i = u32::from_le_bytes(block[8..12].try_into().unwrap());
+        for block in data.chunks(BLOCK_BYTES) {
+            let (t, i) = stamp(block);
+            let t = t as usize;
             assert!(
                 last[t].is_none_or(|prev| prev < i),
                 "stream {t}: bio {i} issued after {last:?}"
@@ -190,19 +177,8 @@ fn order_is_kept_within_each_stream_under_many_writers() {
             last[t] = Some(i);
         }
     }
-    assert!(last.iter().all(|l| *l == Some(PER_THREAD - 1)));
-    let snap = dev.inner.snapshot();
-    for t in 0..THREADS {
-        for slot in 0..SLOTS {
-            let at = ((t * SLOTS + slot) * 4096) as usize;
-            let i = u32::from_le_bytes(snap[at + 8..at + 12].try_into().unwrap());
-            assert_eq!(u64::from(i) % SLOTS, slot);
-            assert!(
-                i >= PER_THREAD - SLOTS as u32,
-                "slot holds the newest write"
-            );
-        }
-    }
+    assert!(last.iter().all(|l| *l == Some(w.per_thread - 1)));
+    w.assert_newest(&dev.inner.snapshot());
 }
 
 #[test]
