@@ -244,6 +244,12 @@ impl WorkersBuilder {
     }
 
     /// Watchdog period (default 10 ms).
+    ///
+    /// It also bounds a latency the queue path trades for throughput: a producer wakes
+    /// an idle worker to take work from a busy one only when a few items (4) wait
+    /// behind it, so up to 3 items queued behind a long CPU-bound item that never
+    /// calls [`blocking`](crate::blocking) may wait up to one period for the watchdog
+    /// to hand them over. Items that block in this crate's waits are not affected.
     pub fn watchdog_interval(mut self, interval: Duration) -> Self {
         self.cfg.watchdog_interval = interval;
         self
