@@ -21,6 +21,26 @@ pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_millis(10);
 /// Grace before the rescuer runs work no worker could be created for (cmwq's 10 ms).
 pub const RESCUE_GRACE: Duration = Duration::from_millis(10);
 
+impl Config {
+    /// A [`Workers`] pool's defaults; [`WorkQueue`](crate::WorkQueue) starts from
+    /// these too and changes what makes it a workqueue.
+    pub(crate) fn with_defaults(name: String) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Config {
+            name,
+            min_threads: 1,
+            max_threads: (2 * cores).clamp(4, crate::pool::MAX_THREADS),
+            busy_threshold: DEFAULT_BUSY_THRESHOLD,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            stack_size_bytes: None,
+            spawner: Arc::new(ThreadSpawner),
+            rescuer: false,
+            watchdog_interval: DEFAULT_WATCHDOG_INTERVAL,
+            rescue_grace: RESCUE_GRACE,
+        }
+    }
+}
+
 /// Owns the pool: the last handle dropped shuts it down (workers keep only `Inner`).
 pub(crate) struct Handle {
     pub(crate) inner: Arc<Inner>,
@@ -183,20 +203,8 @@ pub struct WorkersBuilder {
 
 impl WorkersBuilder {
     fn new(name: String) -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Self {
-            cfg: Config {
-                name,
-                min_threads: 1,
-                max_threads: (2 * cores).clamp(4, crate::pool::MAX_THREADS),
-                busy_threshold: DEFAULT_BUSY_THRESHOLD,
-                idle_timeout: DEFAULT_IDLE_TIMEOUT,
-                stack_size_bytes: None,
-                spawner: Arc::new(ThreadSpawner),
-                rescuer: false,
-                watchdog_interval: DEFAULT_WATCHDOG_INTERVAL,
-                rescue_grace: RESCUE_GRACE,
-            },
+            cfg: Config::with_defaults(name),
         }
     }
 

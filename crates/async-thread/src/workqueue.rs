@@ -2,13 +2,10 @@
 
 use crate::error::Result;
 use crate::pool::{Config, Inner};
-use crate::spawner::{Spawner, ThreadSpawner};
+use crate::spawner::Spawner;
 use crate::stats::Stats;
 use crate::work::{Job, Queued, WorkItem};
-use crate::workers::{
-    queue_and_wait, queue_work, Handle, DEFAULT_IDLE_TIMEOUT, DEFAULT_WATCHDOG_INTERVAL,
-    RESCUE_GRACE,
-};
+use crate::workers::{queue_and_wait, queue_work, Handle};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,18 +101,13 @@ impl WorkQueueBuilder {
     fn new(name: String) -> Self {
         Self {
             cfg: Config {
-                name,
                 min_threads: 0,
                 max_threads: DEFAULT_MAX_ACTIVE,
                 // One pending item makes a worker busy: the next item gets another
                 // worker, as cmwq starts one when none is idle.
                 busy_threshold: 1,
-                idle_timeout: DEFAULT_IDLE_TIMEOUT,
-                stack_size_bytes: None,
-                spawner: Arc::new(ThreadSpawner),
                 rescuer: true,
-                watchdog_interval: DEFAULT_WATCHDOG_INTERVAL,
-                rescue_grace: RESCUE_GRACE,
+                ..Config::with_defaults(name)
             },
         }
     }
