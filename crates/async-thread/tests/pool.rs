@@ -18,6 +18,26 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Queues `count` items through `queue`; each sleeps `nap` (if any), then counts itself
+/// in the returned counter.
+fn queue_counted(
+    count: usize,
+    nap: Duration,
+    mut queue: impl FnMut(Box<dyn FnOnce() + Send>),
+) -> Arc<AtomicUsize> {
+    let n = Arc::new(AtomicUsize::new(0));
+    for _ in 0..count {
+        let n = Arc::clone(&n);
+        queue(Box::new(move || {
+            if !nap.is_zero() {
+                std::thread::sleep(nap);
+            }
+            n.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    n
+}
+
 /// Several producers, a million tiny items (in release): each runs exactly once.
 #[test]
 fn stress_every_item_runs_exactly_once() {
@@ -151,14 +171,7 @@ fn rescuer_runs_work_when_spawning_fails() {
         .spawner(spawner.clone())
         .build()
         .unwrap();
-    let n = Arc::new(AtomicUsize::new(0));
-    for _ in 0..50 {
-        let n = Arc::clone(&n);
-        wq.queue(move || {
-            n.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap();
-    }
+    let n = queue_counted(50, Duration::ZERO, |f| wq.queue(f).unwrap());
     let start = Instant::now();
     assert_eq!(wq.queue_and_wait(|| 99).unwrap(), 99);
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -191,14 +204,7 @@ fn shutdown_runs_orphans_when_no_thread_can_start() {
         .spawner(spawner)
         .build()
         .unwrap();
-    let n = Arc::new(AtomicUsize::new(0));
-    for _ in 0..10 {
-        let n = Arc::clone(&n);
-        pool.queue(move || {
-            n.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap();
-    }
+    let n = queue_counted(10, Duration::ZERO, |f| pool.queue(f).unwrap());
     assert_eq!(pool.stats().orphaned, 10);
     pool.shutdown();
     assert_eq!(n.load(Ordering::SeqCst), 10);
@@ -322,15 +328,7 @@ fn shutdown_runs_pending_work() {
         .max_threads(2)
         .build()
         .unwrap();
-    let n = Arc::new(AtomicUsize::new(0));
-    for _ in 0..500 {
-        let n = Arc::clone(&n);
-        pool.queue(move || {
-            std::thread::sleep(Duration::from_micros(50));
-            n.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap();
-    }
+    let n = queue_counted(500, Duration::from_micros(50), |f| pool.queue(f).unwrap());
     pool.shutdown();
     assert_eq!(n.load(Ordering::SeqCst), 500);
     assert!(matches!(pool.queue(|| {}), Err(Error::ShutDown { .. })));
@@ -510,16 +508,8 @@ fn flush_waits_for_earlier_items_only() {
         .max_threads(4)
         .build()
         .unwrap();
-    let n = Arc::new(AtomicUsize::new(0));
     // 20 x 10 ms on at most 4 workers: the flush below still waits after 50 ms.
-    for _ in 0..20 {
-        let n = Arc::clone(&n);
-        pool.queue(move || {
-            std::thread::sleep(Duration::from_millis(10));
-            n.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap();
-    }
+    let n = queue_counted(20, Duration::from_millis(10), |f| pool.queue(f).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let long_done = Arc::new(AtomicBool::new(false));
     let p = pool.clone();
@@ -647,15 +637,7 @@ fn flush_waits_for_a_workers_batch() {
         .build()
         .unwrap();
     let hold = Hold::new(&pool);
-    let ran = Arc::new(AtomicUsize::new(0));
-    for _ in 0..50 {
-        let ran = Arc::clone(&ran);
-        pool.queue(move || {
-            std::thread::sleep(Duration::from_micros(200));
-            ran.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap();
-    }
+    let ran = queue_counted(50, Duration::from_micros(200), |f| pool.queue(f).unwrap());
     drop(hold);
     // Let the worker take the 50 into its batch and start on them.
     assert!(eventually(Duration::from_secs(5), || ran
