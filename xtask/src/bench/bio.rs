@@ -1,7 +1,9 @@
 //! Benchmark group `bio`: the submission queue against plain concurrent `pwrite`.
 //!
-//! Cases: a file on `/dev/shm` and a file on disk (under the target dir), 4 and 16
-//! writer threads, two workloads. `one-stream`: the threads share one sequential
+//! Cases: a file on `/dev/shm`, a file on disk (under the target dir) written through
+//! the page cache, and the same disk file with `O_DIRECT` on both sides (`disk-direct`:
+//! every I/O reaches the device as issued, so the I/O sizes and order the queue makes
+//! are what the disk sees); 4 and 16 writer threads, two workloads. `one-stream`: the threads share one sequential
 //! stream; each takes the next 64 KiB bio, checksums it (crc32c) and writes it, so they
 //! finish out of order; ours hands the bios to the queue in stream order through
 //! `async-thread` ordered work, as the write pipeline does. `many-streams`: each thread
@@ -14,12 +16,13 @@
 //! (ours >= 0.9) and the mean I/O size (ours >= 512 KiB). For the peer the same counters
 //! come from the order in which its `pwrite`s were issued.
 
-use super::frame::{median, results_dir, speedup, Row, Sense};
+use super::frame::{median, results_dir, round_spread, speedup, Row, Sense};
 use super::Ctx;
 use anyhow::{Context, Result};
 use stack_async_thread::Workers;
 use stack_bio::{
-    Bio, BufferPool, Device, FileDevice, OpenOptions, QueueConfig, SeqCounter, SubmitQueue,
+    AlignedBuf, Bio, BufferPool, Device, FileDevice, OpenOptions, QueueConfig, SeqCounter,
+    SubmitQueue,
 };
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -54,7 +57,7 @@ impl Workload {
 
 pub fn run(ctx: &mut Ctx) -> Result<()> {
     let total_bytes: u64 = if ctx.quick { 64 << 20 } else { 256 << 20 };
-    let mut places: Vec<(&str, PathBuf)> = Vec::new();
+    let mut places: Vec<(&str, PathBuf, bool)> = Vec::new();
     if Path::new("/dev/shm").is_dir() {
         places.push((
             "shm",
@@ -62,17 +65,17 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 "/dev/shm/stack-bio-bench-{}.img",
                 std::process::id()
             )),
+            false,
         ));
     } else {
         eprintln!("  /dev/shm is missing: the shm cases are skipped");
     }
     let dir = results_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    places.push((
-        "disk",
-        dir.join(format!("bio-bench-{}.img", std::process::id())),
-    ));
-    for (place, path) in &places {
+    let disk = dir.join(format!("bio-bench-{}.img", std::process::id()));
+    places.push(("disk", disk.clone(), false));
+    places.push(("disk-direct", disk, true));
+    for &(place, ref path, direct) in &places {
         let _cleanup = RemoveOnDrop(path.clone());
         for threads in [4usize, 16] {
             for workload in [Workload::OneStream, Workload::ManyStreams] {
@@ -82,11 +85,11 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 for round in 0..ctx.runs() {
                     // Alternate who goes first so neither always runs on a warm machine.
                     if round % 2 == 0 {
-                        ours.push(run_ours(path, total_bytes, threads, workload)?);
-                        peer.push(run_peer(path, total_bytes, threads, workload)?);
+                        ours.push(run_ours(path, direct, total_bytes, threads, workload)?);
+                        peer.push(run_peer(path, direct, total_bytes, threads, workload)?);
                     } else {
-                        peer.push(run_peer(path, total_bytes, threads, workload)?);
-                        ours.push(run_ours(path, total_bytes, threads, workload)?);
+                        peer.push(run_peer(path, direct, total_bytes, threads, workload)?);
+                        ours.push(run_ours(path, direct, total_bytes, threads, workload)?);
                     }
                 }
                 record(ctx, &case, &ours, &peer);
@@ -100,6 +103,7 @@ fn record(ctx: &mut Ctx, case: &str, ours: &[Sample], peer: &[Sample]) {
     let med =
         |s: &[Sample], f: fn(&Sample) -> f64| median(&mut s.iter().map(f).collect::<Vec<_>>());
     let (o_tp, p_tp) = (med(ours, |s| s.gb_per_s), med(peer, |s| s.gb_per_s));
+    let per_run = |s: &[Sample]| s.iter().map(|s| s.gb_per_s).collect::<Vec<_>>();
     ctx.record(
         case,
         "GB/s",
@@ -108,7 +112,16 @@ fn record(ctx: &mut Ctx, case: &str, ours: &[Sample], peer: &[Sample]) {
         "concurrent pwrite",
         p_tp,
         Some(1.0),
-        "",
+        &format!(
+            "median of {}; {}",
+            ours.len(),
+            round_spread(
+                Sense::HigherIsBetter,
+                &per_run(ours),
+                &per_run(peer),
+                Some(1.0)
+            )
+        ),
     );
     let (o_seq, p_seq) = (
         med(ours, |s| s.sequential_share),
@@ -186,17 +199,24 @@ fn bio_offset(workload: Workload, total_bios: u64, threads: usize, thread: usize
     }
 }
 
-fn open_fresh(path: &Path, total_bytes: u64) -> Result<FileDevice> {
+fn open_fresh(path: &Path, direct: bool, total_bytes: u64) -> Result<FileDevice> {
     let _ = std::fs::remove_file(path);
     let opts = OpenOptions {
+        direct,
         create_size_bytes: Some(total_bytes),
         ..OpenOptions::default()
     };
     FileDevice::open(path, &opts).with_context(|| format!("opening {}", path.display()))
 }
 
-fn run_ours(path: &Path, total_bytes: u64, threads: usize, workload: Workload) -> Result<Sample> {
-    let device: Arc<dyn Device> = Arc::new(open_fresh(path, total_bytes)?);
+fn run_ours(
+    path: &Path,
+    direct: bool,
+    total_bytes: u64,
+    threads: usize,
+    workload: Workload,
+) -> Result<Sample> {
+    let device: Arc<dyn Device> = Arc::new(open_fresh(path, direct, total_bytes)?);
     let total_bios = total_bytes / BIO_BYTES as u64;
     // 16 MiB in flight: the memory a pipeline would give one device.
     let config = QueueConfig {
@@ -291,8 +311,14 @@ fn run_ours(path: &Path, total_bytes: u64, threads: usize, workload: Workload) -
     })
 }
 
-fn run_peer(path: &Path, total_bytes: u64, threads: usize, workload: Workload) -> Result<Sample> {
-    let device = open_fresh(path, total_bytes)?;
+fn run_peer(
+    path: &Path,
+    direct: bool,
+    total_bytes: u64,
+    threads: usize,
+    workload: Workload,
+) -> Result<Sample> {
+    let device = open_fresh(path, direct, total_bytes)?;
     let file = device.file();
     let total_bios = total_bytes / BIO_BYTES as u64;
     let issued: Vec<AtomicU64> = (0..total_bios).map(|_| AtomicU64::new(u64::MAX)).collect();
@@ -306,7 +332,9 @@ fn run_peer(path: &Path, total_bytes: u64, threads: usize, workload: Workload) -
             .map(|t| {
                 let (issued, ticket, next, ready) = (&issued, &ticket, &next, &ready);
                 s.spawn(move || -> std::io::Result<u64> {
-                    let mut buf = vec![1u8; BIO_BYTES];
+                    // Aligned, as `O_DIRECT` needs; the same kind of buffer either way.
+                    let mut buf = AlignedBuf::new(BIO_BYTES, 4096);
+                    buf.fill(1);
                     ready.wait();
                     let mut sums = 0u64;
                     let mut k_own = 0u64;

@@ -176,6 +176,30 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// `ours / peer` for throughput, `peer / ours` for costs.
+/// The per-round speedups of sides run alternately, as "rounds: lo-hi, k of n >= t".
+///
+/// `ours[i]` and `peer[i]` ran in the same round, next to each other; their ratio cancels
+/// the machine's slow swings that a ratio of the two medians keeps, so the range shows
+/// whether a target sits inside the noise. Empty when the sides have different counts.
+pub fn round_spread(sense: Sense, ours: &[f64], peer: &[f64], target: Option<f64>) -> String {
+    if ours.len() != peer.len() || ours.is_empty() {
+        return String::new();
+    }
+    let ratios: Vec<f64> = ours
+        .iter()
+        .zip(peer)
+        .map(|(&o, &p)| speedup(sense, o, p))
+        .collect();
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut text = format!("rounds {lo:.2}-{hi:.2}");
+    if let Some(t) = target {
+        let met = ratios.iter().filter(|&&r| r >= t).count();
+        text.push_str(&format!(", {met} of {} >= {t}", ratios.len()));
+    }
+    text
+}
+
 pub fn speedup(sense: Sense, ours: f64, peer: f64) -> f64 {
     let (num, den) = match sense {
         Sense::HigherIsBetter => (ours, peer),
@@ -264,6 +288,23 @@ mod tests {
         assert_eq!(speedup(Sense::HigherIsBetter, 2.0, 1.0), 2.0);
         assert_eq!(speedup(Sense::LowerIsBetter, 1.0, 2.0), 2.0);
         assert_eq!(speedup(Sense::LowerIsBetter, 0.0, 0.0), 1.0);
+    }
+
+    #[test]
+    fn round_spread_pairs_rounds() {
+        // Wall times (lower is better): round speedups 2.0, 0.5, 1.0.
+        let text = round_spread(
+            Sense::LowerIsBetter,
+            &[1.0, 4.0, 3.0],
+            &[2.0, 2.0, 3.0],
+            Some(1.0),
+        );
+        assert_eq!(text, "rounds 0.50-2.00, 2 of 3 >= 1");
+        assert_eq!(
+            round_spread(Sense::HigherIsBetter, &[1.0], &[2.0], None),
+            "rounds 0.50-0.50"
+        );
+        assert_eq!(round_spread(Sense::HigherIsBetter, &[1.0], &[], None), "");
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub fn memory(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
             fresh(&vol)?;
             let stats = |m: Measured| Stats {
                 wall_s: m.wall_s,
+                walls_s: vec![m.wall_s],
                 cpu_s: m.cpu_s,
                 maxrss_kib: m.maxrss_kib,
                 rss_floor_kib: m.rss_floor_kib,

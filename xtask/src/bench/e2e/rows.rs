@@ -2,7 +2,7 @@
 
 use super::proc::Measured;
 use super::setup::{GIB, MIB};
-use crate::bench::frame::median;
+use crate::bench::frame::{median, round_spread};
 use crate::bench::{Ctx, Row, Sense};
 use anyhow::Result;
 use std::path::Path;
@@ -12,9 +12,11 @@ use std::process::Command;
 pub type Res = std::result::Result<Stats, String>;
 
 /// Medians of wall and CPU time over the runs, and the largest peak RSS.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Stats {
     pub wall_s: f64,
+    /// Every run's wall time, in round order (rounds pair the sides of a case).
+    pub walls_s: Vec<f64>,
     pub cpu_s: f64,
     pub maxrss_kib: u64,
     /// The largest floor under `maxrss_kib` (the spawner's own RSS).
@@ -71,6 +73,7 @@ pub fn alternate(runs: usize, sides: &mut [Side<'_>]) -> Vec<Res> {
             let maxrss_kib = m.iter().map(|x| x.maxrss_kib).max().unwrap_or(0);
             let rss_floor_kib = m.iter().map(|x| x.rss_floor_kib).max().unwrap_or(0);
             Ok(Stats {
+                walls_s: wall.clone(),
                 wall_s: median(&mut wall),
                 cpu_s: median(&mut cpu),
                 maxrss_kib,
@@ -127,7 +130,12 @@ pub fn speed_row(
 ) {
     match (ours, theirs) {
         (Ok(o), Ok(p)) => {
-            let note = format!("{} MiB; {}{note}", bytes / MIB, detail(o, p, ctx.runs()));
+            let rounds = round_spread(Sense::LowerIsBetter, &o.walls_s, &p.walls_s, Some(target));
+            let note = format!(
+                "{} MiB; {}; {rounds}{note}",
+                bytes / MIB,
+                detail(o, p, ctx.runs())
+            );
             ctx.record(
                 case,
                 "GiB/s",
