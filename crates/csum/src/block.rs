@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::crc_block::BlockCrc;
 use crate::plain::{fold32, mix64};
 use crate::{xxh3, Algorithm, Error};
 use std::fmt;
@@ -113,7 +114,9 @@ impl BlockCsum {
             "BlockCsum::block takes exactly one block"
         );
         let raw = match self.algorithm {
-            Algorithm::Crc32c => u64::from(crc32c::crc32c(data)),
+            Algorithm::Crc32c => {
+                u64::from(BlockCrc::for_block_len(self.block_size_bytes).crc(data))
+            }
             Algorithm::Xxh3 => xxh3::xxh3_64_with_seed(data, 0),
             Algorithm::Xxh64 => xxhash_rust::xxh64::xxh64(data, 0),
         };
@@ -144,7 +147,9 @@ impl BlockCsum {
         self.check_shape(first_addr, buf, out.len())?;
         match self.algorithm {
             Algorithm::Crc32c => {
-                self.compute_with(first_addr, buf, out, |d| u64::from(crc32c::crc32c(d)))
+                // Pick the CRC path once per batch, not once per block.
+                let crc = BlockCrc::for_block_len(self.block_size_bytes);
+                self.compute_with(first_addr, buf, out, |d| u64::from(crc.crc(d)))
             }
             Algorithm::Xxh3 => {
                 // Pick the XXH3 backend once per batch, not once per block.
@@ -170,9 +175,12 @@ impl BlockCsum {
     ) -> Result<usize, Error> {
         self.check_shape(first_addr, buf, expected.len())?;
         let bad = match self.algorithm {
-            Algorithm::Crc32c => self.verify_with(first_addr, buf, expected, mismatches, |d| {
-                u64::from(crc32c::crc32c(d))
-            }),
+            Algorithm::Crc32c => {
+                let crc = BlockCrc::for_block_len(self.block_size_bytes);
+                self.verify_with(first_addr, buf, expected, mismatches, |d| {
+                    u64::from(crc.crc(d))
+                })
+            }
             Algorithm::Xxh3 => {
                 let backend = xxh3::Backend::get();
                 self.verify_with(first_addr, buf, expected, mismatches, |d| {

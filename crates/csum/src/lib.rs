@@ -73,13 +73,18 @@
 //! - [`checksum`]: plain seeded checksums.
 //! - [`xxh3_64_with_seed`]: XXH3 with a runtime-dispatched AVX2 path.
 //!
+//! CRC-32C of a block runs as three interleaved streams over the whole block (SSE4.2,
+//! detected at run time; the `crc32c` crate otherwise), bit for bit the crate's result.
+//!
 //! The crate does no I/O, does not allocate on its hot path, and keeps its only
-//! `unsafe` code (the AVX2 loop) in one module.
+//! `unsafe` code in two small modules: the AVX2 loop of XXH3 and the SSE4.2 loop of
+//! CRC-32C.
 
 #![deny(unsafe_code)]
 
 mod algorithm;
 mod block;
+mod crc_block;
 mod error;
 mod plain;
 #[cfg(test)]

@@ -37,6 +37,17 @@ fn salt_key_model_matches() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
+    /// The three-stream CRC-32C of a whole block is the `crc32c` crate's, bit for bit,
+    /// for every block size a volume may have and any bytes.
+    #[test]
+    fn block_crc_matches_the_crate(
+        data in prop::sample::select(vec![512usize, 1024, 2048, 4096, 8192, 16384, 32768, 65536])
+            .prop_flat_map(|len| prop::collection::vec(any::<u8>(), len)),
+    ) {
+        let path = crate::crc_block::BlockCrc::for_block_len(data.len());
+        prop_assert_eq!(path.crc(&data), crc32c::crc32c(&data));
+    }
+
     /// Any single flipped bit anywhere in a block changes its checksum.
     #[test]
     fn single_bit_flip_is_caught(
