@@ -42,6 +42,7 @@ pub use format::ObjectKind;
 pub use options::{
     uuid_string, DamageFn, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, Progress,
     ProgressFn, VerifyOptions, VolumeInfo, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES,
+    DEFAULT_COMMIT_INTERVAL,
 };
 pub use report::{
     Cause, DamagedRange, MetadataDamage, SuperblockState, VerifyReport, MAX_LISTED_RANGES,

@@ -19,7 +19,7 @@ fn commit_every_sets_how_often_a_write_commits() {
         "--seed",
         "1",
     ];
-    // The default interval (64 MiB) is longer than the write: only the final commit.
+    // The default interval (1 GiB or 5 s) is longer than the write: only the final commit.
     let doc = s.json(0, &[&pattern[..], &["--name", "default"]].concat());
     assert_eq!(commits(&doc), 1, "{doc}");
     // 1 MiB: a commit after every MiB, then the final one.

@@ -252,6 +252,11 @@ impl Soak {
             }
             Op::Remove { name } => args.extend(["rm", VOLUME, name].map(String::from)),
         }
+        if matches!(op, Op::Write { .. }) {
+            // Several commits inside a big write (the default interval is longer than
+            // these writes take), so kills land between them.
+            args.extend(["--commit-every", "16M"].map(String::from));
+        }
         args.extend(["--progress", "none"].map(String::from));
         args
     }

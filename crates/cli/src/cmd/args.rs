@@ -149,10 +149,10 @@ pub struct WriteArgs {
     /// Replace an object of the same name (default: refuse).
     #[arg(long)]
     pub replace: bool,
-    /// Commit at least every SIZE bytes (and every 30 s): a crash or Ctrl-C keeps the
+    /// Commit at least every SIZE bytes (and every 5 s): a crash or Ctrl-C keeps the
     /// data up to the last commit, and `--resume` continues from there. Larger is
     /// faster (each commit drains the pipeline and flushes the device twice).
-    /// Default 64M.
+    /// Default 1G.
     #[arg(long, value_name = "SIZE", value_parser = commit_every_arg)]
     pub commit_every: Option<u64>,
     /// Use O_DIRECT.

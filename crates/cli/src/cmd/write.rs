@@ -53,6 +53,7 @@ pub fn write_options(
         progress: phase.callback(),
         cancel: Some(Arc::clone(&ctx.cancel)),
         commit_every_bytes: commit_every_bytes.unwrap_or(DEFAULT_COMMIT_EVERY_BYTES),
+        ..WriteOptions::default()
     };
     (opts, phase)
 }

@@ -41,8 +41,6 @@ pub use write::Source;
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Buffers a pipeline may have out at once: bounds its memory whatever the object size.
 pub const POOL_BUFFERS: usize = 16;
-/// Commit at least this often during a long write, whatever the byte interval.
-pub const COMMIT_INTERVAL_SECS: u64 = 30;
 
 const _: () = assert!(CHUNK_BYTES >= 64 * 1024);
 const _: () = assert!(CHUNK_BYTES % crate::format::MAX_BLOCK_BYTES as usize == 0);

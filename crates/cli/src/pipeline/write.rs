@@ -5,14 +5,14 @@ use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use stack_alloc::Extent;
 use stack_bio::BufferPool;
 
 use super::glue::{Allocs, IoQueue};
 use super::ticket::{ChunkTicket, Inflight};
-use super::{CHUNK_BYTES, COMMIT_INTERVAL_SECS, POOL_BUFFERS};
+use super::{CHUNK_BYTES, POOL_BUFFERS};
 use crate::format::{ObjectKind, ObjectRecord, ObjectTable, Run, MAX_RUN_BYTES};
 use crate::options::{cancelled, Progress, WriteOptions, WriteReport};
 use crate::pattern::{fill_blocks, PatternHeader};
@@ -404,7 +404,7 @@ impl Writer<'_> {
 
     fn maybe_checkpoint(&mut self) -> Result<(), Error> {
         let due = self.since_commit_bytes >= self.opts.commit_every_bytes
-            || self.last_commit.elapsed() >= Duration::from_secs(COMMIT_INTERVAL_SECS);
+            || self.last_commit.elapsed() >= self.opts.commit_interval;
         if due && self.since_commit_bytes > 0 {
             self.commit(false)?;
         }

@@ -208,8 +208,34 @@ fn runs_between_commits_are_contiguous_and_so_are_their_checksum_streams() {
 }
 
 #[test]
+fn commit_interval_commits_between_runs_whatever_the_byte_interval() {
+    let dev = mem(48 << 20);
+    let mut vol = Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap();
+    // A byte interval far beyond the write: only the final commit.
+    let report = vol
+        .write_pattern("slow-clock", 20 << 20, 5, &WriteOptions::default())
+        .unwrap();
+    assert_eq!(report.commits, 1, "{report:?}");
+    // The time interval already passed at every run boundary: a commit after each run
+    // (runs are at most 8 MiB), and the object as a whole is the same.
+    let opts = WriteOptions {
+        commit_interval: std::time::Duration::ZERO,
+        ..WriteOptions::default()
+    };
+    let report = vol.write_pattern("fast-clock", 20 << 20, 5, &opts).unwrap();
+    assert!(report.complete);
+    assert!(report.commits >= 3, "{report:?}");
+    assert_eq!(report.size_bytes, 20 << 20);
+    assert_clean(&vol);
+    drop(vol);
+    let vol = Volume::open_device(dev, &OpenOptions::default()).unwrap();
+    assert_eq!(vol.find("fast-clock").unwrap().size_bytes, 20 << 20);
+    assert_clean(&vol);
+}
+
+#[test]
 fn fill_with_short_commit_intervals_leaves_no_checksum_area_behind() {
-    for commit_every_bytes in [64 << 10, 1 << 20, 64 << 20] {
+    for commit_every_bytes in [64 << 10, 1 << 20, 64 << 20, 1 << 30] {
         let dev = mem(24 << 20);
         let mut vol = Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap();
         let free_before = vol.free_bytes();
