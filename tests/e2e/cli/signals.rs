@@ -1,6 +1,7 @@
 //! Ctrl-C during a write: SIGINT to the child stops it cleanly, exit status 130; what
 //! was committed stays (an incomplete object), the rest is not visible, verify is clean,
-//! and an interrupted pattern write can be resumed.
+//! and an interrupted pattern write can be resumed. Ctrl-C during a verify stops it with
+//! status 130 and a report of what it checked, and changes nothing.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -122,4 +123,67 @@ fn sigint_during_a_pattern_write_then_resume() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn sigint_during_verify_stops_it_and_reports_what_was_checked() {
+    let s = Scratch::new();
+    s.volume("v.img", "300MiB");
+    let size = 256u64 << 20;
+    let doc = s.json(
+        0,
+        &[
+            "write",
+            "v.img",
+            "--pattern",
+            "--size",
+            "256MiB",
+            "--seed",
+            "5",
+            "--name",
+            "p",
+        ],
+    );
+    assert_eq!(doc["objects"][0]["size_bytes"], size);
+    // `--direct` reads from the disk, so the verify lasts long after its first progress
+    // event (256 MiB; the disk reads at most a few GiB/s even from the host's cache).
+    let mut child = s
+        .command(&[
+            "--json",
+            "--progress",
+            "json",
+            "verify",
+            "--direct",
+            "v.img",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning stackctl");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines.next().expect("a progress event").unwrap();
+    assert!(first.contains("\"progress\""), "{first}");
+    // SAFETY: `kill` has no memory effects; the pid is our own child, not yet reaped.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{rest:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["command"], "verify");
+    assert_eq!(doc["exit_status"], 130);
+    assert_eq!(doc["interrupted"], true, "{doc}");
+    assert_eq!(
+        doc["clean"], false,
+        "an interrupted verify is not a clean one: {doc}"
+    );
+    assert_eq!(doc["damaged"].as_array().unwrap().len(), 0, "{doc}");
+    let checked = doc["bytes_verified"].as_u64().unwrap();
+    assert!(checked < size, "checked {checked} of {size}: {doc}");
+
+    // Nothing changed: a whole verify afterwards checks everything, clean.
+    let doc = s.json(0, &["verify", "v.img"]);
+    assert_eq!(doc["clean"], true);
+    assert_eq!(doc["bytes_verified"], size);
 }
