@@ -4,17 +4,34 @@
 //! status 130 and a report of what it checked, and changes nothing.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use super::harness::{bytes, Run, Scratch};
 
 fn sigint(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("running kill");
-    assert!(status.success());
+    let pid = libc::pid_t::try_from(pid).expect("a pid");
+    // SAFETY: `kill` has no memory effects; the pid is our own child, not yet reaped.
+    let sent = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+/// Runs `stackctl --json --progress json ARGS`, sends SIGINT at its first progress event
+/// (the work is under way), and returns the later stderr lines and the output.
+fn interrupted_at_first_progress(s: &Scratch, args: &[&str]) -> (Vec<String>, Output) {
+    let mut child = s
+        .command(&[&["--json", "--progress", "json"], args].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning stackctl");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines.next().expect("a progress event").unwrap();
+    assert!(first.contains("\"progress\""), "{first}");
+    sigint(child.id());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    (rest, child.wait_with_output().unwrap())
 }
 
 #[test]
@@ -66,11 +83,9 @@ fn sigint_during_a_stdin_write_commits_what_was_written() {
 fn sigint_during_a_pattern_write_then_resume() {
     let s = Scratch::new();
     s.volume("v.img", "64MiB");
-    let mut child = s
-        .command(&[
-            "--json",
-            "--progress",
-            "json",
+    let (rest, output) = interrupted_at_first_progress(
+        &s,
+        &[
             "write",
             "v.img",
             "--pattern",
@@ -80,19 +95,8 @@ fn sigint_during_a_pattern_write_then_resume() {
             "3",
             "--name",
             "p",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning stackctl");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    // The first progress event says the write is under way: interrupt it then.
-    let first = lines.next().expect("a progress event").unwrap();
-    assert!(first.contains("\"progress\""), "{first}");
-    sigint(child.id());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let output = child.wait_with_output().unwrap();
+        ],
+    );
     assert_eq!(output.status.code(), Some(130), "{rest:?}");
     // --json: the error document says what happened and the status.
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -147,28 +151,7 @@ fn sigint_during_verify_stops_it_and_reports_what_was_checked() {
     assert_eq!(doc["objects"][0]["size_bytes"], size);
     // `--direct` reads from the disk, so the verify lasts long after its first progress
     // event (256 MiB; the disk reads at most a few GiB/s even from the host's cache).
-    let mut child = s
-        .command(&[
-            "--json",
-            "--progress",
-            "json",
-            "verify",
-            "--direct",
-            "v.img",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning stackctl");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let first = lines.next().expect("a progress event").unwrap();
-    assert!(first.contains("\"progress\""), "{first}");
-    // SAFETY: `kill` has no memory effects; the pid is our own child, not yet reaped.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let output = child.wait_with_output().unwrap();
+    let (rest, output) = interrupted_at_first_progress(&s, &["verify", "--direct", "v.img"]);
     assert_eq!(output.status.code(), Some(130), "{rest:?}");
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(doc["command"], "verify");

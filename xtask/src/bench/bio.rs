@@ -80,16 +80,23 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         for threads in [4usize, 16] {
             for workload in [Workload::OneStream, Workload::ManyStreams] {
                 let case = format!("{place} {} t{threads}", workload.name());
+                let case_run = Case {
+                    path,
+                    direct,
+                    total_bytes,
+                    threads,
+                    workload,
+                };
                 let mut ours = Vec::new();
                 let mut peer = Vec::new();
                 for round in 0..ctx.runs() {
                     // Alternate who goes first so neither always runs on a warm machine.
                     if round % 2 == 0 {
-                        ours.push(run_ours(path, direct, total_bytes, threads, workload)?);
-                        peer.push(run_peer(path, direct, total_bytes, threads, workload)?);
+                        ours.push(run_ours(case_run)?);
+                        peer.push(run_peer(case_run)?);
                     } else {
-                        peer.push(run_peer(path, direct, total_bytes, threads, workload)?);
-                        ours.push(run_ours(path, direct, total_bytes, threads, workload)?);
+                        peer.push(run_peer(case_run)?);
+                        ours.push(run_ours(case_run)?);
                     }
                 }
                 record(ctx, &case, &ours, &peer);
@@ -209,13 +216,24 @@ fn open_fresh(path: &Path, direct: bool, total_bytes: u64) -> Result<FileDevice>
     FileDevice::open(path, &opts).with_context(|| format!("opening {}", path.display()))
 }
 
-fn run_ours(
-    path: &Path,
+/// One run of one case, for either side.
+#[derive(Debug, Clone, Copy)]
+struct Case<'a> {
+    path: &'a Path,
     direct: bool,
     total_bytes: u64,
     threads: usize,
     workload: Workload,
-) -> Result<Sample> {
+}
+
+fn run_ours(case: Case<'_>) -> Result<Sample> {
+    let Case {
+        path,
+        direct,
+        total_bytes,
+        threads,
+        workload,
+    } = case;
     let device: Arc<dyn Device> = Arc::new(open_fresh(path, direct, total_bytes)?);
     let total_bios = total_bytes / BIO_BYTES as u64;
     // 16 MiB in flight: the memory a pipeline would give one device.
@@ -311,13 +329,14 @@ fn run_ours(
     })
 }
 
-fn run_peer(
-    path: &Path,
-    direct: bool,
-    total_bytes: u64,
-    threads: usize,
-    workload: Workload,
-) -> Result<Sample> {
+fn run_peer(case: Case<'_>) -> Result<Sample> {
+    let Case {
+        path,
+        direct,
+        total_bytes,
+        threads,
+        workload,
+    } = case;
     let device = open_fresh(path, direct, total_bytes)?;
     let file = device.file();
     let total_bios = total_bytes / BIO_BYTES as u64;
