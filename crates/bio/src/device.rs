@@ -1,5 +1,6 @@
 //! The `Device` trait every backend implements, and what a device says about itself.
 
+use crate::file::FileDevice;
 use crate::Error;
 use std::fmt;
 
@@ -88,6 +89,13 @@ pub trait Device: Send + Sync + fmt::Debug {
 
     /// A description of the device.
     fn info(&self) -> DeviceInfo;
+
+    /// The [`FileDevice`] itself, for a queue that issues to its file descriptor through
+    /// io_uring ([`crate::QueueConfig::io_uring`]); `None` (the default) for every other
+    /// device, wrappers included, whose I/O must go through their own methods.
+    fn as_file_device(&self) -> Option<&FileDevice> {
+        None
+    }
 }
 
 /// Refuses an I/O of `len` bytes at `offset` that does not fit in `size` bytes.

@@ -122,7 +122,7 @@ impl FileDevice {
     }
 
     /// Range, read-only and (for `O_DIRECT`) alignment checks before a transfer.
-    fn check(
+    pub(crate) fn check(
         &self,
         offset: u64,
         addrs_lens: impl Iterator<Item = (usize, usize)>,
@@ -160,6 +160,10 @@ impl FileDevice {
 }
 
 impl Device for FileDevice {
+    fn as_file_device(&self) -> Option<&FileDevice> {
+        Some(self)
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
         self.readv_at(&mut [buf], offset)
     }

@@ -55,20 +55,7 @@ pub(crate) fn submitter(shared: &Shared) {
     let mut state = shared.lock();
     loop {
         let now = Instant::now();
-        let next = if !state.may_pick(&shared.config) {
-            Next::Idle
-        } else {
-            let (pressure, draining) = (state.waiters > 0, state.shutdown);
-            let idle = state.in_flight.is_empty();
-            let served = state.sched.active_stream();
-            let next = state.sched.next(now, pressure, draining, idle);
-            if state.sched.active_stream() != served && state.waiters > state.favoured_waiters {
-                // The newly served stream's writer may be among the others.
-                shared.room_others.notify_all();
-            }
-            next
-        };
-        let wait = match next {
+        let wait = match pick(shared, &mut state, now) {
             Next::Issue(run) => {
                 state = issue(shared, state, run);
                 continue;
@@ -94,6 +81,22 @@ pub(crate) fn submitter(shared: &Shared) {
     }
 }
 
+/// The scheduler's next I/O if another may be in flight now (`Idle` if not).
+pub(crate) fn pick(shared: &Shared, state: &mut State, now: Instant) -> Next {
+    if !state.may_pick(&shared.config) {
+        return Next::Idle;
+    }
+    let (pressure, draining) = (state.waiters > 0, state.shutdown);
+    let idle = state.in_flight.is_empty();
+    let served = state.sched.active_stream();
+    let next = state.sched.next(now, pressure, draining, idle);
+    if state.sched.active_stream() != served && state.waiters > state.favoured_waiters {
+        // The newly served stream's writer may be among the others.
+        shared.room_others.notify_all();
+    }
+    next
+}
+
 /// Registers `run` as in flight, waits for the earlier I/Os it overlaps, runs it,
 /// accounts for it and hands its completions on. Returns with the lock held again.
 fn issue<'a>(
@@ -101,6 +104,21 @@ fn issue<'a>(
     mut state: MutexGuard<'a, State>,
     run: Run,
 ) -> MutexGuard<'a, State> {
+    let me = register(&mut state, &run);
+    while state.must_wait(&me) {
+        state.overlap_waits += 1;
+        state.overlap_waiters += 1;
+        state = shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        state.overlap_waiters -= 1;
+    }
+    drop(state);
+    let len = run.len_bytes;
+    let (outcome, bios, results) = execute(shared, run);
+    finish(shared, me, len, outcome, bios, results)
+}
+
+/// Takes the next ticket for `run` (its issue position) and registers it as in flight.
+pub(crate) fn register(state: &mut State, run: &Run) -> InFlight {
     let me = InFlight {
         ticket: state.next_ticket,
         op: run.op,
@@ -117,21 +135,28 @@ fn issue<'a>(
     }
     state.in_flight.push(me);
     state.in_flight_ios_peak = state.in_flight_ios_peak.max(state.in_flight.len());
-    while state
-        .in_flight
-        .iter()
-        .any(|earlier| me.must_wait_for(earlier))
-    {
-        state.overlap_waits += 1;
-        state.overlap_waiters += 1;
-        state = shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
-        state.overlap_waiters -= 1;
+    me
+}
+
+impl State {
+    /// Whether `me` must wait for an earlier I/O still in flight (see the module docs).
+    pub(crate) fn must_wait(&self, me: &InFlight) -> bool {
+        self.in_flight
+            .iter()
+            .any(|earlier| me.must_wait_for(earlier))
     }
-    drop(state);
+}
 
-    let len = run.len_bytes;
-    let (outcome, bios, results) = execute(shared, run);
-
+/// After `me` (of `len` bytes) ran: releases its bytes, counts it, hands its completions
+/// on, and only then unregisters it. Returns with the lock held again.
+pub(crate) fn finish(
+    shared: &Shared,
+    me: InFlight,
+    len: u64,
+    outcome: Outcome,
+    bios: Vec<Bio>,
+    results: Vec<Result<(), Error>>,
+) -> MutexGuard<'_, State> {
     // Count and release the bytes before the completions run, so a caller that waited
     // for a completion sees counters that include its I/O.
     let mut state = shared.lock();
@@ -180,7 +205,7 @@ fn issue<'a>(
 }
 
 /// What one run did, for the counters.
-struct Outcome {
+pub(crate) struct Outcome {
     op: Op,
     /// (offset, len) of each device I/O in issue order.
     ios: Vec<(u64, u64)>,
@@ -189,6 +214,16 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// A run that went to the device as one I/O.
+    pub(crate) fn whole(run: &Run) -> Outcome {
+        Outcome {
+            op: run.op,
+            ios: vec![(run.offset, run.len_bytes)],
+            bios: run.bios.len() as u64,
+            split: false,
+        }
+    }
+
     fn account(self, s: &mut State) {
         if self.op == Op::Flush {
             s.flushes += 1;
@@ -208,15 +243,12 @@ impl Outcome {
 }
 
 /// Issues one run; returns what it did, its bios and each bio's result.
-fn execute(shared: &Shared, mut run: Run) -> (Outcome, Vec<Bio>, Vec<Result<(), Error>>) {
+pub(crate) fn execute(
+    shared: &Shared,
+    mut run: Run,
+) -> (Outcome, Vec<Bio>, Vec<Result<(), Error>>) {
     let device = &*shared.device;
-    let bios = run.bios.len() as u64;
-    let mut outcome = Outcome {
-        op: run.op,
-        ios: vec![(run.offset, run.len_bytes)],
-        bios,
-        split: false,
-    };
+    let mut outcome = Outcome::whole(&run);
     let merged = match run.op {
         Op::Flush => device.flush(),
         Op::Write => {

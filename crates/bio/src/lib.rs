@@ -10,7 +10,9 @@
 //! threads hand it [`Bio`]s, a few submitters per device pick them in order and run
 //! several at once, merging contiguous bios into large vectored I/O, with a bound on the
 //! bytes in flight, and completions run on an end-I/O `Workers` pool. Without it, N threads writing one
-//! stream (or N streams) send the disk a shuffle of small writes.
+//! stream (or N streams) send the disk a shuffle of small writes. With
+//! [`QueueConfig::io_uring`] one thread keeps the I/Os in flight through an io_uring
+//! instead of one submitter thread per I/O, under the same rules.
 //!
 //! ```
 //! use stack_async_thread::Workers;
@@ -49,6 +51,7 @@ mod queue;
 mod sched;
 mod stats;
 mod sys;
+mod uring;
 
 pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};
 pub use buf::{AlignedBuf, BufferPool, PooledBuf};
@@ -58,5 +61,7 @@ pub use error::Error;
 pub use faulty::FaultyDevice;
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};
 pub use mem::{MemDevice, MEM_LOGICAL_BLOCK_SIZE};
-pub use queue::{default_submitters, EndIo, EndIoJob, InlineEndIo, QueueConfig, SubmitQueue};
+pub use queue::{
+    default_submitters, EndIo, EndIoJob, InlineEndIo, QueueConfig, SubmitQueue, DEFAULT_URING_DEPTH,
+};
 pub use stats::{QueueStats, SeqCounter};

@@ -40,7 +40,16 @@ pub struct QueueConfig {
     /// picked in order). 1 issues strictly one I/O after another. 0 (the default) lets
     /// the queue choose for its device with [`default_submitters`].
     pub submitters: usize,
+    /// Issue through one io_uring from one thread, with up to `submitters` I/Os in flight
+    /// (0: [`DEFAULT_URING_DEPTH`]), instead of one thread per I/O in flight. Same order,
+    /// overlap, flush and bound rules. Needs a [`crate::FileDevice`] (a regular file or
+    /// block device) and a kernel that allows io_uring: [`SubmitQueue::try_new`] says
+    /// why when it cannot.
+    pub io_uring: bool,
 }
+
+/// I/Os an io_uring queue keeps in flight when [`QueueConfig::submitters`] is 0.
+pub const DEFAULT_URING_DEPTH: usize = 8;
 
 /// What [`QueueConfig::submitters`] 0 becomes for a device.
 ///
@@ -71,6 +80,7 @@ impl Default for QueueConfig {
             stream_budget_bytes: 32 << 20,
             anticipate: Duration::from_millis(1),
             submitters: 0,
+            io_uring: false,
         }
     }
 }
@@ -218,8 +228,30 @@ impl SubmitQueue {
         assert!(config.max_io_bytes > 0);
         assert!(config.batch_ios > 0);
         if config.submitters == 0 {
-            config.submitters = default_submitters(&device.info());
+            config.submitters = if config.io_uring {
+                DEFAULT_URING_DEPTH
+            } else {
+                default_submitters(&device.info())
+            };
         }
+        // The ring is set up before anything starts, so a refusal is the caller's error.
+        let ring =
+            if config.io_uring {
+                if device.as_file_device().is_none() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        format!(
+                            "io_uring needs a file or block device opened as a FileDevice, not {}",
+                            device.info().path
+                        ),
+                    ));
+                }
+                Some(crate::uring::new_ring(config.submitters).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("setting up io_uring: {e}"))
+                })?)
+            } else {
+                None
+            };
         assert!(
             config.max_in_flight_bytes >= config.max_io_bytes as u64,
             "the in-flight bound must hold one full I/O"
@@ -265,6 +297,20 @@ impl SubmitQueue {
             shared: Arc::clone(&shared),
             submitters: Mutex::new(Vec::new()),
         };
+        if let Some(ring) = ring {
+            let thread_shared = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("bio-uring:{}", short(&name)))
+                .spawn(move || {
+                    let file = thread_shared
+                        .device
+                        .as_file_device()
+                        .expect("checked before the ring was set up");
+                    crate::uring::submitter(&thread_shared, file, ring);
+                })?;
+            queue.lock_submitters().push(handle);
+            return Ok(queue);
+        }
         for i in 0..shared.config.submitters {
             let thread_shared = Arc::clone(&shared);
             let handle = std::thread::Builder::new()

@@ -1,4 +1,5 @@
-//! The crate's only unsafe code: block-device ioctls and vectored positional I/O.
+//! Unsafe code (with `uring.rs`, the only): block-device ioctls and vectored positional
+//! I/O.
 //!
 //! Everything here is a thin wrapper over one system call; the callers in `file.rs`
 //! handle short transfers, `EINTR` and errors.

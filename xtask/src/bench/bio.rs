@@ -3,7 +3,9 @@
 //! Cases: a file on `/dev/shm`, a file on disk (under the target dir) written through
 //! the page cache, and the same disk file with `O_DIRECT` on both sides (`disk-direct`:
 //! every I/O reaches the device as issued, so the I/O sizes and order the queue makes
-//! are what the disk sees); 4 and 16 writer threads, two workloads. `one-stream`: the threads share one sequential
+//! are what the disk sees), and `disk-direct-uring`, the same with our queue issuing
+//! through io_uring (`QueueConfig::io_uring`) instead of submitter threads; 4 and 16
+//! writer threads, two workloads. `one-stream`: the threads share one sequential
 //! stream; each takes the next 64 KiB bio, checksums it (crc32c) and writes it, so they
 //! finish out of order; ours hands the bios to the queue in stream order through
 //! `async-thread` ordered work, as the write pipeline does. `many-streams`: each thread
@@ -57,7 +59,8 @@ impl Workload {
 
 pub fn run(ctx: &mut Ctx) -> Result<()> {
     let total_bytes: u64 = if ctx.quick { 64 << 20 } else { 256 << 20 };
-    let mut places: Vec<(&str, PathBuf, bool)> = Vec::new();
+    // (name, file, O_DIRECT, our queue on io_uring)
+    let mut places: Vec<(&str, PathBuf, bool, bool)> = Vec::new();
     if Path::new("/dev/shm").is_dir() {
         places.push((
             "shm",
@@ -66,6 +69,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 std::process::id()
             )),
             false,
+            false,
         ));
     } else {
         eprintln!("  /dev/shm is missing: the shm cases are skipped");
@@ -73,16 +77,24 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let dir = results_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let disk = dir.join(format!("bio-bench-{}.img", std::process::id()));
-    places.push(("disk", disk.clone(), false));
-    places.push(("disk-direct", disk, true));
-    for &(place, ref path, direct) in &places {
+    places.push(("disk", disk.clone(), false, false));
+    places.push(("disk-direct", disk.clone(), true, false));
+    places.push(("disk-direct-uring", disk, true, true));
+    for &(place, ref path, direct, uring) in &places {
         let _cleanup = RemoveOnDrop(path.clone());
+        if uring {
+            if let Err(why) = uring_available(path) {
+                eprintln!("  {place}: skipped, io_uring is not available here: {why}");
+                continue;
+            }
+        }
         for threads in [4usize, 16] {
             for workload in [Workload::OneStream, Workload::ManyStreams] {
                 let case = format!("{place} {} t{threads}", workload.name());
                 let case_run = Case {
                     path,
                     direct,
+                    uring,
                     total_bytes,
                     threads,
                     workload,
@@ -103,6 +115,18 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Whether this kernel lets us set up an io_uring on `path` (a seccomp filter or
+/// `kernel.io_uring_disabled` may refuse it).
+fn uring_available(path: &Path) -> Result<()> {
+    let dev: Arc<dyn Device> = Arc::new(open_fresh(path, false, 4096)?);
+    let config = QueueConfig {
+        io_uring: true,
+        ..QueueConfig::default()
+    };
+    SubmitQueue::try_new(dev, Arc::new(stack_bio::InlineEndIo), config)?;
     Ok(())
 }
 
@@ -221,6 +245,8 @@ fn open_fresh(path: &Path, direct: bool, total_bytes: u64) -> Result<FileDevice>
 struct Case<'a> {
     path: &'a Path,
     direct: bool,
+    /// Our queue issues through io_uring (the peer is plain `pwrite` either way).
+    uring: bool,
     total_bytes: u64,
     threads: usize,
     workload: Workload,
@@ -230,6 +256,7 @@ fn run_ours(case: Case<'_>) -> Result<Sample> {
     let Case {
         path,
         direct,
+        uring,
         total_bytes,
         threads,
         workload,
@@ -239,13 +266,17 @@ fn run_ours(case: Case<'_>) -> Result<Sample> {
     // 16 MiB in flight: the memory a pipeline would give one device.
     let config = QueueConfig {
         max_in_flight_bytes: 16 << 20,
+        io_uring: uring,
         ..QueueConfig::default()
     };
     let end_io = Workers::builder("bench-endio")
         .min_threads(1)
         .max_threads(2)
         .build()?;
-    let queue = Arc::new(SubmitQueue::new(device, end_io.clone(), config.clone()));
+    let queue = Arc::new(
+        SubmitQueue::try_new(device, Arc::new(end_io.clone()), config.clone())
+            .context("starting our submission queue")?,
+    );
     let in_flight_bufs = (config.max_in_flight_bytes / BIO_BYTES as u64) as usize;
     let pool = BufferPool::new(in_flight_bufs + 4 * threads, BIO_BYTES, 4096);
     // A pipeline's pool outlives one file: fault its pages in before the clock starts,
@@ -333,6 +364,7 @@ fn run_peer(case: Case<'_>) -> Result<Sample> {
     let Case {
         path,
         direct,
+        uring: _,
         total_bytes,
         threads,
         workload,

@@ -5,3 +5,4 @@ mod faults;
 mod loopdev;
 mod queue;
 mod stamped;
+mod uring;
