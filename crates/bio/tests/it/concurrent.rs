@@ -358,86 +358,102 @@ fn bounds_hold_with_several_in_flight() {
 /// only after the writes its thread queued before it completed, the data is exact.
 #[test]
 fn hand_off_stress() {
-    const THREADS: u64 = 6;
-    const OPS: u64 = 400;
-    const REGION: u64 = 256 << 10;
     for submitters in [1, 2, 4] {
-        let dev = Arc::new(MemDevice::new(THREADS * REGION));
-        let q = Arc::new(queue(
-            dev.clone(),
-            QueueConfig {
-                max_io_bytes: 32 << 10,
-                max_in_flight_bytes: 96 << 10,
-                plug_timeout: Duration::ZERO,
-                submitters,
-                ..QueueConfig::default()
-            },
-        ));
-        let fired = Arc::new(AtomicU64::new(0));
-        let shadows: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..THREADS)
-                .map(|t| {
-                    let (q, fired) = (Arc::clone(&q), Arc::clone(&fired));
-                    s.spawn(move || {
-                        let mut shadow = vec![0u8; REGION as usize];
-                        let mut rng = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                        let mut next = || {
-                            rng ^= rng << 13;
-                            rng ^= rng >> 7;
-                            rng ^= rng << 17;
-                            rng
-                        };
-                        let done = Arc::new(AtomicU64::new(0));
-                        let mut at = 0u64;
-                        for i in 0..OPS {
-                            let r = next();
-                            if r % 23 == 0 {
-                                q.flush().unwrap();
-                                assert_eq!(done.load(Ordering::SeqCst), i - flushes_before(i, t));
-                                continue;
-                            }
-                            let len = 512 * (1 + r % 16);
-                            if at + len > REGION {
-                                at = 0;
-                            }
-                            let (fired, done) = (Arc::clone(&fired), Arc::clone(&done));
-                            let bio = Bio::write(
-                                t * REGION + at,
-                                vec![(i % 251) as u8; len as usize],
-                                move |r| {
-                                    r.result.unwrap();
-                                    fired.fetch_add(1, Ordering::SeqCst);
-                                    done.fetch_add(1, Ordering::SeqCst);
-                                },
-                            )
-                            .with_stream(t % 3);
-                            shadow[at as usize..(at + len) as usize].fill((i % 251) as u8);
-                            at += len;
-                            if r % 7 == 0 {
-                                q.submit_sync(bio);
-                            } else {
-                                q.submit(bio);
-                            }
+        let dev = Arc::new(MemDevice::new(STRESS_DEVICE_BYTES));
+        let config = QueueConfig {
+            submitters,
+            ..stress_config()
+        };
+        hand_off_stress_on(dev.clone(), config, || dev.snapshot());
+    }
+}
+
+const STRESS_THREADS: u64 = 6;
+const STRESS_REGION: u64 = 256 << 10;
+/// Bytes of the device [`hand_off_stress_on`] writes to.
+pub const STRESS_DEVICE_BYTES: u64 = STRESS_THREADS * STRESS_REGION;
+
+/// The queue shape of the stress: small I/Os, a small bound, no plugging.
+pub fn stress_config() -> QueueConfig {
+    QueueConfig {
+        max_io_bytes: 32 << 10,
+        max_in_flight_bytes: 96 << 10,
+        plug_timeout: Duration::ZERO,
+        ..QueueConfig::default()
+    }
+}
+
+/// The stress on `dev` with `config`; `image` reads the whole device back.
+pub fn hand_off_stress_on(dev: Arc<dyn Device>, config: QueueConfig, image: impl Fn() -> Vec<u8>) {
+    const OPS: u64 = 400;
+    let (threads, region) = (STRESS_THREADS, STRESS_REGION);
+    let submitters = config.submitters;
+    let bound = config.max_in_flight_bytes;
+    let q = Arc::new(queue(dev, config));
+    let fired = Arc::new(AtomicU64::new(0));
+    let shadows: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (q, fired) = (Arc::clone(&q), Arc::clone(&fired));
+                s.spawn(move || {
+                    let mut shadow = vec![0u8; region as usize];
+                    let mut rng = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    let mut next = || {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        rng
+                    };
+                    let done = Arc::new(AtomicU64::new(0));
+                    let mut at = 0u64;
+                    for i in 0..OPS {
+                        let r = next();
+                        if r % 23 == 0 {
+                            q.flush().unwrap();
+                            assert_eq!(done.load(Ordering::SeqCst), i - flushes_before(i, t));
+                            continue;
                         }
-                        shadow
-                    })
+                        let len = 512 * (1 + r % 16);
+                        if at + len > region {
+                            at = 0;
+                        }
+                        let (fired, done) = (Arc::clone(&fired), Arc::clone(&done));
+                        let bio = Bio::write(
+                            t * region + at,
+                            vec![(i % 251) as u8; len as usize],
+                            move |r| {
+                                r.result.unwrap();
+                                fired.fetch_add(1, Ordering::SeqCst);
+                                done.fetch_add(1, Ordering::SeqCst);
+                            },
+                        )
+                        .with_stream(t % 3);
+                        shadow[at as usize..(at + len) as usize].fill((i % 251) as u8);
+                        at += len;
+                        if r % 7 == 0 {
+                            q.submit_sync(bio);
+                        } else {
+                            q.submit(bio);
+                        }
+                    }
+                    shadow
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        q.flush().unwrap();
-        let writes = fired.load(Ordering::SeqCst);
-        assert_eq!(q.stats().bios, writes, "submitters {submitters}");
-        let expected: u64 = (0..THREADS).map(|t| OPS - flushes_before(OPS, t)).sum();
-        assert_eq!(writes, expected, "every write completed once");
-        let stats = q.stats();
-        assert!(stats.in_flight_peak_bytes <= 96 << 10, "{stats:?}");
-        assert!(stats.in_flight_ios_peak <= submitters as u64, "{stats:?}");
-        let image = dev.snapshot();
-        for (t, shadow) in shadows.iter().enumerate() {
-            let region = &image[t * REGION as usize..(t + 1) * REGION as usize];
-            assert!(region == &shadow[..], "thread {t}: the newest data landed");
-        }
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    q.flush().unwrap();
+    let writes = fired.load(Ordering::SeqCst);
+    assert_eq!(q.stats().bios, writes, "submitters {submitters}");
+    let expected: u64 = (0..threads).map(|t| OPS - flushes_before(OPS, t)).sum();
+    assert_eq!(writes, expected, "every write completed once");
+    let stats = q.stats();
+    assert!(stats.in_flight_peak_bytes <= bound, "{stats:?}");
+    assert!(stats.in_flight_ios_peak <= submitters as u64, "{stats:?}");
+    let image = image();
+    for (t, shadow) in shadows.iter().enumerate() {
+        let region = &image[t * region as usize..(t + 1) * region as usize];
+        assert!(region == &shadow[..], "thread {t}: the newest data landed");
     }
 }
 

@@ -9,6 +9,7 @@ use stack_bio::{
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::concurrent::{hand_off_stress_on, stress_config, STRESS_DEVICE_BYTES};
 use crate::stamped::{Stamped, BLOCK_BYTES};
 
 /// A file of `size` bytes in a fresh directory (kept alive by the returned guard).
@@ -213,4 +214,22 @@ fn uring_holds_an_overwrite_back_until_the_earlier_write_is_done() {
     dev.read_at(&mut back, 0).unwrap();
     let last = u32::from_le_bytes(back[..4].try_into().unwrap());
     assert_eq!(last, writes - 1, "an earlier overwrite landed last");
+}
+
+#[test]
+fn uring_hand_off_stress() {
+    // The threads' stress (random sizes, streams, sync bios, flushes) through the ring.
+    for depth in [1, 2, 4] {
+        let (_dir, dev) = file_device(STRESS_DEVICE_BYTES, false);
+        let config = QueueConfig {
+            io_uring: true,
+            submitters: depth,
+            ..stress_config()
+        };
+        if let Err(e) = SubmitQueue::try_new(dev.clone(), Arc::new(InlineEndIo), config.clone()) {
+            eprintln!("skipped: io_uring is not available here: {e}");
+            return;
+        }
+        hand_off_stress_on(dev.clone(), config, || read_all(&dev));
+    }
 }
