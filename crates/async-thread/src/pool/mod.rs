@@ -547,6 +547,13 @@ impl Inner {
             drop(alive);
             self.wake_all();
             alive = lock(&self.alive);
+            // The last thread may have exited while the lock was free (woken just
+            // above): its notification is gone, so look before waiting. Without this,
+            // `stackctl` sometimes spent a whole extra 10 ms in each pool's shutdown
+            // (1 run in 60 of a 1 MiB verify took 14.7 ms instead of 3.3-5.5).
+            if *alive == 0 {
+                break;
+            }
             alive = self
                 .alive_cv
                 .wait_timeout(alive, Duration::from_millis(10))
