@@ -193,6 +193,7 @@ impl Volume {
         let run_max_blocks =
             (opts.commit_every_bytes.clamp(MIN_RUN_BYTES, MAX_RUN_BYTES) / bs).max(1);
         let last = record.runs.last().copied();
+        let allocs = Allocs::new(self.alloc_queue()?);
         let mut w = Writer {
             write_generation: self.max_seen_generation.max(self.sb.generation) + 1,
             logical: record.size_bytes,
@@ -210,7 +211,7 @@ impl Volume {
             sealed: VecDeque::new(),
             ready: Vec::new(),
             inflight: Arc::default(),
-            allocs: Allocs::new(&self.alloc_queue),
+            allocs,
             data_goal: last.map_or(0, |r| r.data_start_block + r.data_blocks),
             csum_goal: last.map_or(0, |r| r.csum_start_block),
             opts: opts.clone(),
@@ -283,7 +284,7 @@ impl Writer<'_> {
         let pool = BufferPool::new(POOL_BUFFERS, CHUNK_BYTES, IO_ALIGN_BYTES);
         // Completions only record checksums and return the buffer: on the submitters.
         let queue = IoQueue::new(self.vol.device.clone(), None)?;
-        let ordered = self.vol.pools.submit.ordered();
+        let ordered = self.vol.pools()?.submit.ordered();
         let inline = pre_io_inline();
         let csum = self.vol.csum;
         let salt = self.vol.salt;

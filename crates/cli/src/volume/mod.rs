@@ -13,7 +13,7 @@ mod open;
 mod read;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use stack_alloc::{AllocQueue, Allocator, Extent};
 use stack_bio::{Device, FileDevice};
@@ -55,9 +55,11 @@ pub struct Volume {
     pub(crate) slot_states: [SuperblockState; 2],
     pub(crate) fallback_warning: Option<String>,
     pub(crate) alloc: Allocator,
-    /// Allocations of the write pipeline go through this queue (it shares `alloc`).
-    pub(crate) alloc_queue: AllocQueue,
-    pub(crate) pools: Pools,
+    /// Allocations of the write pipeline go through this queue (it shares `alloc`);
+    /// started by the first write, so read-only commands start no threads for it.
+    alloc_queue: OnceLock<AllocQueue>,
+    /// The pipelines' worker pools, likewise started by the first write.
+    pools: OnceLock<Pools>,
     /// A table extent allocated ahead, so a full volume can still commit.
     pub(crate) meta_reserve: Option<Extent>,
     /// Set when a commit failed half-way: the in-memory state may not match the disk.
@@ -202,9 +204,9 @@ impl Volume {
                 },
             ],
             fallback_warning: None,
-            alloc_queue: AllocQueue::new(Arc::new(alloc.clone()))?,
+            alloc_queue: OnceLock::new(),
             alloc,
-            pools: Pools::new()?,
+            pools: OnceLock::new(),
             meta_reserve: None,
             broken: None,
             device,
@@ -237,8 +239,26 @@ impl Volume {
     /// Runs this volume's pipelines on `pools` instead of its own (to share pools between
     /// volumes, or to size them).
     pub fn with_pools(mut self, pools: Pools) -> Volume {
-        self.pools = pools;
+        self.pools = OnceLock::from(pools);
         self
+    }
+
+    /// The pipelines' pools, started on first use.
+    pub(crate) fn pools(&self) -> Result<&Pools, Error> {
+        if let Some(p) = self.pools.get() {
+            return Ok(p);
+        }
+        let pools = Pools::new()?;
+        Ok(self.pools.get_or_init(|| pools))
+    }
+
+    /// The allocation queue of the write pipeline, started on first use.
+    pub(crate) fn alloc_queue(&self) -> Result<&AllocQueue, Error> {
+        if let Some(q) = self.alloc_queue.get() {
+            return Ok(q);
+        }
+        let queue = AllocQueue::new(Arc::new(self.alloc.clone()))?;
+        Ok(self.alloc_queue.get_or_init(|| queue))
     }
 
     /// The device the volume lives on.

@@ -2,7 +2,7 @@
 //! fall back to the other copy (and say so), rebuild the allocator from the used extents.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use stack_alloc::{Allocator, Extent};
 use stack_bio::Device;
@@ -13,7 +13,6 @@ use crate::format::{
     decode_meta_stream, uuid_salt, MetaKind, ObjectTable, Superblock, SB_BYTES, SB_SLOT_OFFSETS,
 };
 use crate::pattern::PatternHeader;
-use crate::pipeline::Pools;
 use crate::report::SuperblockState;
 use crate::Error;
 
@@ -240,9 +239,9 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
         max_seen_generation,
         slot_states,
         fallback_warning,
-        alloc_queue: stack_alloc::AllocQueue::new(Arc::new(alloc.clone()))?,
+        alloc_queue: OnceLock::new(),
         alloc,
-        pools: Pools::new()?,
+        pools: OnceLock::new(),
         meta_reserve: None,
         broken: None,
     })
