@@ -66,19 +66,29 @@ pub(crate) fn submitter(shared: &Shared) {
         if state.shutdown && state.sched.is_empty() {
             return;
         }
-        state.sleepers += 1;
-        state = match wait {
-            Some(at) => {
-                shared
-                    .work
-                    .wait_timeout(state, at.saturating_duration_since(now))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-            None => shared.work.wait(state).unwrap_or_else(|e| e.into_inner()),
-        };
-        state.sleepers -= 1;
+        state = sleep(shared, state, wait);
     }
+}
+
+/// Waits, as a sleeping submitter, until woken or until `until` (the plug deadline).
+pub(crate) fn sleep<'a>(
+    shared: &'a Shared,
+    mut state: MutexGuard<'a, State>,
+    until: Option<Instant>,
+) -> MutexGuard<'a, State> {
+    state.sleepers += 1;
+    state = match until {
+        Some(at) => {
+            shared
+                .work
+                .wait_timeout(state, at.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|e| e.into_inner())
+                .0
+        }
+        None => shared.work.wait(state).unwrap_or_else(|e| e.into_inner()),
+    };
+    state.sleepers -= 1;
+    state
 }
 
 /// The scheduler's next I/O if another may be in flight now (`Idle` if not).

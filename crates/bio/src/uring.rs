@@ -24,7 +24,7 @@
 
 use crate::bio::Op;
 use crate::file::FileDevice;
-use crate::issue::{execute, finish, pick, register, InFlight, Outcome};
+use crate::issue::{execute, finish, pick, register, sleep, InFlight, Outcome};
 use crate::queue::Shared;
 use crate::sched::{Next, Run};
 use crate::sys::IOV_MAX;
@@ -101,19 +101,7 @@ pub(crate) fn submitter(shared: &Shared, file: &FileDevice, ring: IoUring) {
             if state.shutdown && state.sched.is_empty() {
                 return;
             }
-            state.sleepers += 1;
-            let now = Instant::now();
-            state = match deadline {
-                Some(at) => {
-                    shared
-                        .work
-                        .wait_timeout(state, at.saturating_duration_since(now))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-                None => shared.work.wait(state).unwrap_or_else(|e| e.into_inner()),
-            };
-            state.sleepers -= 1;
+            drop(sleep(shared, state, deadline));
             continue;
         }
         drop(state);
