@@ -235,23 +235,23 @@ impl SubmitQueue {
             };
         }
         // The ring is set up before anything starts, so a refusal is the caller's error.
-        let ring =
-            if config.io_uring {
-                if device.as_file_device().is_none() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::Unsupported,
-                        format!(
-                            "io_uring needs a file or block device opened as a FileDevice, not {}",
-                            device.info().path
-                        ),
-                    ));
-                }
-                Some(crate::uring::new_ring(config.submitters).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("setting up io_uring: {e}"))
-                })?)
-            } else {
-                None
-            };
+        let ring = if config.io_uring {
+            if device.as_file_device().is_none() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    format!(
+                        "io_uring needs a file or block device opened as a FileDevice, not {}",
+                        device.info().path
+                    ),
+                ));
+            }
+            Some(crate::uring::new_ring(config.submitters).map_err(|e| {
+                let device = device.info().path;
+                std::io::Error::new(e.kind(), format!("setting up io_uring for {device}: {e}"))
+            })?)
+        } else {
+            None
+        };
         assert!(
             config.max_in_flight_bytes >= config.max_io_bytes as u64,
             "the in-flight bound must hold one full I/O"

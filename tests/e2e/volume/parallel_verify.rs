@@ -32,6 +32,15 @@ fn scratch(name: &str, size_bytes: u64) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// A scratch volume holding one pattern object "p" of `len` bytes.
+fn scratch_with_pattern(size_bytes: u64, len: u64, seed: u64) -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = scratch("vol", size_bytes);
+    let mut vol = Volume::open(&path, &OpenOptions::default()).unwrap();
+    vol.write_pattern("p", len, seed, &WriteOptions::default())
+        .unwrap();
+    (dir, path)
+}
+
 fn open(path: &Path, direct: bool) -> Option<Volume> {
     match Volume::open(
         path,
@@ -182,12 +191,7 @@ fn assert_only_unreadable_past(report: &stackctl::VerifyReport, end: u64) {
 #[test]
 fn file_truncated_after_open_reports_the_missing_blocks_unreadable() {
     let len = 12 * MIB;
-    let (_dir, path) = scratch("vol", 24 * MIB);
-    {
-        let mut vol = Volume::open(&path, &OpenOptions::default()).unwrap();
-        vol.write_pattern("p", len, 5, &WriteOptions::default())
-            .unwrap();
-    }
+    let (_dir, path) = scratch_with_pattern(24 * MIB, len, 5);
     let vol = open(&path, false).unwrap();
     let blocks = pattern_blocks(&vol, "p");
     // Cut the file in the middle of the object's data (block aligned).
@@ -209,12 +213,7 @@ fn file_truncated_after_open_reports_the_missing_blocks_unreadable() {
 #[test]
 fn file_truncated_during_verify_is_no_crash_and_no_false_positive() {
     let len = 24 * MIB;
-    let (_dir, path) = scratch("vol", 40 * MIB);
-    {
-        let mut vol = Volume::open(&path, &OpenOptions::default()).unwrap();
-        vol.write_pattern("p", len, 6, &WriteOptions::default())
-            .unwrap();
-    }
+    let (_dir, path) = scratch_with_pattern(40 * MIB, len, 6);
     let vol = open(&path, false).unwrap();
     let blocks = pattern_blocks(&vol, "p");
     let end = blocks[blocks.len() / 4] * BS;
