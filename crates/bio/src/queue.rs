@@ -109,6 +109,9 @@ pub(crate) struct State {
     pub(crate) overlap_waiters: usize,
     pub(crate) overlap_waits: u64,
     pub(crate) shutdown: bool,
+    /// The io_uring engine waits in its ring, where only its [`Shared::ring_wake`] reaches
+    /// it: a push that makes work ready signals that instead of `work`.
+    pub(crate) ring_waiting: bool,
     pub(crate) seq: SeqCounter,
     pub(crate) bios: u64,
     pub(crate) merged: u64,
@@ -179,6 +182,8 @@ pub(crate) struct Shared {
     pub(crate) room_others: Condvar,
     /// Wakes submitters waiting for an earlier overlapping I/O to complete.
     pub(crate) done: Condvar,
+    /// The io_uring engine's eventfd (`None` for the threads engine).
+    pub(crate) ring_wake: Option<crate::uring::Wake>,
 }
 
 impl State {
@@ -245,13 +250,16 @@ impl SubmitQueue {
                     ),
                 ));
             }
-            Some(crate::uring::new_ring(config.submitters).map_err(|e| {
+            let setup_err = |e: std::io::Error| {
                 let device = device.info().path;
                 std::io::Error::new(e.kind(), format!("setting up io_uring for {device}: {e}"))
-            })?)
+            };
+            let ring = crate::uring::new_ring(config.submitters).map_err(setup_err)?;
+            Some((ring, crate::uring::Wake::new().map_err(setup_err)?))
         } else {
             None
         };
+        let (ring, ring_wake) = ring.unzip();
         assert!(
             config.max_in_flight_bytes >= config.max_io_bytes as u64,
             "the in-flight bound must hold one full I/O"
@@ -282,6 +290,7 @@ impl SubmitQueue {
                 overlap_waiters: 0,
                 overlap_waits: 0,
                 shutdown: false,
+                ring_waiting: false,
                 seq: SeqCounter::default(),
                 bios: 0,
                 merged: 0,
@@ -292,6 +301,7 @@ impl SubmitQueue {
             room: Condvar::new(),
             room_others: Condvar::new(),
             done: Condvar::new(),
+            ring_wake,
         });
         let queue = Self {
             shared: Arc::clone(&shared),
@@ -306,7 +316,11 @@ impl SubmitQueue {
                         .device
                         .as_file_device()
                         .expect("checked before the ring was set up");
-                    crate::uring::submitter(&thread_shared, file, ring);
+                    let wake = thread_shared
+                        .ring_wake
+                        .as_ref()
+                        .expect("set up with the ring");
+                    crate::uring::submitter(&thread_shared, file, ring, wake);
                 })?;
             queue.lock_submitters().push(handle);
             return Ok(queue);
@@ -434,9 +448,16 @@ impl SubmitQueue {
         state.in_flight_peak_bytes = state.in_flight_peak_bytes.max(state.in_flight_bytes);
         let pushed = state.sched.push(bio, sync, Instant::now());
         let wake = pushed.wake && state.sleepers > 0;
+        // One signal per wait is enough: the engine clears this when it looks again.
+        let wake_ring = pushed.wake && std::mem::take(&mut state.ring_waiting);
         drop(state);
         if wake {
             shared.work.notify_one();
+        }
+        if wake_ring {
+            if let Some(ring_wake) = &shared.ring_wake {
+                ring_wake.signal();
+            }
         }
     }
 }

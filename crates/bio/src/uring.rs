@@ -12,8 +12,11 @@
 //! retries `EINTR` and splits an error down to the bios it concerns, exactly as the
 //! threads do.
 //!
-//! While I/Os are in the ring the thread waits for a completion at most [`POLL`] before
-//! it looks at the queue again, so bios queued meanwhile are picked within that.
+//! While I/Os are in the ring the thread waits in the ring for a completion, not on the
+//! queue's condition variable, so a push cannot wake it that way: the ring also polls the
+//! queue's [`Wake`] eventfd, which a push that makes work ready writes while the thread
+//! waits there (`State::ring_waiting`). Bios queued meanwhile are picked at once, not
+//! when the next I/O completes.
 //!
 //! Memory safety: the kernel reads (or writes) the bios' buffers through the iovec
 //! arrays until it posts the completion. Both live in a [`Pending`] owned by the ring
@@ -29,11 +32,48 @@ use crate::queue::Shared;
 use crate::sched::{Next, Run};
 use crate::sys::IOV_MAX;
 use io_uring::{opcode, types, IoUring};
-use std::os::fd::AsRawFd;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-/// Longest the ring waits for a completion before looking at the queue again.
-const POLL: Duration = Duration::from_millis(1);
+/// How long the thread backs off after an unexpected error from the ring's wait.
+const ERROR_BACKOFF: Duration = Duration::from_millis(1);
+
+/// The `user_data` of the wake poll's completion (I/Os use their slot number).
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// The eventfd a push writes to end the engine's wait in the ring.
+#[derive(Debug)]
+pub(crate) struct Wake {
+    fd: File,
+}
+
+impl Wake {
+    pub(crate) fn new() -> std::io::Result<Wake> {
+        // SAFETY: eventfd takes no pointers; it returns a new descriptor or -1.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor eventfd just opened, owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Wake { fd: File::from(fd) })
+    }
+
+    /// Ends the engine's wait in the ring (or its next one).
+    pub(crate) fn signal(&self) {
+        // EAGAIN: the counter is full, so a wake is pending anyway. Nothing else can fail
+        // on an eventfd written with 8 bytes.
+        let _ = (&self.fd).write(&1u64.to_ne_bytes());
+    }
+
+    /// Resets the counter after the poll fired (EAGAIN: it was already zero).
+    fn drain(&self) {
+        let mut count = [0u8; 8];
+        let _ = (&self.fd).read(&mut count);
+    }
+}
 
 /// An I/O in the ring and everything the kernel uses until its completion is reaped.
 struct Pending {
@@ -47,6 +87,8 @@ struct Ring {
     ring: IoUring,
     slots: Vec<Option<Pending>>,
     running: usize,
+    /// A poll of the wake eventfd is in the ring (queued or submitted).
+    wake_armed: bool,
 }
 
 /// Sets up a ring for `depth` I/Os in flight (the caller reports an error to the user).
@@ -57,17 +99,20 @@ pub(crate) fn new_ring(depth: usize) -> std::io::Result<IoUring> {
 
 /// The engine's thread: picks, submits, reaps; returns at shutdown once nothing is
 /// queued or in flight.
-pub(crate) fn submitter(shared: &Shared, file: &FileDevice, ring: IoUring) {
+pub(crate) fn submitter(shared: &Shared, file: &FileDevice, ring: IoUring, wake: &Wake) {
     let depth = shared.config.submitters;
     let mut ring = Ring {
         ring,
         slots: (0..depth).map(|_| None).collect(),
         running: 0,
+        wake_armed: false,
     };
     // Picked, but overlapping an earlier I/O still in the ring.
     let mut blocked: Option<(InFlight, Run)> = None;
     loop {
+        ring.arm_wake(wake);
         let mut state = shared.lock();
+        state.ring_waiting = false;
         let mut ready = Vec::new();
         let mut deadline = None;
         loop {
@@ -104,12 +149,14 @@ pub(crate) fn submitter(shared: &Shared, file: &FileDevice, ring: IoUring) {
             drop(sleep(shared, state, deadline));
             continue;
         }
+        // From here until the next look at the queue, a push signals `wake`.
+        state.ring_waiting = true;
         drop(state);
         for (me, run) in ready {
             ring.start(shared, file, me, run);
         }
         ring.wait(deadline);
-        ring.reap(shared);
+        ring.reap(shared, wake);
     }
 }
 
@@ -206,33 +253,63 @@ impl Ring {
         }
     }
 
-    /// Submits what is queued and waits for one completion, at most until `deadline`
-    /// (the scheduler's plug deadline) or [`POLL`].
+    /// Queues a poll of the wake eventfd unless one is in the ring already; it goes to
+    /// the kernel with the next submission.
+    fn arm_wake(&mut self, wake: &Wake) {
+        if self.wake_armed {
+            return;
+        }
+        let entry = opcode::PollAdd::new(types::Fd(wake.fd.as_raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(WAKE_TOKEN);
+        loop {
+            // SAFETY: a poll entry points at no memory of ours; the eventfd it names is
+            // open as long as the queue, which outlives this thread and its ring.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                break;
+            }
+            self.submit(0);
+        }
+        self.wake_armed = true;
+    }
+
+    /// Submits what is queued and waits for one completion (an I/O's or the wake poll's),
+    /// at most until `deadline`, the scheduler's plug deadline. With I/Os in the ring a
+    /// completion always comes, so no other time-out is needed.
     fn wait(&mut self, deadline: Option<Instant>) {
         if self.running == 0 {
             return;
         }
-        let timeout = deadline
-            .map_or(POLL, |at| at.saturating_duration_since(Instant::now()))
-            .min(POLL);
-        let timespec = types::Timespec::from(timeout);
-        let args = types::SubmitArgs::new().timespec(&timespec);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        let waited = match deadline {
+            Some(at) => {
+                let timespec = types::Timespec::from(at.saturating_duration_since(Instant::now()));
+                let args = types::SubmitArgs::new().timespec(&timespec);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        match waited {
             Ok(_) => {}
-            // ETIME: nothing completed in time; look at the queue again.
+            // ETIME: the plug deadline passed; look at the queue again.
             Err(e) if e.raw_os_error() == Some(libc::ETIME) || retry(&e) => {}
-            Err(_) => std::thread::sleep(POLL),
+            Err(_) => std::thread::sleep(ERROR_BACKOFF),
         }
     }
 
-    /// Finishes every I/O whose completion the kernel posted.
-    fn reap(&mut self, shared: &Shared) {
+    /// Finishes every I/O whose completion the kernel posted; a fired wake poll is reset
+    /// (and armed again at the top of the engine's loop).
+    fn reap(&mut self, shared: &Shared, wake: &Wake) {
         let done: Vec<(u64, i32)> = self
             .ring
             .completion()
             .map(|c| (c.user_data(), c.result()))
             .collect();
         for (slot, result) in done {
+            if slot == WAKE_TOKEN {
+                wake.drain();
+                self.wake_armed = false;
+                continue;
+            }
             let pending = usize::try_from(slot)
                 .ok()
                 .and_then(|s| self.slots.get_mut(s))
@@ -290,4 +367,70 @@ fn retry(e: &std::io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring for tests, or `None` (with the reason printed) where io_uring is refused.
+    fn test_ring() -> Option<Ring> {
+        match new_ring(1) {
+            Ok(ring) => Some(Ring {
+                ring,
+                slots: vec![None],
+                running: 0,
+                wake_armed: false,
+            }),
+            Err(e) => {
+                eprintln!("skipped: io_uring is not available here: {e}");
+                None
+            }
+        }
+    }
+
+    /// The engine waits in the ring only with I/Os in it; pretend one is there so
+    /// `wait` really waits, up to a deadline far beyond the signal (a hang guard, not a
+    /// timing: the assertion is on which completion ended the wait).
+    fn wait_as_if_busy(ring: &mut Ring) -> Vec<u64> {
+        ring.running = 1;
+        ring.wait(Some(Instant::now() + Duration::from_secs(30)));
+        ring.running = 0;
+        ring.ring.completion().map(|c| c.user_data()).collect()
+    }
+
+    #[test]
+    fn a_signal_ends_the_wait_in_the_ring() {
+        let Some(mut ring) = test_ring() else { return };
+        let wake = Wake::new().expect("eventfd");
+        ring.arm_wake(&wake);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                wake.signal();
+            });
+            assert_eq!(wait_as_if_busy(&mut ring), vec![WAKE_TOKEN]);
+        });
+    }
+
+    #[test]
+    fn a_signal_before_the_wait_is_not_lost_and_a_drained_one_does_not_fire_again() {
+        let Some(mut ring) = test_ring() else { return };
+        let wake = Wake::new().expect("eventfd");
+        // Signalled twice between a look at the queue and the wait: one wake.
+        wake.signal();
+        wake.signal();
+        ring.arm_wake(&wake);
+        assert_eq!(wait_as_if_busy(&mut ring), vec![WAKE_TOKEN]);
+        wake.drain();
+        ring.wake_armed = false;
+        ring.arm_wake(&wake);
+        ring.submit(0);
+        assert!(
+            ring.ring.completion().is_empty(),
+            "a drained eventfd must not end the next wait"
+        );
+        wake.signal();
+        assert_eq!(wait_as_if_busy(&mut ring), vec![WAKE_TOKEN]);
+    }
 }

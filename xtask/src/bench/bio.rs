@@ -16,7 +16,10 @@
 //!
 //! Rows per case: throughput (speedup >= 1.0), the sequential share of issued I/Os
 //! (ours >= 0.9) and the mean I/O size (ours >= 512 KiB). For the peer the same counters
-//! come from the order in which its `pwrite`s were issued.
+//! come from the order in which its `pwrite`s were issued. Each buffered place also
+//! gets a `copy-ceiling` row (see [`copy_ceiling`]): what one thread's copy into the
+//! page cache costs from queued buffers against from a hot one, the bound a queue's
+//! buffered throughput meets on a 2-core machine.
 
 use super::frame::{median, results_dir, round_spread, speedup, Row, Sense};
 use super::Ctx;
@@ -82,6 +85,9 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     places.push(("disk-direct-uring", disk, true, true));
     for &(place, ref path, direct, uring) in &places {
         let _cleanup = RemoveOnDrop(path.clone());
+        if !direct {
+            copy_ceiling(ctx, place, path, total_bytes)?;
+        }
         if uring {
             if let Err(why) = uring_available(path) {
                 eprintln!("  {place}: skipped, io_uring is not available here: {why}");
@@ -208,6 +214,70 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// The copy into the page cache is what a buffered case is bound by, and one thread
+/// does all of it: the kernel's inode lock serialises a file's buffered writes whoever
+/// issues them. The peer copies each 64 KiB from a buffer its own thread just filled,
+/// still in that core's cache; a queue copies bios other threads filled a while ago.
+/// This row measures that difference alone, one thread and no other work: 1 MiB
+/// `pwritev`s of 64 KiB buffers cycling through the 16 MiB a queue holds in flight,
+/// against 64 KiB `pwrite`s from one hot buffer. Its ratio is about the most any queue
+/// that merges other threads' buffers can reach against the peer on this place (no
+/// target: it is a bound, not a result).
+fn copy_ceiling(ctx: &mut Ctx, place: &str, path: &Path, total_bytes: u64) -> Result<()> {
+    const QUEUED_BYTES: usize = 16 << 20;
+    const IO_BIOS: usize = 16;
+    let queued: Vec<AlignedBuf> = (0..QUEUED_BYTES / BIO_BYTES)
+        .map(|i| {
+            let mut buf = AlignedBuf::new(BIO_BYTES, 4096);
+            buf.fill(i as u8 | 1);
+            buf
+        })
+        .collect();
+    let hot = &queued[0];
+    let (mut merged, mut single) = (Vec::new(), Vec::new());
+    for round in 0..ctx.runs() * 2 {
+        let merged_first = round % 2 == 0;
+        for merged_side in [merged_first, !merged_first] {
+            let device = open_fresh(path, false, total_bytes)?;
+            let start = Instant::now();
+            if merged_side {
+                let bios = (total_bytes / BIO_BYTES as u64) as usize;
+                for (io, first) in (0..bios).step_by(IO_BIOS).enumerate() {
+                    let iov: Vec<&[u8]> = (first..(first + IO_BIOS).min(bios))
+                        .map(|b| &queued[b % queued.len()][..])
+                        .collect();
+                    device.writev_at(&iov, (io * IO_BIOS * BIO_BYTES) as u64)?;
+                }
+            } else {
+                for k in 0..total_bytes / BIO_BYTES as u64 {
+                    device.write_at(hot, k * BIO_BYTES as u64)?;
+                }
+            }
+            device.flush()?;
+            let gb_per_s = total_bytes as f64 / start.elapsed().as_secs_f64() / 1e9;
+            if merged_side {
+                merged.push(gb_per_s);
+            } else {
+                single.push(gb_per_s);
+            }
+        }
+    }
+    ctx.record(
+        &format!("{place} copy-ceiling"),
+        "GB/s",
+        Sense::HigherIsBetter,
+        median(&mut merged.clone()),
+        "pwrite, hot 64 KiB",
+        median(&mut single.clone()),
+        None,
+        &format!(
+            "one thread, 1 MiB pwritev of queued buffers; {}",
+            round_spread(Sense::HigherIsBetter, &merged, &single, None)
+        ),
+    );
+    Ok(())
 }
 
 /// Real work per bio: a deterministic fill and its crc32c.
