@@ -1,7 +1,6 @@
 //! End-to-end tests across the stack crates: one test binary, one module per area.
 
 mod cli;
-mod crashdev;
 mod reliability;
 mod tidy;
 mod volume;

@@ -11,7 +11,7 @@
 //! - [`requests`]: bad requests at the library level (oversized metadata, read-only);
 //! - [`volumes`]: thousands of mutated small volumes opened and verified under a time
 //!   bound;
-//! - [`crash`]: the crash-point property test on [`crate::crashdev::CrashDevice`]
+//! - [`crash`]: the crash-point property test on `FaultyDevice`'s power-loss model
 //!   against a model of the committed state;
 //! - [`killed`]: the `stackctl` binary SIGKILLed mid-write, checked against a model;
 

@@ -2,11 +2,16 @@
 //!
 //! Faults are armed on a shared device (`&self`) and stay armed until
 //! [`FaultyDevice::clear_faults`]. A write passes through them in this order: EIO on a
-//! failing range; bit flips; dropped (acknowledged, never stored); torn (only the first
-//! sectors land); misdirected (lands elsewhere); wrapped past a fake capacity. What
-//! finally lands is what the crash model records.
+//! failing range; ENOSPC past a space limit; bit flips; dropped (acknowledged, never
+//! stored); torn (only the first sectors land); misdirected (lands elsewhere); wrapped
+//! past a fake capacity. What finally lands is what the crash model records.
+//!
+//! The crash model ([`FaultyDevice::with_crash_model`]) is cut at a write or at an I/O
+//! event (writes and flushes); the program either runs on unaware of the cut, or, with
+//! [`FaultyDevice::failing_after_cut`], sees every I/O from the cut on fail, as on a
+//! device that lost power. [`FaultyDevice::crash_image`] is what a reboot finds.
 
-use crate::crash::CrashModel;
+use crate::crash::{CrashModel, WriteFate};
 use crate::device::{check_range, total_len};
 use crate::{CrashMode, Device, DeviceInfo, Error, MemDevice};
 use std::io;
@@ -23,6 +28,7 @@ struct Faults {
     torn: Vec<(Range<u64>, u32)>,
     misdirected: Vec<(Range<u64>, u64)>,
     wrap_capacity_bytes: Option<u64>,
+    space_left_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +46,8 @@ pub struct FaultyDevice {
     inner: Arc<dyn Device>,
     name: String,
     state: Mutex<State>,
+    /// I/O from the cut on fails, as on a device that lost power.
+    fail_after_cut: bool,
 }
 
 fn overlaps(range: &Range<u64>, offset: u64, len: usize) -> bool {
@@ -50,6 +58,17 @@ fn eio() -> io::Error {
     io::Error::from_raw_os_error(libc::EIO)
 }
 
+/// The error of an I/O on a device whose power failed (see `failing_after_cut`).
+fn power_lost(device: &str, op: &'static str, offset: u64, len: usize) -> Error {
+    Error::Io {
+        device: format!("{device} (power lost)"),
+        offset,
+        len,
+        op,
+        source: eio(),
+    }
+}
+
 impl FaultyDevice {
     /// Wraps `inner` with no fault armed and no crash model.
     pub fn new(inner: Arc<dyn Device>) -> Self {
@@ -58,6 +77,7 @@ impl FaultyDevice {
             inner,
             name,
             state: Mutex::new(State::default()),
+            fail_after_cut: false,
         }
     }
 
@@ -70,6 +90,14 @@ impl FaultyDevice {
         self.inner.read_at(&mut durable, 0)?;
         self.lock().crash = Some(CrashModel::new(durable));
         Ok(self)
+    }
+
+    /// From the cut on, every read, write and flush fails with `EIO`, as on a device that
+    /// lost power, so the program stops where the crash came (without this it runs on
+    /// unaware, and only [`FaultyDevice::crash_image`] shows the cut).
+    pub fn failing_after_cut(mut self) -> Self {
+        self.fail_after_cut = true;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -114,6 +142,12 @@ impl FaultyDevice {
         self.lock().faults.misdirected.push((range, to));
     }
 
+    /// Writes fail with `ENOSPC` (storing nothing) once they would store more than
+    /// `bytes` from now on: a full thin-provisioned or sparse backing store.
+    pub fn limit_space(&self, bytes: u64) {
+        self.lock().faults.space_left_bytes = Some(bytes);
+    }
+
     /// Counterfeit flash: the device still claims its full size, but only
     /// `capacity_bytes` really exist; every offset is taken modulo that.
     pub fn wrap_at(&self, capacity_bytes: u64) {
@@ -138,16 +172,32 @@ impl FaultyDevice {
             .crash
             .as_mut()
             .expect("cut_at_write needs with_crash_model")
-            .cut_at(write_index);
+            .cut_at_write(write_index);
+    }
+
+    /// Crash right before I/O event number `event_index` (0-based), writes and flushes
+    /// counted together in issue order ([`FaultyDevice::events_issued`]): the power can
+    /// also fail at a flush, while the cache drains, which makes nothing durable.
+    ///
+    /// # Panics
+    /// If the crash model was not started with [`FaultyDevice::with_crash_model`].
+    pub fn cut_at_event(&self, event_index: u64) {
+        self.lock()
+            .crash
+            .as_mut()
+            .expect("cut_at_event needs with_crash_model")
+            .cut_at_event(event_index);
     }
 
     /// Whether the crash (see [`FaultyDevice::cut_at_write`]) has happened.
     pub fn is_cut(&self) -> bool {
-        let state = self.lock();
-        state
-            .crash
-            .as_ref()
-            .is_some_and(|c| c.is_cut(state.writes_issued))
+        self.lock().crash.as_ref().is_some_and(CrashModel::is_cut)
+    }
+
+    /// Writes and flushes issued so far under the crash model (0 without one), the crash
+    /// points of [`FaultyDevice::cut_at_event`].
+    pub fn events_issued(&self) -> u64 {
+        self.lock().crash.as_ref().map_or(0, CrashModel::events)
     }
 
     /// What the media holds after the crash, as a fresh device to reopen.
@@ -205,10 +255,24 @@ impl FaultyDevice {
     fn write_locked(&self, state: &mut State, mut data: Vec<u8>, offset: u64) -> Result<(), Error> {
         let len = data.len();
         check_range(&self.name, offset, len, self.inner.size_bytes())?;
-        let index = state.writes_issued;
         state.writes_issued += 1;
-        let f = &state.faults;
-        if f.write_errors.iter().any(|r| overlaps(r, offset, len)) {
+        let block = self.inner.logical_block_size();
+        let fate = state
+            .crash
+            .as_mut()
+            .map_or(WriteFate::Recorded, CrashModel::begin_write);
+        if fate != WriteFate::Recorded && self.fail_after_cut {
+            if let (WriteFate::Cut, Some(crash)) = (fate, state.crash.as_mut()) {
+                crash.tear(offset, &data, block);
+            }
+            return Err(power_lost(&self.name, "write", offset, len));
+        }
+        if state
+            .faults
+            .write_errors
+            .iter()
+            .any(|r| overlaps(r, offset, len))
+        {
             state.faults_hit += 1;
             return Err(Error::Io {
                 device: self.name.clone(),
@@ -218,6 +282,20 @@ impl FaultyDevice {
                 source: eio(),
             });
         }
+        if let Some(left) = state.faults.space_left_bytes {
+            if left < len as u64 {
+                state.faults_hit += 1;
+                return Err(Error::Io {
+                    device: self.name.clone(),
+                    offset,
+                    len,
+                    op: "write",
+                    source: io::Error::from_raw_os_error(libc::ENOSPC),
+                });
+            }
+            state.faults.space_left_bytes = Some(left - len as u64);
+        }
+        let f = &state.faults;
         let mut hit = false;
         for &(at, mask) in &f.flip_on_write {
             if overlaps(&(at..at + 1), offset, len) {
@@ -250,7 +328,11 @@ impl FaultyDevice {
         for (at, piece) in Self::wrap(f, target, data.len()) {
             self.inner.write_at(&data[piece.clone()], at)?;
             if let Some(crash) = state.crash.as_mut() {
-                crash.record(&self.name, index, at, &data[piece])?;
+                match fate {
+                    WriteFate::Recorded => crash.record(&self.name, at, &data[piece])?,
+                    WriteFate::Cut => crash.tear(at, &data[piece], block),
+                    WriteFate::Lost => {}
+                }
             }
         }
         Ok(())
@@ -262,6 +344,9 @@ impl Device for FaultyDevice {
         let mut state = self.lock();
         let len = buf.len();
         check_range(&self.name, offset, len, self.inner.size_bytes())?;
+        if self.fail_after_cut && state.crash.as_ref().is_some_and(CrashModel::is_cut) {
+            return Err(power_lost(&self.name, "read", offset, len));
+        }
         if state
             .faults
             .read_errors
@@ -316,11 +401,14 @@ impl Device for FaultyDevice {
 
     fn flush(&self) -> Result<(), Error> {
         let mut state = self.lock();
+        let lost = state.crash.as_mut().is_some_and(CrashModel::begin_flush);
+        if lost && self.fail_after_cut {
+            return Err(power_lost(&self.name, "flush", 0, 0));
+        }
         self.inner.flush()?;
         state.flushes += 1;
-        let issued = state.writes_issued;
-        if let Some(crash) = state.crash.as_mut() {
-            crash.flushed(issued);
+        if let (false, Some(crash)) = (lost, state.crash.as_mut()) {
+            crash.flushed();
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Crash points as a property test: random multi-object workloads (write, pattern write,
-//! remove) on a [`CrashDevice`], cut at a random write number, reopened and checked
-//! against a model of the committed state.
+//! remove) on a `FaultyDevice` that loses power at a random write (every I/O fails from
+//! there, unflushed writes kept in a seeded random subset, the newest possibly torn),
+//! reopened and checked against a model of the committed state.
 //!
 //! Checked after every crash: the volume opens; every object the model holds as
 //! committed is listed complete with its exact size, and file objects read back byte for
@@ -14,12 +15,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use stack_bio::{Device, MemDevice};
+use stack_bio::{CrashMode, Device, FaultyDevice, MemDevice};
 use stack_csum::Algorithm;
 use stackctl::{FormatOptions, ObjectKind, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 use super::mutate::Rng;
-use crate::crashdev::{CrashDevice, Keep};
 
 const BS: u32 = 512;
 const DEVICE_BYTES: u64 = 1 << 20;
@@ -111,23 +111,27 @@ pub fn check_seed(seed: u64) -> Result<bool, String> {
     let (image, fresh_free) = formatted(algorithm);
 
     // A dry run counts the writes the workload makes; the crash comes somewhere in them.
-    let dry = Arc::new(CrashDevice::new(image.clone(), None, Keep::Nothing));
+    let crash_modelled = |image: Vec<u8>| {
+        let mem: Arc<dyn Device> = Arc::new(MemDevice::from_bytes(image, BS));
+        FaultyDevice::new(mem)
+            .with_crash_model()
+            .expect("crash model")
+    };
+    let dry = Arc::new(crash_modelled(image.clone()));
     let mut vol = Volume::open_device(dry.clone(), &OpenOptions::default())
         .map_err(|e| format!("dry open: {e}"))?;
     for op in &ops {
         apply(&mut vol, op, &w).map_err(|e| format!("dry run {op:?}: {e}"))?;
     }
     drop(vol);
-    let total_writes = dry.events().max(1);
+    let total_writes = dry.writes_issued().max(1);
     let crash_at = rng.below(total_writes);
 
-    let dev = Arc::new(CrashDevice::new(
-        image,
-        Some(crash_at),
-        Keep::Random {
-            seed: rng.next_u64(),
-        },
-    ));
+    let dev = Arc::new(crash_modelled(image).failing_after_cut());
+    dev.cut_at_write(crash_at);
+    let keep = CrashMode::RandomSubset {
+        seed: rng.next_u64(),
+    };
     let mut model: BTreeMap<String, Content> = BTreeMap::new();
     let mut cut: Option<Op> = None;
     {
@@ -146,7 +150,7 @@ pub fn check_seed(seed: u64) -> Result<bool, String> {
                         model.remove(n);
                     }
                 },
-                Err(_) if dev.crashed() => {
+                Err(_) if dev.is_cut() => {
                     cut = Some(op.clone());
                     break;
                 }
@@ -154,8 +158,7 @@ pub fn check_seed(seed: u64) -> Result<bool, String> {
             }
         }
     }
-    let after = dev.image_after_power_loss();
-    let re: Arc<dyn Device> = Arc::new(MemDevice::from_bytes(after, 512));
+    let re: Arc<dyn Device> = Arc::new(dev.crash_image(keep));
     let mut vol = Volume::open_device(re, &OpenOptions::default())
         .map_err(|e| format!("crash at write {crash_at} of {total_writes}: reopen failed: {e}"))?;
     let cut_name = cut.as_ref().map(|op| match op {

@@ -5,11 +5,9 @@
 
 use std::sync::Arc;
 
-use stack_bio::{Device, MemDevice};
+use stack_bio::{Device, FaultyDevice, MemDevice};
 use stack_csum::Algorithm;
 use stackctl::{Error, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
-
-use crate::crashdev::{CrashDevice, Keep};
 
 const BS: u32 = 512;
 const DEVICE_BYTES: u64 = 1 << 20;
@@ -29,9 +27,15 @@ fn image_with_kept() -> Vec<u8> {
     dev.snapshot()
 }
 
+/// The volume with `kept` on a device that injects faults, and the memory under it.
+fn faulty_with_kept() -> (Arc<MemDevice>, Arc<FaultyDevice>) {
+    let mem = Arc::new(MemDevice::from_bytes(image_with_kept(), BS));
+    (mem.clone(), Arc::new(FaultyDevice::new(mem)))
+}
+
 /// Reopens `image` and checks: opens, verifies clean, `kept` intact, `failed` not complete.
 fn check_after(image: Vec<u8>, what: &str) {
-    let dev: Arc<dyn Device> = Arc::new(MemDevice::from_bytes(image, 512));
+    let dev: Arc<dyn Device> = Arc::new(MemDevice::from_bytes(image, BS));
     let vol = Volume::open_device(dev, &OpenOptions::default())
         .unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
     let report = vol
@@ -65,9 +69,8 @@ fn write_big(vol: &mut Volume) -> Result<(), Error> {
 fn eio_on_a_write_range_fails_the_write_and_keeps_the_volume() {
     // EIO over the middle of the device: the data (or metadata) of the new write lands there.
     for range in [256 * 1024..768 * 1024, 128 * 1024..DEVICE_BYTES] {
-        let dev = Arc::new(
-            CrashDevice::new(image_with_kept(), None, Keep::Nothing).with_eio(range.clone()),
-        );
+        let (mem, dev) = faulty_with_kept();
+        dev.fail_writes(range.clone());
         let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).expect("open");
         let err = write_big(&mut vol).expect_err("a write into a failing range");
         let msg = err.to_string();
@@ -76,23 +79,20 @@ fn eio_on_a_write_range_fails_the_write_and_keeps_the_volume() {
             "unclear error: {msg}"
         );
         drop(vol);
-        check_after(dev.image_after_power_loss(), &format!("EIO on {range:?}"));
+        check_after(mem.snapshot(), &format!("EIO on {range:?}"));
     }
 }
 
 #[test]
 fn enospc_from_the_device_fails_the_write_and_keeps_the_volume() {
     for budget in [0u64, 4096, 100 * 1024] {
-        let dev =
-            Arc::new(CrashDevice::new(image_with_kept(), None, Keep::Nothing).with_space(budget));
+        let (mem, dev) = faulty_with_kept();
+        dev.limit_space(budget);
         let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).expect("open");
         let err = write_big(&mut vol).expect_err("a write past the device's space");
         assert!(!err.to_string().is_empty());
         drop(vol);
-        check_after(
-            dev.image_after_power_loss(),
-            &format!("ENOSPC after {budget} bytes"),
-        );
+        check_after(mem.snapshot(), &format!("ENOSPC after {budget} bytes"));
     }
 }
 

@@ -3,17 +3,17 @@
 //! clean, and hold exactly the last committed state (plus, for the operation cut short,
 //! nothing, a verifiable incomplete prefix, or the whole result).
 //!
-//! Two models: `FaultyDevice`'s (cut before write N; lose, keep or keep a random subset
-//! of the unflushed writes), and the stricter [`CrashDevice`] that also cuts at flushes,
-//! tears the write in progress and keeps reordered subsets — it is the one that catches
-//! a missing flush between the object table and the superblock.
+//! Two runs of `FaultyDevice`'s crash model: cut before write N with the program running
+//! on unaware (lose, keep or keep a random subset of the unflushed writes), and the
+//! stricter power loss: cut at every write *and flush*, every I/O failing from the cut
+//! on, the write in progress torn and the unflushed writes kept in reordered subsets.
+//! The second is the one that catches a missing flush between the object table and the
+//! superblock.
 
 use std::sync::Arc;
 
 use stack_bio::{CrashMode, Device, FaultyDevice, MemDevice};
 use stackctl::{FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
-
-use crate::crashdev::{CrashDevice, Keep, KEEPS};
 
 const VOLUME_BYTES: u64 = 2 << 20;
 
@@ -161,13 +161,16 @@ fn reopen_and_check(image: MemDevice, ops: &[Op], done: usize, pattern_bytes: &[
     );
 }
 
+/// A crash-modelled device over `image`, with 512-byte sectors.
+fn faulty(image: Vec<u8>) -> FaultyDevice {
+    let mem: Arc<dyn Device> = Arc::new(MemDevice::from_bytes(image, 512));
+    FaultyDevice::new(mem).with_crash_model().unwrap()
+}
+
 #[test]
 fn faulty_device_cut_at_every_write_keeps_the_last_commit() {
-    let faulty = |image: Vec<u8>| {
-        let mem: Arc<dyn Device> = Arc::new(MemDevice::from_bytes(image, 512));
-        Arc::new(FaultyDevice::new(mem).with_crash_model().unwrap())
-    };
-    let (base, total_writes, pattern_bytes) = dry_run(faulty, |d| d.writes_issued());
+    let (base, total_writes, pattern_bytes) =
+        dry_run(|image| Arc::new(faulty(image)), |d| d.writes_issued());
     assert!(
         total_writes > 30,
         "the workload makes {total_writes} writes"
@@ -183,7 +186,7 @@ fn faulty_device_cut_at_every_write_keeps_the_last_commit() {
     for cut in 0..=total_writes {
         // The program does not notice the cut: run everything, note which ops had all
         // their writes (and so their final flush) before it.
-        let dev = faulty(base.clone());
+        let dev = Arc::new(faulty(base.clone()));
         dev.cut_at_write(cut);
         let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).unwrap();
         let mut done = 0;
@@ -204,21 +207,27 @@ fn faulty_device_cut_at_every_write_keeps_the_last_commit() {
 }
 
 #[test]
-fn crash_at_every_write_and_flush_boundary_keeps_the_last_commit() {
-    let (base, total_writes, pattern_bytes) = dry_run(
-        |image| Arc::new(CrashDevice::new(image, None, Keep::Nothing).counting_flushes()),
-        |d| d.events(),
-    );
+fn power_loss_at_every_write_and_flush_keeps_the_last_commit() {
+    let (base, total_writes, pattern_bytes) =
+        dry_run(|image| Arc::new(faulty(image)), |d| d.events_issued());
     assert!(
         total_writes > 30,
         "the workload makes {total_writes} writes and flushes"
     );
     let ops = workload();
     let mut cases = 0;
+    let modes = [
+        CrashMode::LoseUnflushed,
+        CrashMode::KeepUnflushed,
+        CrashMode::KeepUnflushedTornCut,
+        CrashMode::KeepEven,
+        CrashMode::KeepOdd,
+        CrashMode::KeepNewest,
+    ];
     for crash_at in 0..=total_writes {
-        for keep in KEEPS {
-            let dev =
-                Arc::new(CrashDevice::new(base.clone(), Some(crash_at), keep).counting_flushes());
+        for mode in modes {
+            let dev = Arc::new(faulty(base.clone()).failing_after_cut());
+            dev.cut_at_event(crash_at);
             let mut vol = Volume::open_device(dev.clone(), &OpenOptions::default()).unwrap();
             let mut done = 0;
             for op in &ops {
@@ -229,17 +238,11 @@ fn crash_at_every_write_and_flush_boundary_keeps_the_last_commit() {
             }
             drop(vol);
             let what = format!(
-                "crash at event {crash_at}/{total_writes}, keep {keep:?}, after {done} ops"
+                "power lost at event {crash_at}/{total_writes}, {mode:?}, after {done} ops"
             );
-            reopen_and_check(
-                MemDevice::from_bytes(dev.image_after_power_loss(), 512),
-                &ops,
-                done,
-                &pattern_bytes,
-                &what,
-            );
+            reopen_and_check(dev.crash_image(mode), &ops, done, &pattern_bytes, &what);
             cases += 1;
         }
     }
-    assert_eq!(cases, (total_writes + 1) * KEEPS.len() as u64);
+    assert_eq!(cases, (total_writes + 1) * modes.len() as u64);
 }

@@ -226,3 +226,186 @@ fn faults_compose_with_the_crash_model() {
     );
     assert_eq!(image.size_bytes(), SIZE);
 }
+
+/// What one I/O event of a test workload is.
+#[derive(Clone, Copy)]
+enum Event {
+    Write(u64),
+    Flush,
+}
+
+#[test]
+fn crash_at_every_event_counts_flushes_as_crash_points() {
+    // W0 W1 F W2 W3 F W4 W5 F: a cut at a flush makes that flush lose its writes.
+    let mut events = Vec::new();
+    for i in 0..6u64 {
+        events.push(Event::Write(i));
+        if i % 2 == 1 {
+            events.push(Event::Flush);
+        }
+    }
+    for cut in 0..=events.len() as u64 {
+        let (_, dev) = faulty();
+        dev.cut_at_event(cut);
+        workload(&dev);
+        assert_eq!(dev.events_issued(), events.len() as u64);
+        assert_eq!(dev.is_cut(), cut < events.len() as u64, "cut at {cut}");
+        let (mut issued, mut durable) = (Vec::new(), Vec::new());
+        for event in &events[..cut as usize] {
+            match *event {
+                Event::Write(i) => issued.push(i),
+                Event::Flush => durable.clone_from(&issued),
+            }
+        }
+        for (mode, survivors) in [
+            (CrashMode::LoseUnflushed, &durable),
+            (CrashMode::KeepUnflushed, &issued),
+        ] {
+            let image = dev.crash_image(mode);
+            for i in 0..6u64 {
+                let want = if survivors.contains(&i) {
+                    i as u8 + 1
+                } else {
+                    0
+                };
+                assert_eq!(
+                    read(&image, i * 512, 512),
+                    vec![want; 512],
+                    "cut at event {cut}, sector {i}, {mode:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_torn_cut_keeps_the_first_half_of_the_blocks_of_the_cut_write() {
+    for fail in [false, true] {
+        let (_, dev) = faulty();
+        let dev = if fail { dev.failing_after_cut() } else { dev };
+        dev.cut_at_write(1);
+        dev.write_at(&[1; 4096], 0).unwrap();
+        assert_eq!(dev.write_at(&[2; 4096], 8192).is_err(), fail);
+        let torn = dev.crash_image(CrashMode::KeepUnflushedTornCut);
+        assert_eq!(read(&torn, 0, 4096), vec![1; 4096]);
+        assert_eq!(read(&torn, 8192, 2048), vec![2; 2048], "fail {fail}");
+        assert_eq!(read(&torn, 8192 + 2048, 2048), vec![0; 2048], "fail {fail}");
+        let whole = dev.crash_image(CrashMode::KeepUnflushed);
+        assert_eq!(
+            read(&whole, 8192, 4096),
+            vec![0; 4096],
+            "the cut write is lost"
+        );
+    }
+    // A one-block write is atomic: the cut loses it whole.
+    let (_, dev) = faulty();
+    dev.cut_at_write(0);
+    dev.write_at(&[3; 512], 0).unwrap();
+    let torn = dev.crash_image(CrashMode::KeepUnflushedTornCut);
+    assert_eq!(read(&torn, 0, 512), vec![0; 512]);
+}
+
+#[test]
+fn reordering_modes_keep_even_odd_or_newest_unflushed_writes() {
+    let (_, dev) = faulty();
+    dev.write_at(&[9; 512], 0).unwrap();
+    dev.flush().unwrap();
+    for i in 1..=5u64 {
+        dev.write_at(&[i as u8; 512], i * 512).unwrap();
+    }
+    // Unflushed writes 0..5 are sectors 1..=5.
+    for (mode, kept) in [
+        (CrashMode::KeepEven, vec![1, 3, 5]),
+        (CrashMode::KeepOdd, vec![2, 4]),
+        (CrashMode::KeepNewest, vec![5]),
+    ] {
+        let image = dev.crash_image(mode);
+        assert_eq!(
+            read(&image, 0, 512),
+            vec![9; 512],
+            "{mode:?}: flushed stays"
+        );
+        for i in 1..=5u64 {
+            let want = if kept.contains(&i) { i as u8 } else { 0 };
+            assert_eq!(
+                read(&image, i * 512, 512),
+                vec![want; 512],
+                "{mode:?}, sector {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn random_subset_sometimes_tears_the_newest_write() {
+    let (_, dev) = faulty();
+    dev.write_at(&[1; 512], 0).unwrap();
+    dev.write_at(&[2; 4096], 4096).unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    for seed in 0..64 {
+        let image = dev.crash_image(CrashMode::RandomSubset { seed });
+        let newest = read(&image, 4096, 4096);
+        let kept = newest.iter().filter(|&&b| b == 2).count();
+        assert_eq!(kept % 512, 0, "torn at a block boundary, seed {seed}");
+        assert!(
+            newest[..kept].iter().all(|&b| b == 2),
+            "a prefix survives, seed {seed}"
+        );
+        kinds.insert(match kept {
+            0 => "lost",
+            4096 => "whole",
+            _ => "torn",
+        });
+    }
+    assert_eq!(kinds.len(), 3, "over 64 seeds: {kinds:?}");
+}
+
+#[test]
+fn failing_after_cut_fails_every_io_from_the_cut_on_and_names_it() {
+    // Cut at event 2, the first flush: it fails and makes nothing durable.
+    let (_, dev) = faulty();
+    let dev = dev.failing_after_cut();
+    dev.cut_at_event(2);
+    dev.write_at(&[1; 512], 0).unwrap();
+    dev.write_at(&[2; 512], 512).unwrap();
+    let err = dev.flush().expect_err("the power failed at the flush");
+    assert!(err.to_string().contains("power lost"), "{err}");
+    let err = dev.write_at(&[3; 512], 1024).expect_err("no power");
+    match &err {
+        Error::Io { offset, op, .. } => assert_eq!((*offset, *op), (1024, "write")),
+        other => panic!("not an I/O error: {other}"),
+    }
+    let mut buf = [0u8; 512];
+    assert!(dev.read_at(&mut buf, 0).is_err(), "reads fail too");
+    assert!(dev.is_cut());
+    let image = dev.crash_image(CrashMode::LoseUnflushed);
+    assert_eq!(read(&image, 0, 1536), vec![0; 1536]);
+    let image = dev.crash_image(CrashMode::KeepUnflushed);
+    assert_eq!(read(&image, 0, 512), vec![1; 512]);
+    assert_eq!(read(&image, 512, 512), vec![2; 512]);
+    assert_eq!(read(&image, 1024, 512), vec![0; 512]);
+}
+
+#[test]
+fn limit_space_fails_writes_with_enospc_and_stores_nothing() {
+    let (mem, dev) = faulty();
+    dev.limit_space(1024);
+    dev.write_at(&[1; 512], 0).unwrap();
+    let err = dev.write_at(&[2; 1024], 4096).expect_err("past the space");
+    match &err {
+        Error::Io { source, offset, .. } => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC));
+            assert_eq!(*offset, 4096);
+        }
+        other => panic!("not an I/O error: {other}"),
+    }
+    assert_eq!(read(&*mem, 4096, 1024), vec![0; 1024], "nothing stored");
+    dev.write_at(&[3; 512], 512).unwrap();
+    assert!(
+        dev.write_at(&[4; 512], 1024).is_err(),
+        "the space is used up"
+    );
+    assert_eq!(dev.faults_hit(), 2);
+    dev.clear_faults();
+    dev.write_at(&[4; 512], 1024).unwrap();
+}
