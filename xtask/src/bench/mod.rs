@@ -57,6 +57,10 @@ pub fn main(args: &[String]) -> Result<()> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--help" | "-h" => {
+                print!("{}", crate::USAGE);
+                return Ok(());
+            }
             "--only" => {
                 let list = it.next().context("--only needs a group name")?;
                 only = Some(list.split(',').map(str::to_owned).collect());

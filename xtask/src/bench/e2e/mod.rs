@@ -2,8 +2,9 @@
 //! process against whole process (issue 8).
 //!
 //! Fairness, as fio's authors would expect it:
-//! - every figure is the median of several runs (3 under `--quick`), ours and the peers
-//!   alternated in the same run with the starting side rotated each round;
+//! - every figure is the median of several runs (3 under `--quick`; twice as many for
+//!   the disk cases, whose throughput swings most), ours and the peers alternated in the
+//!   same run with the starting side rotated each round;
 //! - wall time is measured from `spawn` to the reap; CPU time (user + system) and peak
 //!   RSS come from `wait4`'s rusage, which includes descendants the child reaped (fio's
 //!   forked job processes);

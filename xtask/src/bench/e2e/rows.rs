@@ -134,7 +134,7 @@ pub fn speed_row(
             let note = format!(
                 "{} MiB; {}; {rounds}{note}",
                 bytes / MIB,
-                detail(o, p, ctx.runs())
+                detail(o, p, o.walls_s.len())
             );
             ctx.record(
                 case,
