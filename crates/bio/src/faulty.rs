@@ -54,19 +54,26 @@ fn overlaps(range: &Range<u64>, offset: u64, len: usize) -> bool {
     offset < range.end && range.start < offset + len as u64
 }
 
-fn eio() -> io::Error {
-    io::Error::from_raw_os_error(libc::EIO)
+/// An injected failure of `op` at `offset` with `errno`, naming `device`.
+fn injected(device: &str, op: &'static str, offset: u64, len: usize, errno: i32) -> Error {
+    Error::Io {
+        device: device.to_owned(),
+        offset,
+        len,
+        op,
+        source: io::Error::from_raw_os_error(errno),
+    }
 }
 
 /// The error of an I/O on a device whose power failed (see `failing_after_cut`).
 fn power_lost(device: &str, op: &'static str, offset: u64, len: usize) -> Error {
-    Error::Io {
-        device: format!("{device} (power lost)"),
+    injected(
+        &format!("{device} (power lost)"),
+        op,
         offset,
         len,
-        op,
-        source: eio(),
-    }
+        libc::EIO,
+    )
 }
 
 impl FaultyDevice {
@@ -274,24 +281,12 @@ impl FaultyDevice {
             .any(|r| overlaps(r, offset, len))
         {
             state.faults_hit += 1;
-            return Err(Error::Io {
-                device: self.name.clone(),
-                offset,
-                len,
-                op: "write",
-                source: eio(),
-            });
+            return Err(injected(&self.name, "write", offset, len, libc::EIO));
         }
         if let Some(left) = state.faults.space_left_bytes {
             if left < len as u64 {
                 state.faults_hit += 1;
-                return Err(Error::Io {
-                    device: self.name.clone(),
-                    offset,
-                    len,
-                    op: "write",
-                    source: io::Error::from_raw_os_error(libc::ENOSPC),
-                });
+                return Err(injected(&self.name, "write", offset, len, libc::ENOSPC));
             }
             state.faults.space_left_bytes = Some(left - len as u64);
         }
@@ -354,13 +349,7 @@ impl Device for FaultyDevice {
             .any(|r| overlaps(r, offset, len))
         {
             state.faults_hit += 1;
-            return Err(Error::Io {
-                device: self.name.clone(),
-                offset,
-                len,
-                op: "read",
-                source: eio(),
-            });
+            return Err(injected(&self.name, "read", offset, len, libc::EIO));
         }
         for (at, piece) in Self::wrap(&state.faults, offset, len) {
             self.inner.read_at(&mut buf[piece], at)?;
