@@ -11,7 +11,7 @@ use super::verify_read::{buffered_workers, direct_workers, with_readers, PIECE_B
 use crate::format::{ObjectKind, ObjectRecord, Run};
 use crate::options::{cancelled, Progress, VerifyOptions};
 use crate::report::{MetadataDamage, SuperblockState, VerifyReport};
-use crate::volume::{load_table, read_slot, SlotRead, Volume};
+use crate::volume::{load_table, read_slot, CsumWindow, SlotRead, Volume};
 use crate::Error;
 
 impl Volume {
@@ -80,6 +80,7 @@ impl Volume {
         let mut incomplete = Vec::new();
         let mut objects_verified = 0u64;
         let mut csum_damage = Vec::new();
+        let mut csum_window = CsumWindow::default();
         with_readers(workers, piece_bytes, |readers| -> Result<(), Error> {
             'objects: for record in objects {
                 objects_verified += 1;
@@ -89,7 +90,7 @@ impl Volume {
                 let object: Arc<str> = Arc::from(record.name.as_str());
                 let mut run_logical = 0u64;
                 for run in &record.runs {
-                    let expected = match self.load_run_csums(run) {
+                    let expected = match self.load_run_csums_via(&mut csum_window, run) {
                         Ok(c) => c,
                         Err(e) => {
                             csum_damage.push(MetadataDamage {

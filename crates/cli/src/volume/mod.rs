@@ -32,7 +32,7 @@ use crate::Error;
 
 pub(crate) use io::{read_blocks, write_blocks, IO_ALIGN_BYTES};
 pub(crate) use open::{load_table, read_slot, SlotRead};
-pub(crate) use read::encode_csum;
+pub(crate) use read::{encode_csum, CsumWindow};
 
 /// Blocks of free space a volume has at least, besides its superblocks.
 pub const MIN_FREE_BLOCKS: u64 = 16;
