@@ -12,6 +12,9 @@
 //!   before every run of every side; every output (volume, dd's file, fio's file, f3's
 //!   directory) is removed and recreated before each run, so nobody overwrites a warm,
 //!   already-allocated file; `--direct` cases drop the file's cached pages first;
+//! - before every measured run, xtask touches and frees a little more memory than the
+//!   run needs (`setup::warm_memory`): this VM returns idle free memory to its host,
+//!   and whichever side ran after a pause would otherwise pay to get it back;
 //! - setup that is not the thing measured (`stackctl format`, fio's write before its
 //!   verify pass) runs untimed;
 //! - a case whose `stackctl` command is not there yet, or whose peer is not installed,
