@@ -26,9 +26,6 @@ pub struct QueueConfig {
     pub max_io_bytes: usize,
     /// Bytes queued or being issued at most; submitters wait while it is reached.
     pub max_in_flight_bytes: u64,
-    /// Unused since each submitter picks one I/O at a time (see
-    /// [`QueueConfig::submitters`]); kept so existing configurations still build.
-    pub batch_ios: usize,
     /// How long a run shorter than `max_io_bytes` waits for the bios that would extend it.
     pub plug_timeout: Duration,
     /// How many bytes one stream may issue in a row while others wait.
@@ -75,7 +72,6 @@ impl Default for QueueConfig {
         Self {
             max_io_bytes: 1 << 20,
             max_in_flight_bytes: 64 << 20,
-            batch_ios: 16,
             plug_timeout: Duration::from_millis(2),
             stream_budget_bytes: 32 << 20,
             anticipate: Duration::from_millis(1),
@@ -231,7 +227,6 @@ impl SubmitQueue {
         mut config: QueueConfig,
     ) -> std::io::Result<Self> {
         assert!(config.max_io_bytes > 0);
-        assert!(config.batch_ios > 0);
         if config.submitters == 0 {
             config.submitters = if config.io_uring {
                 DEFAULT_URING_DEPTH
