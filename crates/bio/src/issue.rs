@@ -195,6 +195,9 @@ pub(crate) fn finish(
         .position(|f| f.ticket == me.ticket)
         .expect("a running I/O is registered");
     state.in_flight.swap_remove(at);
+    if state.in_flight.is_empty() {
+        state.sched.went_idle(Instant::now());
+    }
     if me.op == Op::Flush {
         assert!(state.barrier);
         state.barrier = false;

@@ -26,12 +26,14 @@ pub struct QueueConfig {
     pub max_io_bytes: usize,
     /// Bytes queued or being issued at most; submitters wait while it is reached.
     pub max_in_flight_bytes: u64,
-    /// How long a run shorter than `max_io_bytes` waits for the bios that would extend it.
+    /// How long a run shorter than `max_io_bytes` waits for the bios that would extend it
+    /// when the device is idle (8 times as long while I/Os are in flight).
     pub plug_timeout: Duration,
     /// How many bytes one stream may issue in a row while others wait.
     pub stream_budget_bytes: u64,
-    /// How long the device stays with the stream being served, after its last I/O,
-    /// waiting for that stream to continue before another stream gets it.
+    /// How long the device stays with the stream being served, after its last I/O
+    /// completed, waiting for that stream to continue before another stream gets it
+    /// (while I/Os are in flight: 8 times this after the last one was issued).
     pub anticipate: Duration,
     /// Submitter threads, so at most this many I/Os in flight at once (they are still
     /// picked in order). 1 issues strictly one I/O after another. 0 (the default) lets

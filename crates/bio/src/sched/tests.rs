@@ -173,6 +173,90 @@ fn keeps_serving_the_active_stream_while_it_continues() {
     per_stream.clear();
 }
 
+#[test]
+fn a_busy_device_lets_a_partial_run_wait_longer() {
+    let t0 = Instant::now();
+    let plug = Duration::from_millis(1);
+    let mut s = Sched::new(4096, plug, Duration::ZERO, u64::MAX);
+    s.push(w(0, 1024, 1), false, t0);
+    let busy_until = t0 + plug * BUSY_WINDOW_FACTOR;
+    match s.next(t0 + plug, false, false, false) {
+        Next::WaitUntil(at) => assert_eq!(at, busy_until, "busy: the plug is stretched"),
+        other => panic!("a partial run went to a busy device: {other:?}"),
+    }
+    assert!(
+        matches!(s.next(t0 + plug, false, false, true), Next::Issue(_)),
+        "idle: the plug has expired"
+    );
+    s.push(w(1 << 20, 1024, 2), false, t0);
+    assert!(
+        matches!(s.next(busy_until, false, false, false), Next::Issue(_)),
+        "busy, but the stretched plug has expired: no starving"
+    );
+}
+
+#[test]
+fn the_served_stream_keeps_a_busy_device_longer() {
+    let t0 = Instant::now();
+    let anticipate = Duration::from_millis(1);
+    let mut s = Sched::new(4096, Duration::ZERO, anticipate, u64::MAX);
+    s.push(w(0, 4096, 1), false, t0);
+    s.push(w(1 << 20, 4096, 2), false, t0);
+    assert_eq!(issue(&mut s, t0, false).bios[0].stream(), 1);
+    let later = t0 + anticipate * 2;
+    assert!(
+        matches!(s.next(later, false, false, false), Next::WaitUntil(_)),
+        "busy: stream 1 may still continue"
+    );
+    let run = issue(&mut s, later, false);
+    assert_eq!(
+        run.bios[0].stream(),
+        2,
+        "idle: anticipation has expired, stream 2 goes"
+    );
+}
+
+#[test]
+fn anticipation_on_an_idle_device_counts_from_the_completion() {
+    let t0 = Instant::now();
+    let anticipate = Duration::from_millis(1);
+    let mut s = Sched::new(4096, Duration::ZERO, anticipate, u64::MAX);
+    s.push(w(0, 4096, 1), false, t0);
+    s.push(w(1 << 20, 4096, 2), false, t0);
+    assert_eq!(issue(&mut s, t0, false).bios[0].stream(), 1);
+    // The I/O took longer than the window; its writer may have waited for it.
+    let done = t0 + anticipate * 3;
+    s.went_idle(done);
+    match s.next(done, false, false, true) {
+        Next::WaitUntil(at) => assert_eq!(at, done + anticipate),
+        other => panic!("the served stream's writer got no window: {other:?}"),
+    }
+    assert_eq!(
+        issue(&mut s, done + anticipate, false).bios[0].stream(),
+        2,
+        "the window has passed"
+    );
+}
+
+#[test]
+fn an_idle_device_continues_the_served_stream_rather_than_start_another() {
+    let t0 = Instant::now();
+    let plug = Duration::from_millis(1);
+    let mut s = Sched::new(4096, plug, Duration::ZERO, u64::MAX);
+    s.push(w(0, 4096, 1), false, t0);
+    s.push(w(1 << 20, 1024, 2), false, t0);
+    assert_eq!(issue(&mut s, t0, false).offset, 0);
+    // Stream 2's head has waited its plug; stream 1's quarter run has not.
+    s.push(w(4096, 1024, 1), false, t0 + plug);
+    let run = issue(&mut s, t0 + plug, false);
+    assert_eq!(
+        (run.offset, run.bios[0].stream()),
+        (4096, 1),
+        "a short I/O that continues beats two seeks"
+    );
+    assert_eq!(issue(&mut s, t0 + plug, false).bios[0].stream(), 2);
+}
+
 proptest::proptest! {
     /// Random pushes, flushes and picks: every bio is issued exactly once, in
     /// submission order within its stream, never across a flush, in runs that are
