@@ -11,7 +11,9 @@
 //!
 //! Among streams the rule is an anticipating elevator: the stream being served keeps
 //! the device while its next bio continues where the last I/O ended, up to a budget;
-//! otherwise the stream with the oldest ready head goes next. A stream's head is ready
+//! otherwise the ready head nearest above the last I/O goes next, or the lowest when
+//! none is above (a C-SCAN sweep, so writers of adjacent regions hand over to each
+//! other without a seek). A stream's head is ready
 //! when a full I/O can be merged from it, or it has waited a plug timeout, or something
 //! urges progress (a flush waiting, submitters blocked on the in-flight bound).
 //!
@@ -38,7 +40,6 @@ const BUSY_WINDOW_FACTOR: u32 = 8;
 /// A queued bio with its bookkeeping.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    seq: u64,
     epoch: u64,
     arrived: Instant,
     bio: Bio,
@@ -77,7 +78,6 @@ pub(crate) struct Sched {
     plug: Duration,
     anticipate: Duration,
     budget_bytes: u64,
-    next_seq: u64,
     cur_epoch: u64,
     /// Pending data bios per epoch; `[0]` is the current epoch.
     epoch_counts: VecDeque<usize>,
@@ -106,7 +106,6 @@ impl Sched {
             plug,
             anticipate,
             budget_bytes,
-            next_seq: 0,
             cur_epoch: 0,
             epoch_counts: VecDeque::from([0]),
             flushes: VecDeque::new(),
@@ -143,12 +142,10 @@ impl Sched {
             .back_mut()
             .expect("there is always a current epoch") += 1;
         let pending = Pending {
-            seq: self.next_seq,
             epoch,
             arrived: now,
             bio,
         };
-        self.next_seq += 1;
         if sync {
             self.sync.push_back(pending);
             return Pushed { wake: true };
@@ -358,7 +355,7 @@ impl Sched {
                 }
             }
         }
-        let mut best: Option<(u64, u64)> = None; // (rank, stream) of the best ready head
+        let mut best: Option<((u8, u64), u64)> = None; // (rank, stream) of the best ready head
         let mut earliest_plug: Option<Instant> = None;
         let mut active_ready = false;
         for (&stream, queue) in &self.streams {
@@ -383,11 +380,18 @@ impl Sched {
                 active_ready = true;
             }
             // A head that continues where the last I/O ended wins (an elevator's
-            // sequential pick); otherwise the oldest head.
-            // The active stream only gets here once its budget is spent, so it may not
-            // use the sequential preference to keep the device.
-            let continues = head.bio.offset() == self.active_end && self.active != Some(stream);
-            let rank = if continues { 0 } else { head.seq + 1 };
+            // sequential pick); otherwise the sweep goes on upwards to the nearest head
+            // ahead, and wraps to the lowest when none is (C-SCAN). Sweeping in offset
+            // order makes the next stream's start likely to be where the previous
+            // stream's region ended. The active stream only gets here once its budget is
+            // spent, so it may not use the sequential preference to keep the device.
+            let offset = head.bio.offset();
+            let continues = offset == self.active_end && self.active != Some(stream);
+            let rank = match (continues, offset > self.active_end) {
+                (true, _) => (0, 0),
+                (false, true) => (1, offset),
+                (false, false) => (2, offset),
+            };
             if best.is_none_or(|(r, _)| rank < r) {
                 best = Some((rank, stream));
             }

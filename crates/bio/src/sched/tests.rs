@@ -162,7 +162,7 @@ fn keeps_serving_the_active_stream_while_it_continues() {
         [0, 1024, 2048],
         "stream 1 keeps the device for its budget"
     );
-    assert_eq!(offsets[3], 1 << 20, "then the oldest other head goes");
+    assert_eq!(offsets[3], 1 << 20, "then the next head up goes");
     let mut per_stream: Vec<u64> = offsets.iter().copied().filter(|o| *o < 1 << 20).collect();
     let sorted = {
         let mut v = per_stream.clone();
@@ -213,6 +213,27 @@ fn the_served_stream_keeps_a_busy_device_longer() {
         run.bios[0].stream(),
         2,
         "idle: anticipation has expired, stream 2 goes"
+    );
+}
+
+#[test]
+fn between_streams_the_sweep_goes_up_to_the_nearest_head_then_wraps() {
+    let t0 = Instant::now();
+    let mut s = Sched::new(4096, Duration::ZERO, Duration::ZERO, u64::MAX);
+    let mib = 1u64 << 20;
+    s.push(w(3 * mib, 4096, 2), false, t0);
+    s.push(w(2 * mib, 4096, 3), false, t0);
+    s.push(w(mib, 4096, 1), false, t0);
+    let first = issue(&mut s, t0, false);
+    s.push(w(0, 4096, 0), false, t0);
+    let order: Vec<u64> = std::iter::once(first)
+        .chain((0..3).map(|_| issue(&mut s, t0, false)))
+        .map(|run| run.offset / mib)
+        .collect();
+    assert_eq!(
+        order,
+        [1, 2, 3, 0],
+        "upwards by offset, not by age, then from the lowest"
     );
 }
 
