@@ -193,6 +193,113 @@ impl State {
 }
 
 impl Shared {
+    /// The shared half of a queue, before any submitter starts.
+    fn new(
+        device: Arc<dyn Device>,
+        end_io: Arc<dyn EndIo>,
+        config: QueueConfig,
+        ring_wake: Option<crate::uring::Wake>,
+    ) -> Shared {
+        let name = device.info().path;
+        let sched = Sched::new(
+            config.max_io_bytes as u64,
+            config.plug_timeout,
+            config.anticipate,
+            config.stream_budget_bytes,
+        );
+        Shared {
+            device,
+            name,
+            end_io,
+            config,
+            state: Mutex::new(State {
+                sched,
+                in_flight_bytes: 0,
+                in_flight_peak_bytes: 0,
+                in_flight: Vec::new(),
+                in_flight_ios_peak: 0,
+                next_ticket: 0,
+                barrier: false,
+                waiters: 0,
+                favoured_waiters: 0,
+                sleepers: 0,
+                overlap_waiters: 0,
+                overlap_waits: 0,
+                shutdown: false,
+                ring_waiting: false,
+                seq: SeqCounter::default(),
+                bios: 0,
+                merged: 0,
+                flushes: 0,
+                split_retries: 0,
+            }),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            room_others: Condvar::new(),
+            done: Condvar::new(),
+            ring_wake,
+        }
+    }
+
+    /// Queues `bio` (see [`SubmitQueue::submit`]), waiting while the bound is reached,
+    /// and wakes whichever engine has something new to pick.
+    fn push(&self, bio: Bio, sync: bool) {
+        let shared = self;
+        let len = bio.len() as u64;
+        let bound = shared.config.max_in_flight_bytes;
+        let mut state = shared.lock();
+        loop {
+            if state.shutdown {
+                drop(state);
+                let offset = bio.offset();
+                bio.complete(Err(Error::Cancelled {
+                    device: shared.name.clone(),
+                    offset,
+                }));
+                return;
+            }
+            let favoured = sync || state.sched.active_stream() == Some(bio.stream());
+            let limit = if favoured {
+                bound
+            } else {
+                bound - shared.reserve_bytes()
+            };
+            if state.in_flight_bytes == 0 || state.in_flight_bytes + len <= limit {
+                break;
+            }
+            // Waiters of the served stream and of the sync lane wait apart from the
+            // others, so freed room does not wake every blocked writer at once.
+            state.waiters += 1;
+            state.favoured_waiters += usize::from(favoured);
+            if state.sleepers > 0 {
+                shared.work.notify_one();
+            }
+            let room = if favoured {
+                &shared.room
+            } else {
+                &shared.room_others
+            };
+            state = room.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.waiters -= 1;
+            state.favoured_waiters -= usize::from(favoured);
+        }
+        state.in_flight_bytes += len;
+        state.in_flight_peak_bytes = state.in_flight_peak_bytes.max(state.in_flight_bytes);
+        let pushed = state.sched.push(bio, sync, Instant::now());
+        let wake = pushed.wake && state.sleepers > 0;
+        // One signal per wait is enough: the engine clears this when it looks again.
+        let wake_ring = pushed.wake && std::mem::take(&mut state.ring_waiting);
+        drop(state);
+        if wake {
+            shared.work.notify_one();
+        }
+        if wake_ring {
+            if let Some(ring_wake) = &shared.ring_wake {
+                ring_wake.signal();
+            }
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -261,45 +368,8 @@ impl SubmitQueue {
             config.max_in_flight_bytes >= config.max_io_bytes as u64,
             "the in-flight bound must hold one full I/O"
         );
-        let name = device.info().path;
-        let sched = Sched::new(
-            config.max_io_bytes as u64,
-            config.plug_timeout,
-            config.anticipate,
-            config.stream_budget_bytes,
-        );
-        let shared = Arc::new(Shared {
-            device,
-            name: name.clone(),
-            end_io,
-            config,
-            state: Mutex::new(State {
-                sched,
-                in_flight_bytes: 0,
-                in_flight_peak_bytes: 0,
-                in_flight: Vec::new(),
-                in_flight_ios_peak: 0,
-                next_ticket: 0,
-                barrier: false,
-                waiters: 0,
-                favoured_waiters: 0,
-                sleepers: 0,
-                overlap_waiters: 0,
-                overlap_waits: 0,
-                shutdown: false,
-                ring_waiting: false,
-                seq: SeqCounter::default(),
-                bios: 0,
-                merged: 0,
-                flushes: 0,
-                split_retries: 0,
-            }),
-            work: Condvar::new(),
-            room: Condvar::new(),
-            room_others: Condvar::new(),
-            done: Condvar::new(),
-            ring_wake,
-        });
+        let shared = Arc::new(Shared::new(device, end_io, config, ring_wake));
+        let name = shared.name.clone();
         let queue = Self {
             shared: Arc::clone(&shared),
             submitters: Mutex::new(Vec::new()),
@@ -347,19 +417,20 @@ impl SubmitQueue {
 
     /// Queues `bio` on the normal lane; waits while the in-flight bound is reached.
     pub fn submit(&self, bio: Bio) {
-        self.push(bio, false);
+        self.shared.push(bio, false);
     }
 
     /// Queues `bio` on the sync lane, issued ahead of the normal lane (but never ahead
     /// of a flush queued before it).
     pub fn submit_sync(&self, bio: Bio) {
-        self.push(bio, true);
+        self.shared.push(bio, true);
     }
 
     /// Returns once every write queued before the call is durable.
     pub fn flush(&self) -> Result<(), Error> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.push(Bio::flush(move |r| drop(tx.send(r.result))), false);
+        self.shared
+            .push(Bio::flush(move |r| drop(tx.send(r.result))), false);
         let cancelled = || Error::Cancelled {
             device: self.shared.name.clone(),
             offset: 0,
@@ -400,63 +471,6 @@ impl SubmitQueue {
             }
         }
     }
-
-    fn push(&self, bio: Bio, sync: bool) {
-        let shared = &*self.shared;
-        let len = bio.len() as u64;
-        let bound = shared.config.max_in_flight_bytes;
-        let mut state = shared.lock();
-        loop {
-            if state.shutdown {
-                drop(state);
-                let offset = bio.offset();
-                bio.complete(Err(Error::Cancelled {
-                    device: shared.name.clone(),
-                    offset,
-                }));
-                return;
-            }
-            let favoured = sync || state.sched.active_stream() == Some(bio.stream());
-            let limit = if favoured {
-                bound
-            } else {
-                bound - shared.reserve_bytes()
-            };
-            if state.in_flight_bytes == 0 || state.in_flight_bytes + len <= limit {
-                break;
-            }
-            // Waiters of the served stream and of the sync lane wait apart from the
-            // others, so freed room does not wake every blocked writer at once.
-            state.waiters += 1;
-            state.favoured_waiters += usize::from(favoured);
-            if state.sleepers > 0 {
-                shared.work.notify_one();
-            }
-            let room = if favoured {
-                &shared.room
-            } else {
-                &shared.room_others
-            };
-            state = room.wait(state).unwrap_or_else(|e| e.into_inner());
-            state.waiters -= 1;
-            state.favoured_waiters -= usize::from(favoured);
-        }
-        state.in_flight_bytes += len;
-        state.in_flight_peak_bytes = state.in_flight_peak_bytes.max(state.in_flight_bytes);
-        let pushed = state.sched.push(bio, sync, Instant::now());
-        let wake = pushed.wake && state.sleepers > 0;
-        // One signal per wait is enough: the engine clears this when it looks again.
-        let wake_ring = pushed.wake && std::mem::take(&mut state.ring_waiting);
-        drop(state);
-        if wake {
-            shared.work.notify_one();
-        }
-        if wake_ring {
-            if let Some(ring_wake) = &shared.ring_wake {
-                ring_wake.signal();
-            }
-        }
-    }
 }
 
 impl Drop for SubmitQueue {
@@ -468,4 +482,76 @@ impl Drop for SubmitQueue {
 fn short(name: &str) -> &str {
     let base = name.rsplit('/').next().unwrap_or(name);
     base.get(..8).unwrap_or(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uring::Wake;
+    use crate::MemDevice;
+
+    /// The shared half of an io_uring queue with no engine thread: the test alone reads
+    /// the eventfd, and plays the engine by setting `ring_waiting`.
+    fn engineless() -> Shared {
+        Shared::new(
+            Arc::new(MemDevice::new(1 << 20)),
+            Arc::new(InlineEndIo),
+            QueueConfig {
+                max_io_bytes: 64 << 10,
+                ..QueueConfig::default()
+            },
+            Some(Wake::new().expect("eventfd")),
+        )
+    }
+
+    fn write(offset: u64, stream: u64) -> Bio {
+        Bio::write(offset, vec![0u8; 4096], |_| {}).with_stream(stream)
+    }
+
+    fn signals(shared: &Shared) -> u64 {
+        shared.ring_wake.as_ref().expect("an eventfd").take_count()
+    }
+
+    #[test]
+    fn a_push_with_something_new_signals_an_engine_waiting_in_its_ring() {
+        let shared = engineless();
+        shared.lock().ring_waiting = true;
+        shared.push(write(0, 0), false);
+        assert_eq!(signals(&shared), 1, "a new head: the engine must look");
+        assert!(!shared.lock().ring_waiting, "one signal per wait");
+
+        shared.push(write(1 << 19, 1), false);
+        assert_eq!(
+            signals(&shared),
+            0,
+            "signalled once already; the engine has not waited again"
+        );
+
+        shared.lock().ring_waiting = true;
+        shared.push(write(4096, 0), false);
+        assert_eq!(
+            signals(&shared),
+            0,
+            "a partial run grew: its plug is unchanged"
+        );
+        assert!(
+            shared.lock().ring_waiting,
+            "still waiting, still to be signalled"
+        );
+
+        shared.push(Bio::flush(|_| {}), false);
+        assert_eq!(signals(&shared), 1, "a flush is never plugged");
+    }
+
+    #[test]
+    fn a_push_does_not_signal_an_engine_that_is_not_in_its_ring() {
+        let shared = engineless();
+        shared.push(write(0, 0), false);
+        shared.push(write(8192, 0), true);
+        assert_eq!(
+            signals(&shared),
+            0,
+            "it will look at the queue before it waits"
+        );
+    }
 }

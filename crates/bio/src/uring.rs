@@ -68,6 +68,16 @@ impl Wake {
         let _ = (&self.fd).write(&1u64.to_ne_bytes());
     }
 
+    /// The signals since the last read, and resets the count (for tests).
+    #[cfg(test)]
+    pub(crate) fn take_count(&self) -> u64 {
+        let mut count = [0u8; 8];
+        match (&self.fd).read(&mut count) {
+            Ok(8) => u64::from_ne_bytes(count),
+            _ => 0,
+        }
+    }
+
     /// Resets the counter after the poll fired (EAGAIN: it was already zero).
     fn drain(&self) {
         let mut count = [0u8; 8];
