@@ -81,6 +81,18 @@ pub trait Device: Send + Sync + fmt::Debug {
     /// Makes every completed write durable (`fdatasync` for files and block devices).
     fn flush(&self) -> Result<(), Error>;
 
+    /// A hint after a completed write: start writing `offset..offset + len` from the
+    /// page cache to the media now, without waiting (`sync_file_range` with
+    /// `SYNC_FILE_RANGE_WRITE` for a file or block device opened without `O_DIRECT`).
+    /// The device then works while the page cache is still being filled, a later
+    /// [`Device::flush`] has less to wait for, and dirty memory stays bounded. Not a
+    /// durability promise: only `flush` is. The default does nothing (memory, direct
+    /// I/O, wrappers).
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<(), Error> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// Size in bytes.
     fn size_bytes(&self) -> u64;
 

@@ -255,6 +255,20 @@ impl Device for FileDevice {
             .map_err(|e| self.io_err("flush", 0, 0, e))
     }
 
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<(), Error> {
+        if self.info.direct || self.info.read_only || len == 0 {
+            return Ok(());
+        }
+        sys::start_writeback(&self.file, offset, len).map_err(|e| {
+            self.io_err(
+                "start writeback",
+                offset,
+                usize::try_from(len).unwrap_or(usize::MAX),
+                e,
+            )
+        })
+    }
+
     fn size_bytes(&self) -> u64 {
         self.info.size_bytes
     }
@@ -344,6 +358,25 @@ mod tests {
         FileDevice::open(&path, &opts(false, false, Some(8192))).unwrap();
         let dev = FileDevice::open(&path, &opts(false, false, Some(4096))).unwrap();
         assert_eq!(dev.size_bytes(), 8192);
+    }
+
+    #[test]
+    fn start_writeback_leaves_the_data_and_is_a_no_op_where_nothing_is_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wb.img");
+        let dev = FileDevice::open(&path, &opts(false, false, Some(1 << 20))).unwrap();
+        dev.write_at(&[7u8; 8192], 4096).unwrap();
+        dev.start_writeback(4096, 8192).unwrap();
+        dev.start_writeback(0, 0).unwrap();
+        dev.flush().unwrap();
+        let mut back = [0u8; 8192];
+        dev.read_at(&mut back, 4096).unwrap();
+        assert_eq!(back, [7u8; 8192]);
+        drop(dev);
+        for (direct, read_only) in [(true, false), (false, true)] {
+            let dev = FileDevice::open(&path, &opts(direct, read_only, None)).unwrap();
+            dev.start_writeback(0, 1 << 20).unwrap();
+        }
     }
 
     #[test]

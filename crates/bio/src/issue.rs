@@ -270,7 +270,11 @@ pub(crate) fn execute(
                 .iter()
                 .map(|b| b.buf().map_or(&[][..], |b| &b[..]))
                 .collect();
-            device.writev_at(&bufs, run.offset)
+            let written = device.writev_at(&bufs, run.offset);
+            if written.is_ok() {
+                write_behind(shared, &run);
+            }
+            written
         }
         Op::Read => {
             let mut bufs: Vec<&mut [u8]> = run
@@ -304,6 +308,15 @@ pub(crate) fn execute(
     };
     assert_eq!(results.len(), run.bios.len());
     (outcome, run.bios, results)
+}
+
+/// After `run` was written whole: starts its writeback when the queue is set to
+/// ([`crate::QueueConfig::write_behind`]). A failure is left to the flush, which sees
+/// the same error; the write itself succeeded.
+pub(crate) fn write_behind(shared: &Shared, run: &Run) {
+    if run.op == Op::Write && shared.config.write_behind {
+        let _ = shared.device.start_writeback(run.offset, run.len_bytes);
+    }
 }
 
 /// Runs the completions on the end-I/O context, or here if it refuses work.

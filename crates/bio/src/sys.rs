@@ -92,3 +92,26 @@ pub fn pwritev(file: &File, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usi
     }
     Ok(rc as usize)
 }
+
+/// One `sync_file_range(SYNC_FILE_RANGE_WRITE)`: starts writeback of the dirty pages in
+/// `offset..offset + len` without waiting for it.
+pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "range too large",
+        ));
+    };
+    // SAFETY: sync_file_range takes no pointers; the fd is open for the duration of the
+    // call.
+    let rc = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -27,7 +27,7 @@
 
 use crate::bio::Op;
 use crate::file::FileDevice;
-use crate::issue::{execute, finish, pick, register, sleep, InFlight, Outcome};
+use crate::issue::{execute, finish, pick, register, sleep, write_behind, InFlight, Outcome};
 use crate::queue::Shared;
 use crate::sched::{Next, Run};
 use crate::sys::IOV_MAX;
@@ -331,6 +331,7 @@ impl Ring {
             let len = run.len_bytes;
             let whole = u64::try_from(result).is_ok_and(|n| n == len);
             let (outcome, bios, results) = if whole {
+                write_behind(shared, &run);
                 let results = run.bios.iter().map(|_| Ok(())).collect();
                 (Outcome::whole(&run), run.bios, results)
             } else {

@@ -16,6 +16,8 @@ use crate::stamped::{stamp, Stamped, BLOCK_BYTES};
 struct Recorder {
     inner: MemDevice,
     writes: Mutex<Vec<(u64, Vec<u8>)>>,
+    /// Every `start_writeback` call: (offset, len).
+    writebacks: Mutex<Vec<(u64, u64)>>,
     delay: Duration,
 }
 
@@ -24,6 +26,7 @@ impl Recorder {
         Arc::new(Self {
             inner: MemDevice::new(size),
             writes: Mutex::new(Vec::new()),
+            writebacks: Mutex::new(Vec::new()),
             delay,
         })
     }
@@ -44,6 +47,10 @@ impl Device for Recorder {
         Ok(())
     }
     fn flush(&self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<(), Error> {
+        self.writebacks.lock().unwrap().push((offset, len));
         Ok(())
     }
     fn size_bytes(&self) -> u64 {
@@ -366,4 +373,42 @@ fn completions_run_on_the_end_io_pool() {
         "{names:?}"
     );
     end_io.shutdown();
+}
+
+#[test]
+fn write_behind_starts_the_writeback_of_every_write_and_only_when_asked() {
+    for write_behind in [true, false] {
+        let dev = Recorder::new(1 << 20, Duration::ZERO);
+        let q = queue(
+            dev.clone(),
+            QueueConfig {
+                max_io_bytes: 16 << 10,
+                write_behind,
+                ..QueueConfig::default()
+            },
+        );
+        let done = Arc::new(AtomicUsize::new(0));
+        for i in 0..8u64 {
+            q.submit(Bio::write(i * 4096, vec![i as u8; 4096], counting(&done)));
+        }
+        q.submit(Bio::read(0, vec![0; 4096], counting(&done)));
+        q.flush().unwrap();
+        assert_eq!(done.load(Ordering::SeqCst), 9);
+        let writes: Vec<(u64, u64)> = dev
+            .writes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(offset, data)| (*offset, data.len() as u64))
+            .collect();
+        let writebacks = dev.writebacks.lock().unwrap().clone();
+        if write_behind {
+            assert_eq!(
+                writebacks, writes,
+                "one writeback per issued write, same range"
+            );
+        } else {
+            assert!(writebacks.is_empty(), "write_behind off: {writebacks:?}");
+        }
+    }
 }
