@@ -195,14 +195,21 @@ fn a_busy_device_lets_a_partial_run_wait_longer() {
     );
 }
 
-#[test]
-fn the_served_stream_keeps_a_busy_device_longer() {
+/// Streams 1 and 2 each with a full run, no plug, `anticipate`; stream 1 has just been
+/// issued (at the returned instant) and has nothing more queued.
+fn stream_1_served_stream_2_waiting(anticipate: Duration) -> (Sched, Instant) {
     let t0 = Instant::now();
-    let anticipate = Duration::from_millis(1);
     let mut s = Sched::new(4096, Duration::ZERO, anticipate, u64::MAX);
     s.push(w(0, 4096, 1), false, t0);
     s.push(w(1 << 20, 4096, 2), false, t0);
     assert_eq!(issue(&mut s, t0, false).bios[0].stream(), 1);
+    (s, t0)
+}
+
+#[test]
+fn the_served_stream_keeps_a_busy_device_longer() {
+    let anticipate = Duration::from_millis(1);
+    let (mut s, t0) = stream_1_served_stream_2_waiting(anticipate);
     let later = t0 + anticipate * 2;
     assert!(
         matches!(s.next(later, false, false, false), Next::WaitUntil(_)),
@@ -239,12 +246,8 @@ fn between_streams_the_sweep_goes_up_to_the_nearest_head_then_wraps() {
 
 #[test]
 fn anticipation_on_an_idle_device_counts_from_the_completion() {
-    let t0 = Instant::now();
     let anticipate = Duration::from_millis(1);
-    let mut s = Sched::new(4096, Duration::ZERO, anticipate, u64::MAX);
-    s.push(w(0, 4096, 1), false, t0);
-    s.push(w(1 << 20, 4096, 2), false, t0);
-    assert_eq!(issue(&mut s, t0, false).bios[0].stream(), 1);
+    let (mut s, t0) = stream_1_served_stream_2_waiting(anticipate);
     // The I/O took longer than the window; its writer may have waited for it.
     let done = t0 + anticipate * 3;
     s.went_idle(done);
