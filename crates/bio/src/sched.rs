@@ -23,9 +23,10 @@
 //! waiting); on an idle device the anticipation window counts from the completion of
 //! the served stream's last I/O (its writer may have been waiting for it), and the
 //! device goes on with the served stream's partial run rather than start another
-//! stream. Without that, 16 writers that start together time out
-//! together and each gets started in turn: the bio bench's many-streams t16 case fell
-//! to a sequential share of 0.85 on io_uring, which keeps 8 I/Os in flight.
+//! stream's partial run (a full run elsewhere is worth its seek). Without that, 16
+//! writers that start together time out together and each gets started in turn: the
+//! bio bench's many-streams t16 case fell to a sequential share of 0.85 on io_uring,
+//! which keeps 8 I/Os in flight.
 
 use crate::bio::{Bio, Op};
 use crate::sys::IOV_MAX;
@@ -355,7 +356,8 @@ impl Sched {
                 }
             }
         }
-        let mut best: Option<((u8, u64), u64)> = None; // (rank, stream) of the best ready head
+        // (rank, stream, full run) of the best ready head
+        let mut best: Option<((u8, u64), u64, bool)> = None;
         let mut earliest_plug: Option<Instant> = None;
         let mut active_ready = false;
         for (&stream, queue) in &self.streams {
@@ -392,17 +394,19 @@ impl Sched {
                 (false, true) => (1, offset),
                 (false, false) => (2, offset),
             };
-            if best.is_none_or(|(r, _)| rank < r) {
-                best = Some((rank, stream));
+            if best.is_none_or(|(r, _, _)| rank < r) {
+                best = Some((rank, stream, full));
             }
         }
-        let stream = if active_ready || (idle && best.is_some() && self.active_continues()) {
-            // On an idle device, rather than start another stream, the served one goes
-            // on with whatever it has: a shorter I/O costs less than two seeks (there
-            // and, later, back).
+        let partial_elsewhere = best.is_some_and(|(_, _, full)| !full);
+        let stream = if active_ready || (idle && partial_elsewhere && self.active_continues()) {
+            // On an idle device, rather than start another stream with a partial run, the
+            // served one goes on with whatever it has: a shorter I/O costs less than two
+            // seeks (there and, later, back). A full run elsewhere is worth its seek, and a
+            // served stream that trickles must not keep it waiting.
             self.active
                 .expect("the served stream is ready or continues")
-        } else if let Some((_, stream)) = best {
+        } else if let Some((_, stream, _)) = best {
             self.active = Some(stream);
             self.active_served_bytes = 0;
             stream

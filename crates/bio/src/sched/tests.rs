@@ -281,6 +281,25 @@ fn an_idle_device_continues_the_served_stream_rather_than_start_another() {
     assert_eq!(issue(&mut s, t0 + plug, false).bios[0].stream(), 2);
 }
 
+#[test]
+fn a_full_run_elsewhere_is_not_kept_waiting_by_a_trickling_served_stream() {
+    let t0 = Instant::now();
+    let plug = Duration::from_millis(1);
+    let mut s = Sched::new(4096, plug, Duration::ZERO, u64::MAX);
+    s.push(w(0, 4096, 1), false, t0);
+    assert_eq!(issue(&mut s, t0, false).offset, 0);
+    s.push(w(4096, 1024, 1), false, t0);
+    for i in 0..4 {
+        s.push(w((2 << 20) + i * 1024, 1024, 3), false, t0);
+    }
+    let run = issue(&mut s, t0, false);
+    assert_eq!(
+        (run.bios[0].stream(), run.len_bytes),
+        (3, 4096),
+        "a full run is worth its seek"
+    );
+}
+
 proptest::proptest! {
     /// Random pushes, flushes and picks: every bio is issued exactly once, in
     /// submission order within its stream, never across a flush, in runs that are
