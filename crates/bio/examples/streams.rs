@@ -7,10 +7,12 @@
 //!
 //! ```text
 //! cargo run --release -p stack-bio --example streams -- FILE [--threads 16] [--mib 64]
-//!     [--direct] [--uring] [--runs 1]
+//!     [--direct] [--uring] [--runs 1] [--overwrite]
 //! ```
 //!
-//! `FILE` is created (or truncated) and must not hold anything you want: it is written.
+//! A missing `FILE` is created and removed afterwards. An existing one (a regular file
+//! or a block device, such as a loop device) is written over, so it is refused unless
+//! `--overwrite` says that is meant; it is never removed.
 
 use stack_async_thread::Workers;
 use stack_bio::{Bio, BufferPool, Device, FileDevice, OpenOptions, QueueConfig, SubmitQueue};
@@ -27,6 +29,7 @@ struct Args {
     direct: bool,
     uring: bool,
     runs: usize,
+    overwrite: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -38,6 +41,7 @@ fn parse() -> Result<Args, String> {
         direct: false,
         uring: false,
         runs: 1,
+        overwrite: false,
     };
     let number = |flag: &str, v: Option<String>| -> Result<u64, String> {
         let v = v.ok_or(format!("{flag} needs a number"))?;
@@ -51,6 +55,7 @@ fn parse() -> Result<Args, String> {
             "--runs" => args.runs = number("--runs", it.next())? as usize,
             "--direct" => args.direct = true,
             "--uring" => args.uring = true,
+            "--overwrite" => args.overwrite = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             path if args.path.as_os_str().is_empty() => args.path = PathBuf::from(path),
             extra => return Err(format!("one FILE only, not also '{extra}'")),
@@ -65,15 +70,22 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+fn run(args: &Args, create: bool) -> Result<(), Box<dyn std::error::Error>> {
     let total_bytes = args.mib << 20;
-    let _ = std::fs::remove_file(&args.path);
     let opts = OpenOptions {
         direct: args.direct,
-        create_size_bytes: Some(total_bytes),
+        create_size_bytes: create.then_some(total_bytes),
         ..OpenOptions::default()
     };
     let device: Arc<dyn Device> = Arc::new(FileDevice::open(&args.path, &opts)?);
+    if device.size_bytes() < total_bytes {
+        return Err(format!(
+            "{} bytes, fewer than the {total_bytes} of --mib {}",
+            device.size_bytes(),
+            args.mib
+        )
+        .into());
+    }
     let config = QueueConfig {
         max_in_flight_bytes: 16 << 20,
         io_uring: args.uring,
@@ -134,16 +146,36 @@ fn main() {
         Err(why) => {
             eprintln!("streams: {why}");
             eprintln!(
-                "usage: streams FILE [--threads N] [--mib M] [--direct] [--uring] [--runs R]"
+                "usage: streams FILE [--threads N] [--mib M] [--runs R] [--direct] [--uring] [--overwrite]"
             );
             std::process::exit(2);
         }
     };
-    for _ in 0..args.runs {
-        if let Err(e) = run(&args) {
+    let create = match std::fs::symlink_metadata(&args.path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
             eprintln!("streams: {}: {e}", args.path.display());
             std::process::exit(1);
         }
+        Ok(_) if !args.overwrite => {
+            eprintln!(
+                "streams: {} exists and would be written over; add --overwrite if that is meant",
+                args.path.display()
+            );
+            std::process::exit(2);
+        }
+        Ok(_) => false,
+    };
+    let mut failed = false;
+    for _ in 0..args.runs {
+        if let Err(e) = run(&args, create) {
+            eprintln!("streams: {}: {e}", args.path.display());
+            failed = true;
+            break;
+        }
     }
-    let _ = std::fs::remove_file(&args.path);
+    if create {
+        let _ = std::fs::remove_file(&args.path);
+    }
+    std::process::exit(i32::from(failed));
 }
