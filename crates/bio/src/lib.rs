@@ -12,7 +12,11 @@
 //! bytes in flight, and completions run on an end-I/O `Workers` pool. Without it, N threads writing one
 //! stream (or N streams) send the disk a shuffle of small writes. With
 //! [`QueueConfig::io_uring`] one thread keeps the I/Os in flight through an io_uring
-//! instead of one submitter thread per I/O, under the same rules.
+//! instead of one submitter thread per I/O, under the same rules. Between streams the
+//! queue is an anticipating C-SCAN elevator (`sched.rs`), and after each buffered write
+//! it starts that range's writeback ([`QueueConfig::write_behind`]), so the disk works
+//! while the page cache fills. `examples/streams.rs` shows what a device is handed when
+//! N writers append through one queue.
 //!
 //! ```
 //! use stack_async_thread::Workers;
