@@ -158,8 +158,17 @@ fn several_in_flight_keep_issue_order_and_land_byte_exact() {
 
 #[test]
 fn overlapping_writes_of_a_stream_reach_the_device_in_order() {
+    // One writer wraps around onto its own writes still in flight (with several streams
+    // the elevator sweeps on to the next stream first, so overlaps there are rarer);
+    // four check the same under concurrent writers.
+    for threads in [1, 4] {
+        overlapping_writes_reach_the_device_in_order(threads);
+    }
+}
+
+fn overlapping_writes_reach_the_device_in_order(threads: u64) {
     let w = Stamped {
-        threads: 4,
+        threads,
         per_thread: 300,
         slots: 6,
     };
@@ -197,10 +206,12 @@ fn overlapping_writes_of_a_stream_reach_the_device_in_order() {
     w.assert_newest(&dev.inner.snapshot());
     let stats = q.stats();
     assert!(stats.in_flight_ios_peak >= 2, "{stats:?}");
-    assert!(
-        stats.overlap_waits > 0,
-        "overlaps were waited for: {stats:?}"
-    );
+    if threads == 1 {
+        assert!(
+            stats.overlap_waits > 0,
+            "overlaps were waited for: {stats:?}"
+        );
+    }
 }
 
 #[test]
