@@ -34,9 +34,24 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How much longer plug and anticipation windows are while the device is busy (see
-/// [`Sched::busy_scaled`]): long enough for a writer sharing the CPUs with many others
+/// [`busy_scaled`]): long enough for a writer sharing the CPUs with many others
 /// to fill its next run, short enough that a partial run is not starved.
 const BUSY_WINDOW_FACTOR: u32 = 8;
+
+/// A plug or anticipation window, stretched while the device is busy. Going on to
+/// another stream's partial run, or away from the served stream, only starts a
+/// stream to leave it soon after, two seeks each, and while I/Os are in flight the
+/// device loses nothing by waiting. It matters when many writers start at once:
+/// their heads all time out together, and each would be started in turn. A
+/// completion that leaves the device idle wakes the submitter, which then sees the
+/// short window again.
+fn busy_scaled(window: Duration, idle: bool) -> Duration {
+    if idle {
+        window
+    } else {
+        window.saturating_mul(BUSY_WINDOW_FACTOR)
+    }
+}
 
 /// A queued bio with its bookkeeping.
 #[derive(Debug)]
@@ -252,7 +267,7 @@ impl Sched {
                 .map_or(self.active_last_at, |at| at.max(self.active_last_at))
                 + self.anticipate
         } else {
-            self.active_last_at + self.busy_scaled(self.anticipate, idle)
+            self.active_last_at + busy_scaled(self.anticipate, false)
         };
         if now >= until || self.active_served_bytes >= self.budget_bytes {
             return None;
@@ -270,19 +285,6 @@ impl Sched {
         }
     }
 
-    /// Whether the served stream has a bio queued right where its last I/O ended, in
-    /// the current epoch, and budget left.
-    fn active_continues(&self) -> bool {
-        self.active.is_some_and(|active| {
-            self.active_served_bytes < self.budget_bytes
-                && self.streams.get(&active).is_some_and(|queue| {
-                    queue.front().is_some_and(|head| {
-                        head.epoch == self.cur_epoch && head.bio.offset() == self.active_end
-                    })
-                })
-        })
-    }
-
     /// Whether another stream's head starts exactly where the served stream's last I/O
     /// ended. Streams do not overlap, so the served stream cannot continue there: it has
     /// finished its sequential run, and the other stream takes over without a seek —
@@ -294,21 +296,6 @@ impl Sched {
                     .front()
                     .is_some_and(|h| h.epoch == self.cur_epoch && h.bio.offset() == self.active_end)
         })
-    }
-
-    /// A plug or anticipation window, stretched while the device is busy. Going on to
-    /// another stream's partial run, or away from the served stream, only starts a
-    /// stream to leave it soon after, two seeks each, and while I/Os are in flight the
-    /// device loses nothing by waiting. It matters when many writers start at once:
-    /// their heads all time out together, and each would be started in turn. A
-    /// completion that leaves the device idle wakes the submitter, which then sees the
-    /// short window again.
-    fn busy_scaled(&self, window: Duration, idle: bool) -> Duration {
-        if idle {
-            window
-        } else {
-            window.saturating_mul(BUSY_WINDOW_FACTOR)
-        }
     }
 
     /// Whether a partial run of the served stream is big enough to issue at once when
@@ -359,6 +346,8 @@ impl Sched {
         // (rank, stream, full run) of the best ready head
         let mut best: Option<((u8, u64), u64, bool)> = None;
         let mut earliest_plug: Option<Instant> = None;
+        // The served stream has a bio right where its last I/O ended, and budget left.
+        let mut active_continues = false;
         let mut active_ready = false;
         for (&stream, queue) in &self.streams {
             let head = queue.front().expect("empty streams are removed");
@@ -366,21 +355,18 @@ impl Sched {
                 continue;
             }
             let (bytes, full) = self.head_run_bytes(queue);
-            let plug_end = head.arrived + self.busy_scaled(self.plug, idle);
+            let plug_end = head.arrived + busy_scaled(self.plug, idle);
             let served_continues =
                 self.active == Some(stream) && head.bio.offset() == self.active_end;
+            let served_goes_on = served_continues && self.active_served_bytes < self.budget_bytes;
+            active_continues |= served_goes_on;
             let half_now = idle && served_continues && self.worth_it(bytes);
             let ready = full || urgent || now >= plug_end || half_now;
             if !ready {
                 earliest_plug = Some(earliest_plug.map_or(plug_end, |t| t.min(plug_end)));
                 continue;
             }
-            if self.active == Some(stream)
-                && head.bio.offset() == self.active_end
-                && self.active_served_bytes < self.budget_bytes
-            {
-                active_ready = true;
-            }
+            active_ready |= served_goes_on;
             // A head that continues where the last I/O ended wins (an elevator's
             // sequential pick); otherwise the sweep goes on upwards to the nearest head
             // ahead, and wraps to the lowest when none is (C-SCAN). Sweeping in offset
@@ -399,7 +385,7 @@ impl Sched {
             }
         }
         let partial_elsewhere = best.is_some_and(|(_, _, full)| !full);
-        let stream = if active_ready || (idle && partial_elsewhere && self.active_continues()) {
+        let stream = if active_ready || (idle && partial_elsewhere && active_continues) {
             // On an idle device, rather than start another stream with a partial run, the
             // served one goes on with whatever it has: a shorter I/O costs less than two
             // seeks (there and, later, back). A full run elsewhere is worth its seek, and a
