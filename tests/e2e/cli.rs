@@ -7,6 +7,7 @@ mod commands;
 mod commit_every;
 mod damage;
 mod devices;
+mod exit_status;
 pub(crate) mod harness;
 mod output;
 mod refusals;

@@ -105,6 +105,21 @@ pub enum Error {
         /// What kind of damage.
         cause: crate::report::Cause,
     },
+    /// The checksum blocks of an object's run are damaged or unreadable, so its data
+    /// cannot be checked: damage, like a damaged data block.
+    #[error("object {object:?}: the checksums of logical bytes {logical_offset}..{logical_end} (checksum blocks at physical {physical_offset}) are damaged: {detail}")]
+    DamagedChecksums {
+        /// The object.
+        object: String,
+        /// First byte inside the object the checksums cover.
+        logical_offset: u64,
+        /// End (exclusive) of the bytes they cover.
+        logical_end: u64,
+        /// Byte offset of the checksum blocks on the device.
+        physical_offset: u64,
+        /// What is wrong with them.
+        detail: String,
+    },
     /// Bytes read from the volume do not decode.
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -157,4 +172,21 @@ pub enum Error {
     /// The checksum engine refused its parameters.
     #[error(transparent)]
     Csum(#[from] stack_csum::Error),
+}
+
+impl Error {
+    /// Whether this error reports damage found on the volume (exit status 1 in
+    /// `stackctl`), as opposed to a command that could not run.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Error::Damaged { .. } | Error::DamagedChecksums { .. })
+    }
+
+    /// Whether this error is a request the caller must change (an invalid name or
+    /// option), not a fault of the volume or the device.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidName { .. } | Error::InvalidOption { .. }
+        )
+    }
 }

@@ -115,8 +115,12 @@ fn a_device_with_a_signature_is_refused_then_burned_in_with_force() {
     assert_eq!(doc["verify"]["device"]["path"], lo.path());
     assert_eq!(doc["verify"]["device"]["size"], 16 << 20);
     assert!(doc["verify"]["bytes_verified"].as_u64().unwrap() > 15 << 20);
-    // Our own volume now: no --force needed again.
-    s.expect(0, &["format", lo.path()]);
+    // Our own volume now: burn-in may replace its own result without --force, but
+    // format lists the object it would destroy and wants --force.
+    s.expect(0, &["burn-in", lo.path(), "--seed", "5"]);
+    let run = s.expect(3, &["format", lo.path()]);
+    assert!(run.stderr.contains("\"burn-in\""), "{}", run.stderr);
+    s.expect(0, &["format", lo.path(), "--force"]);
     s.expect(
         0,
         &[

@@ -45,6 +45,7 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         csum: args.csum,
         force: args.force,
         direct: args.direct,
+        burn_in: true,
     };
     let (mut volume, format_doc, kind) = format_target(&request)?;
     let seed = args.seed.unwrap_or_else(random_seed);

@@ -56,7 +56,8 @@ pub fn classify(error: &anyhow::Error) -> Status {
         if let Some(lib) = cause.downcast_ref::<stackctl::Error>() {
             return match lib {
                 stackctl::Error::Interrupted => Status::Interrupted,
-                stackctl::Error::Damaged { .. } => Status::Damage,
+                e if e.is_damage() => Status::Damage,
+                e if e.is_usage() => Status::Usage,
                 _ => Status::CouldNotRun,
             };
         }

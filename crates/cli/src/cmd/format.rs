@@ -1,10 +1,11 @@
 //! `format`: the safety checks, then a new volume (shared with `burn-in`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::{FormatOptions, Volume};
+use stackctl::{FormatOptions, ObjectInfo, OpenOptions, Volume};
 
 use super::args::{CsumName, FormatArgs};
 use super::doc::VolumeDoc;
@@ -44,6 +45,68 @@ pub struct FormatRequest<'a> {
     pub force: bool,
     /// `--direct`.
     pub direct: bool,
+    /// The request comes from `burn-in`, which may replace its own earlier result (a
+    /// volume whose only object is [`super::burn_in::BURN_IN_OBJECT`]) without `--force`.
+    pub burn_in: bool,
+}
+
+/// The objects of the stackctl volume already on `target`, or why it cannot be opened.
+///
+/// Opened on a device of its own, read-only and without the volume lock: the caller is
+/// about to overwrite the target and already holds whatever it needs.
+fn existing_objects(target: &Path) -> Result<Vec<ObjectInfo>, String> {
+    let opts = stack_bio::OpenOptions {
+        read_only: true,
+        ..stack_bio::OpenOptions::default()
+    };
+    let device = stack_bio::FileDevice::open(target, &opts).map_err(|e| e.to_string())?;
+    let volume = Volume::open_device(
+        Arc::new(device),
+        &OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(volume.objects())
+}
+
+/// Why the volume on the target may not be replaced without `--force`, if it may not.
+fn volume_refusal(request: &FormatRequest<'_>) -> Option<String> {
+    let target = shown(request.target);
+    match existing_objects(request.target) {
+        Err(why) => Some(format!(
+            "refusing to format {target}: it holds a stackctl volume that cannot be opened ({why}), so its objects cannot be listed; pass --force to overwrite it"
+        )),
+        Ok(objects) => {
+            let kept: Vec<&ObjectInfo> = objects
+                .iter()
+                .filter(|o| {
+                    !(request.burn_in
+                        && o.name == super::burn_in::BURN_IN_OBJECT
+                        && matches!(o.kind, stackctl::ObjectKind::Pattern { .. }))
+                })
+                .collect();
+            if kept.is_empty() {
+                return None;
+            }
+            let total: u64 = kept.iter().map(|o| o.size_bytes).sum();
+            let mut names: Vec<String> = kept
+                .iter()
+                .take(10)
+                .map(|o| format!("{:?} ({})", o.name, human_bytes(o.size_bytes)))
+                .collect();
+            if kept.len() > names.len() {
+                names.push(format!("and {} more", kept.len() - names.len()));
+            }
+            Some(format!(
+                "refusing to format {target}: it holds a stackctl volume with {} object(s), {}: {}; pass --force to destroy them",
+                kept.len(),
+                human_bytes(total),
+                names.join(", ")
+            ))
+        }
+    }
 }
 
 /// Checks the target, then formats it.
@@ -75,6 +138,11 @@ pub fn format_target(
     }
     if let Some(refusal) = inspection.refusal(target, request.force) {
         bail!(refusal);
+    }
+    if inspection.own_volume_at.is_some() && !request.force {
+        if let Some(refusal) = volume_refusal(request) {
+            bail!(refusal);
+        }
     }
     let opts = FormatOptions {
         block_size_bytes,
@@ -141,6 +209,7 @@ pub fn run(_ctx: &Ctx, args: &FormatArgs) -> anyhow::Result<Outcome> {
         csum: args.csum,
         force: args.force,
         direct: args.direct,
+        burn_in: false,
     };
     let (_volume, doc, _kind) = format_target(&request)?;
     let human = summary(&doc);

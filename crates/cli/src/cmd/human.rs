@@ -102,17 +102,7 @@ pub fn verify(doc: &VerifyDoc) -> String {
     } else if doc.interrupted {
         "INTERRUPTED (not everything was checked)".to_string()
     } else {
-        let bytes: u64 = doc.damaged.iter().map(|r| r.length).sum();
-        format!(
-            "DAMAGE FOUND: {} damaged range(s), {}{}",
-            doc.damaged.len() as u64 + doc.damaged_not_listed,
-            human_bytes(bytes),
-            if doc.metadata_ok {
-                ""
-            } else {
-                ", metadata damaged"
-            }
-        )
+        format!("DAMAGE FOUND: {}", damage_summary(doc))
     };
     let _ = writeln!(out, "verify: {verdict}");
     let _ = writeln!(out, "  device:  {}", device_line(&doc.device));
@@ -187,6 +177,61 @@ pub fn verify(doc: &VerifyDoc) -> String {
         }
     }
     out
+}
+
+/// What is damaged, most specific first: data ranges, metadata, superblock copies. Each
+/// part appears only when there is such damage, so a damaged superblock alone never
+/// reads "0 damaged range(s)".
+fn damage_summary(doc: &VerifyDoc) -> String {
+    let mut parts = Vec::new();
+    let ranges = doc.damaged.len() as u64 + doc.damaged_not_listed;
+    if ranges > 0 {
+        let bytes: u64 = doc.damaged.iter().map(|r| r.length).sum();
+        parts.push(format!(
+            "{ranges} damaged data range(s), {}",
+            human_bytes(bytes)
+        ));
+    }
+    if !doc.metadata_damage.is_empty() {
+        let mut what: Vec<&str> = doc
+            .metadata_damage
+            .iter()
+            .map(|m| {
+                if m.what.starts_with("checksum block") {
+                    "checksum blocks"
+                } else {
+                    "object table"
+                }
+            })
+            .collect();
+        what.dedup();
+        parts.push(format!(
+            "metadata damaged ({} place(s): {})",
+            doc.metadata_damage.len(),
+            what.join(", ")
+        ));
+    }
+    let bad_slots: Vec<String> = doc
+        .superblocks
+        .iter()
+        .filter(|s| s.state != "ok")
+        .map(|s| s.slot.to_string())
+        .collect();
+    if !bad_slots.is_empty() {
+        let noun = if bad_slots.len() == 1 {
+            "slot"
+        } else {
+            "slots"
+        };
+        parts.push(format!(
+            "superblock {noun} {} unusable",
+            bad_slots.join(" and ")
+        ));
+    }
+    if ranges == 0 {
+        parts.push("no damaged data found".into());
+    }
+    parts.join("; ")
 }
 
 /// The write summary.

@@ -38,22 +38,15 @@ pub fn ls(_ctx: &Ctx, args: &TargetArgs) -> anyhow::Result<Outcome> {
     let volume = open(&args.target, true)?;
     let objects: Vec<ObjectDoc> = volume.objects().iter().map(ObjectDoc::new).collect();
     let warning = volume.info().fallback_warning;
-    let mut text = human::objects(&objects);
+    let text = human::objects(&objects);
     // A listing from an older commit must not look like the whole truth: a damaged
     // newest generation is damage, so it is said first and the exit status is 1.
-    let status = match &warning {
-        Some(w) => {
-            text = format!("WARNING: {w}\n{text}");
-            Status::Damage
-        }
-        None => Status::Clean,
-    };
     let doc = LsDoc {
         target: shown(&args.target),
         objects,
-        warning,
+        warning: warning.clone(),
     };
-    Outcome::new(status, "ls", &doc, text)
+    Ok(Outcome::new(Status::Clean, "ls", &doc, text)?.with_fallback(warning))
 }
 
 /// The `rm` document.
@@ -68,6 +61,7 @@ struct RmDoc {
 /// `stackctl rm`.
 pub fn rm(_ctx: &Ctx, args: &RmArgs) -> anyhow::Result<Outcome> {
     let mut volume = open(&args.target, false)?;
+    let fallback = volume.info().fallback_warning;
     let size_bytes = volume.object(&args.name).map_or(0, |o| o.size_bytes);
     volume.remove(&args.name).with_context(|| {
         format!(
@@ -89,15 +83,16 @@ pub fn rm(_ctx: &Ctx, args: &RmArgs) -> anyhow::Result<Outcome> {
         size_bytes,
         free_bytes,
     };
-    Outcome::new(Status::Clean, "rm", &doc, text)
+    Ok(Outcome::new(Status::Clean, "rm", &doc, text)?.with_fallback(fallback))
 }
 
 /// `stackctl info`.
 pub fn info(_ctx: &Ctx, args: &TargetArgs) -> anyhow::Result<Outcome> {
     let volume = open(&args.target, true)?;
-    let doc = VolumeDoc::new(&volume.info());
+    let info = volume.info();
+    let doc = VolumeDoc::new(&info);
     let text = human::volume(&doc);
-    Outcome::new(Status::Clean, "info", &doc, text)
+    Ok(Outcome::new(Status::Clean, "info", &doc, text)?.with_fallback(info.fallback_warning))
 }
 
 /// `stackctl completions`: the script goes to stdout directly (never as JSON).

@@ -81,6 +81,30 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// Applies a volume opened from its older superblock copy (`warning` from
+    /// `VolumeInfo::fallback_warning`): the command did its work, but a damaged newest
+    /// copy is damage, so the human output starts with `WARNING:`, the document gets a
+    /// `"warning"` field, and a clean status becomes 1 (docs/CLI.md, exit statuses).
+    pub fn with_fallback(mut self, warning: Option<String>) -> Outcome {
+        let Some(warning) = warning else {
+            return self;
+        };
+        if self.status == Status::Clean {
+            self.status = Status::Damage;
+        }
+        self.json["exit_status"] = self.status.code().into();
+        self.json["warning"] = warning.clone().into();
+        if self.human.is_empty() {
+            // The output is data (`read -o -`): the warning goes to stderr.
+            eprintln!("WARNING: {warning}");
+        } else if !self.human.starts_with("WARNING:") {
+            self.human = format!("WARNING: {warning}\n{}", self.human);
+        }
+        self
+    }
+}
+
 /// Writes to stdout, ignoring a closed pipe (`stackctl ls | head`).
 fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();

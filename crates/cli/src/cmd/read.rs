@@ -157,6 +157,7 @@ pub fn run(ctx: &Ctx, args: &ReadArgs) -> anyhow::Result<Outcome> {
         },
     )
     .with_context(|| format!("opening {}", shown(&args.target)))?;
+    let fallback = volume.info().fallback_warning;
     if volume.object(&args.name).is_none() {
         bail!("{}: no object named {:?}", shown(&args.target), args.name);
     }
@@ -225,7 +226,7 @@ pub fn run(ctx: &Ctx, args: &ReadArgs) -> anyhow::Result<Outcome> {
     } else {
         line
     };
-    Outcome::new(Status::Clean, "read", &doc, human)
+    Ok(Outcome::new(Status::Clean, "read", &doc, human)?.with_fallback(fallback))
 }
 
 #[cfg(test)]

@@ -129,6 +129,9 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
             (None, true) => return Err(usage("stdin (`-`) needs --name")),
             (None, false) => name_of(input)?,
         };
+        if let Some(reason) = stackctl::format::name_problem(&name) {
+            return Err(usage(format!("invalid object name {name:?}: {reason}")));
+        }
         if plan.iter().any(|(_, n)| *n == name) {
             return Err(usage(format!("two inputs would both be object {name:?}")));
         }
@@ -150,6 +153,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         },
     )
     .with_context(|| format!("opening {}", shown(target)))?;
+    let fallback = volume.info().fallback_warning;
     let reporter = ctx.reporter("write");
     let mut written: Vec<WrittenDoc> = Vec::new();
     let record = |report: WriteReport, seed: Option<u64>, written: &mut Vec<WrittenDoc>| {
@@ -212,7 +216,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         objects: written,
         bytes,
     };
-    Outcome::new(Status::Clean, "write", &doc, human)
+    Ok(Outcome::new(Status::Clean, "write", &doc, human)?.with_fallback(fallback))
 }
 
 #[cfg(test)]

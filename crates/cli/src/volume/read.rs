@@ -172,7 +172,15 @@ impl Volume {
         let mut mismatches = Vec::new();
         let mut csum_window = CsumWindow::default();
         for run in &record.runs {
-            let csums = self.load_run_csums_via(&mut csum_window, run)?;
+            let csums = self
+                .load_run_csums_via(&mut csum_window, run)
+                .map_err(|e| Error::DamagedChecksums {
+                    object: record.name.clone(),
+                    logical_offset: logical,
+                    logical_end: logical + run.data_blocks * bs,
+                    physical_offset: run.csum_start_block * bs,
+                    detail: e.to_string(),
+                })?;
             assert_eq!(csums.len() as u64, run.data_blocks);
             let mut index = 0u64;
             while index < run.data_blocks {
@@ -182,7 +190,31 @@ impl Volume {
                     run.data_start_block + index,
                     n,
                     self.sb.block_size_bytes,
-                )?;
+                )
+                .map_err(|e| match e {
+                    // A block the device cannot return is damage, as verify reports it;
+                    // block by block, so the report names the first unreadable one.
+                    Error::Device(stack_bio::Error::Io { .. }) => {
+                        let first = (0..n)
+                            .find(|&i| {
+                                read_blocks(
+                                    &*self.device,
+                                    run.data_start_block + index + i,
+                                    1,
+                                    self.sb.block_size_bytes,
+                                )
+                                .is_err()
+                            })
+                            .unwrap_or(0);
+                        Error::Damaged {
+                            object: record.name.clone(),
+                            logical_offset: logical + first * bs,
+                            physical_offset: (run.data_start_block + index + first) * bs,
+                            cause: Cause::Unreadable,
+                        }
+                    }
+                    other => other,
+                })?;
                 mismatches.clear();
                 let range = index as usize..(index + n) as usize;
                 self.csum.verify(
