@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::Volume;
 
 use super::args::ReadArgs;
 use super::doc::rate;
@@ -149,14 +148,7 @@ fn install(temp: &Path, path: &Path, replace: bool) -> anyhow::Result<()> {
 /// `stackctl read`.
 pub fn run(ctx: &Ctx, args: &ReadArgs) -> anyhow::Result<Outcome> {
     let dest = resolve(args.output.as_deref(), &args.name, ctx.json)?;
-    let volume = Volume::open(
-        &args.target,
-        &stackctl::OpenOptions {
-            direct: false,
-            read_only: true,
-        },
-    )
-    .with_context(|| format!("opening {}", shown(&args.target)))?;
+    let volume = super::lock::open(ctx, &args.target, false, true)?;
     if volume.object(&args.name).is_none() {
         bail!("{}: no object named {:?}", shown(&args.target), args.name);
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::{OpenOptions, Volume, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES};
+use stackctl::{Volume, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES};
 
 use super::args::WriteArgs;
 use super::doc::{kind_and_seed, WrittenDoc};
@@ -142,14 +142,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         plan.push((input.clone(), name));
     }
 
-    let mut volume = Volume::open(
-        target,
-        &OpenOptions {
-            direct: args.direct,
-            read_only: false,
-        },
-    )
-    .with_context(|| format!("opening {}", shown(target)))?;
+    let mut volume = super::lock::open(ctx, target, args.direct, false)?;
     let reporter = ctx.reporter("write");
     let mut written: Vec<WrittenDoc> = Vec::new();
     let record = |report: WriteReport, seed: Option<u64>, written: &mut Vec<WrittenDoc>| {
