@@ -5,6 +5,7 @@
 mod bad_input;
 mod commands;
 mod commit_every;
+mod concurrency;
 mod damage;
 mod devices;
 pub(crate) mod harness;
