@@ -12,3 +12,4 @@ pub(crate) mod harness;
 mod output;
 mod refusals;
 mod signals;
+mod stress;
