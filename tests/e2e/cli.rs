@@ -7,7 +7,7 @@ mod commands;
 mod commit_every;
 mod concurrency;
 mod damage;
-mod devices;
+pub(crate) mod devices;
 pub(crate) mod harness;
 mod output;
 mod refusals;

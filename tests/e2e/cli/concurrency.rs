@@ -374,3 +374,72 @@ fn a_255_byte_name_is_read_to_its_default_name() {
     let run = s.expect(3, &["read", &v, &name, "-o", "d"]);
     assert!(run.stderr.contains("already exists"), "{}", run.stderr);
 }
+
+/// A writer on a block device held only a `flock` on one device node: another node of
+/// the same disk (or a program that does not use `flock`) could write alongside it.
+#[test]
+fn a_writer_claims_a_block_device_exclusively() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let s = Scratch::new();
+    let disk = super::devices::image(&s, "disk.img", 16 << 20, &[]);
+    let lo = match super::devices::Loop::attach(&disk) {
+        Ok(lo) => lo,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let dev = lo.path().to_string();
+    s.expect(0, &["format", &dev]);
+    let exclusive = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(&dev)
+    };
+    let holder = Writer::start(&s, &dev, "held");
+    let pid = holder.pid();
+    // The kernel's claim is held: mkfs, mount or any O_EXCL opener is refused.
+    let err = exclusive().expect_err("O_EXCL open of a device a writer holds");
+    assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+    refused_naming(&s.run(&["write", &dev, "--pattern", "--size", "1M"]), pid);
+    refused_naming(&s.run(&["ls", &dev]), pid);
+
+    // A second device node of the same disk has its own inode (its own flock); the
+    // claim keeps a writer out through it too.
+    let rdev = std::fs::metadata(&dev).unwrap().rdev();
+    let (major, minor) = (
+        ((rdev >> 8) & 0xfff) | ((rdev >> 32) & 0xffff_f000),
+        (rdev & 0xff) | ((rdev >> 12) & 0xffff_ff00),
+    );
+    let alias = s.path("alias");
+    let made = std::process::Command::new("mknod")
+        .arg(&alias)
+        .args(["b", &major.to_string(), &minor.to_string()])
+        .status();
+    if made.is_ok_and(|st| st.success()) {
+        let alias = alias.to_str().unwrap();
+        let run = s.run(&["write", alias, "--pattern", "--size", "1M"]);
+        assert_eq!(run.code, 3, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("refused an exclusive open"),
+            "{}",
+            run.stderr
+        );
+    } else {
+        eprintln!("second device node skipped: mknod is not permitted here");
+    }
+    holder.finish();
+    drop(exclusive().expect("the claim ends with the writer"));
+    let names: Vec<String> = s.json(0, &["ls", &dev])["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["held"]);
+    assert_eq!(s.json(0, &["verify", &dev])["clean"], true);
+    // burn-in keeps one exclusive hold across format, fill and verify.
+    let doc = s.json(0, &["burn-in", &dev, "--seed", "3"]);
+    assert_eq!(doc["clean"], true);
+}

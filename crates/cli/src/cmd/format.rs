@@ -72,7 +72,29 @@ pub fn format_target(
     }
     // The lock comes first: the checks below and the format all run under it, so no
     // process can start using the target between the checks and the write.
-    let lock = super::lock::lock(ctx, target, LockMode::Exclusive, missing)?;
+    let lock = match super::lock::lock(ctx, target, LockMode::Exclusive, missing) {
+        Ok(lock) => lock,
+        Err(e) => {
+            // The kernel refused the block device's exclusive claim: say who uses it
+            // (mounted, swap, held) where the system tells, as the checks below would.
+            let claimed = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref(),
+                    Some(stackctl::Error::Locked { claimed: true, .. })
+                )
+            });
+            if claimed {
+                if let Some(refusal) = safety::inspect_claimed(target, false)
+                    .ok()
+                    .filter(|i| !i.users.is_empty())
+                    .and_then(|i| i.refusal(target, true))
+                {
+                    bail!(refusal);
+                }
+            }
+            return Err(e);
+        }
+    };
     let inspection = if lock.created() {
         safety::Inspection::missing()
     } else {
