@@ -491,6 +491,47 @@ mod tests {
             .is_err());
     }
 
+    /// Two `Volume`s opened on one path in one process (two threads) wrote over each
+    /// other's allocations without a lock; now each waits for the other.
+    #[test]
+    fn volumes_on_one_path_take_turns_across_threads() {
+        use crate::{FormatOptions, OpenOptions, Volume, WriteOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vol");
+        let opts = FormatOptions {
+            create_size_bytes: Some(16 << 20),
+            ..FormatOptions::default()
+        };
+        drop(Volume::format(&path, &opts).unwrap());
+        let read_only = OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        };
+        let writers: Vec<_> = (0..4u64)
+            .map(|i| {
+                let (path, read_only) = (path.clone(), read_only.clone());
+                std::thread::spawn(move || {
+                    let open = OpenOptions {
+                        wait: LockWait::Forever,
+                        ..OpenOptions::default()
+                    };
+                    let mut vol = Volume::open(&path, &open).unwrap();
+                    // Busy for everyone else meanwhile, readers included.
+                    let busy = Volume::open(&path, &read_only);
+                    assert!(matches!(busy, Err(Error::Locked { .. })), "{busy:?}");
+                    vol.write_pattern(&format!("o{i}"), 1 << 20, i, &WriteOptions::default())
+                        .unwrap();
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let vol = Volume::open(&path, &read_only).unwrap();
+        assert_eq!(vol.objects().len(), 4);
+        assert!(vol.verify(&Default::default()).unwrap().clean());
+    }
+
     #[test]
     fn proc_locks_lines_name_the_holder() {
         let id = FileId {
