@@ -129,7 +129,7 @@ fn fail(what: &str, run: &Run) -> ! {
 }
 
 fn worker(s: &Scratch, v: &str, kind: usize, model: &Mutex<Model>, end: Instant) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (kind as u64 + 1) * 0x1234_5678_9abc);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((kind as u64 + 1) * 0x1234_5678_9abc));
     let mut i = 0u64;
     while Instant::now() < end {
         i += 1;
