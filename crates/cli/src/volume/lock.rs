@@ -273,6 +273,15 @@ impl VolumeLock {
     }
 }
 
+impl Drop for VolumeLock {
+    fn drop(&mut self) {
+        // Unlock explicitly rather than by closing: a child forked by another thread of
+        // this process holds a copy of the descriptor until it execs, and the lock
+        // would live on in that copy (LOCK_UN releases it for every copy).
+        let _ = rustix::fs::flock(&self._flocked, FlockOperation::Unlock);
+    }
+}
+
 fn open_plain(path: &Path) -> Result<File, Error> {
     // O_NONBLOCK: opening a FIFO named by mistake must not hang; the type is checked next.
     File::options()
