@@ -335,6 +335,25 @@ mod tests {
     }
 
     #[test]
+    fn wait_takes_an_optional_duration_anywhere() {
+        use stackctl::LockWait;
+        let cli = parse(&["write", "--wait", "v", "--pattern", "--size", "1M"]).unwrap();
+        assert_eq!(cli.wait, Some(LockWait::Forever));
+        let Command::Write(w) = cli.command else {
+            panic!("write")
+        };
+        assert_eq!(w.target, PathBuf::from("v"));
+        let cli = parse(&["--wait=5m", "ls", "v"]).unwrap();
+        assert_eq!(
+            cli.wait,
+            Some(LockWait::For(std::time::Duration::from_secs(300)))
+        );
+        assert_eq!(parse(&["ls", "v"]).unwrap().wait, None);
+        let err = parse(&["--wait=soon", "ls", "v"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
     fn help_documents_exit_statuses() {
         let help = Cli::command().render_long_help().to_string();
         for status in ["130", "could not run", "damage found", "usage error"] {
