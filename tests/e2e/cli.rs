@@ -5,10 +5,12 @@
 mod bad_input;
 mod commands;
 mod commit_every;
+mod concurrency;
 mod damage;
-mod devices;
+pub(crate) mod devices;
 mod exit_status;
 pub(crate) mod harness;
 mod output;
 mod refusals;
 mod signals;
+mod stress;

@@ -578,6 +578,7 @@ fn raw_loop_device_end_to_end() {
             &OpenOptions {
                 direct,
                 read_only: true,
+                ..OpenOptions::default()
             },
         )
         .unwrap();

@@ -87,6 +87,20 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// Another process is using the volume (a writer, or readers while a change was
+    /// asked for): nothing was read or written.
+    #[error("{}", locked_message(path, holder.as_ref(), *claimed, *waited))]
+    Locked {
+        /// The volume's file or device.
+        path: PathBuf,
+        /// The process holding it, where the system tells.
+        holder: Option<crate::volume::Holder>,
+        /// The kernel refused the exclusive open of the block device (it is mounted or
+        /// held by another program), rather than another process holding the lock.
+        claimed: bool,
+        /// How long this process waited for it (`None`: it did not wait).
+        waited: Option<std::time::Duration>,
+    },
     /// The volume was opened read-only and a change was asked for.
     #[error("the volume is open read-only")]
     ReadOnly,
@@ -188,5 +202,31 @@ impl Error {
             self,
             Error::InvalidName { .. } | Error::InvalidOption { .. }
         )
+    }
+}
+
+fn locked_message(
+    path: &std::path::Path,
+    holder: Option<&crate::volume::Holder>,
+    claimed: bool,
+    waited: Option<std::time::Duration>,
+) -> String {
+    let who = match (holder, claimed) {
+        (Some(h), _) => format!("in use by {h}"),
+        (None, true) => {
+            "in use: the kernel refused an exclusive open (mounted, or opened exclusively by another program)".to_string()
+        }
+        (None, false) => "in use by another process".to_string(),
+    };
+    match waited {
+        Some(d) => format!(
+            "{}: still {who} after waiting {:.1} s",
+            path.display(),
+            d.as_secs_f64()
+        ),
+        None => format!(
+            "{}: {who}; try again when it is done, or wait for it with --wait[=DURATION]",
+            path.display()
+        ),
     }
 }

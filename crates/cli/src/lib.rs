@@ -40,11 +40,11 @@ mod volume;
 pub use error::Error;
 pub use format::ObjectKind;
 pub use options::{
-    uuid_string, DamageFn, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, Progress,
-    ProgressFn, VerifyOptions, VolumeInfo, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES,
-    DEFAULT_COMMIT_INTERVAL,
+    uuid_string, DamageFn, DeviceSummary, FormatOptions, LockWait, ObjectInfo, OpenOptions,
+    Progress, ProgressFn, VerifyOptions, VolumeInfo, WriteOptions, WriteReport,
+    DEFAULT_COMMIT_EVERY_BYTES, DEFAULT_COMMIT_INTERVAL,
 };
 pub use report::{
     Cause, DamagedRange, MetadataDamage, SuperblockState, VerifyReport, MAX_LISTED_RANGES,
 };
-pub use volume::{Volume, MIN_FREE_BLOCKS};
+pub use volume::{FileId, Holder, LockMode, Volume, VolumeLock, MIN_FREE_BLOCKS};

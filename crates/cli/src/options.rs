@@ -23,6 +23,8 @@ pub struct FormatOptions {
     pub create_size_bytes: Option<u64>,
     /// Use `O_DIRECT`.
     pub direct: bool,
+    /// Whether to wait while another process uses the target (see [`LockWait`]).
+    pub wait: LockWait,
 }
 
 impl Default for FormatOptions {
@@ -32,8 +34,22 @@ impl Default for FormatOptions {
             algorithm: Algorithm::Crc32c,
             create_size_bytes: None,
             direct: false,
+            wait: LockWait::NoWait,
         }
     }
+}
+
+/// What opening a volume another process uses does: [`Volume::open`](crate::Volume::open)
+/// takes a shared lock for a read-only volume and an exclusive one otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LockWait {
+    /// Refuse at once with [`crate::Error::Locked`].
+    #[default]
+    NoWait,
+    /// Wait at most this long, then refuse.
+    For(Duration),
+    /// Wait until the volume is free.
+    Forever,
 }
 
 /// How to open a volume.
@@ -41,8 +57,11 @@ impl Default for FormatOptions {
 pub struct OpenOptions {
     /// Use `O_DIRECT`.
     pub direct: bool,
-    /// Refuse every change (verify, read, ls, info).
+    /// Refuse every change (verify, read, ls, info); the volume is then locked shared,
+    /// otherwise exclusive.
     pub read_only: bool,
+    /// Whether to wait while another process uses the volume.
+    pub wait: LockWait,
 }
 
 /// Progress of a long operation.

@@ -8,13 +8,13 @@ use std::process::Command;
 use super::harness::Scratch;
 
 /// A loop device detached on drop (after its mount, if any, is undone).
-struct Loop {
+pub(crate) struct Loop {
     device: PathBuf,
     mount_point: Option<PathBuf>,
 }
 
 impl Loop {
-    fn attach(image: &Path) -> Result<Loop, String> {
+    pub(crate) fn attach(image: &Path) -> Result<Loop, String> {
         let out = Command::new("losetup")
             .args(["-f", "--show"])
             .arg(image)
@@ -33,7 +33,7 @@ impl Loop {
         })
     }
 
-    fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.device.to_str().expect("loop device paths are ASCII")
     }
 
@@ -67,7 +67,7 @@ impl Drop for Loop {
     }
 }
 
-fn image(s: &Scratch, name: &str, size_bytes: u64, at: &[(u64, &[u8])]) -> PathBuf {
+pub(crate) fn image(s: &Scratch, name: &str, size_bytes: u64, at: &[(u64, &[u8])]) -> PathBuf {
     let path = s.path(name);
     let mut bytes = vec![0u8; size_bytes as usize];
     for &(offset, data) in at {

@@ -276,14 +276,17 @@ impl Soak {
             (Kill::After { min_us, spread_us }, _) => {
                 std::thread::sleep(Duration::from_micros(min_us + self.rng.below(spread_us)));
             }
-            (Kill::OnFirstCommit, Op::Write { name, .. }) => {
-                // Bounded poll: the object shows up in `ls` at its first commit.
+            (Kill::OnFirstCommit, Op::Write { .. }) => {
+                // Bounded poll: the write's first commit (which lists its object) moves
+                // the superblock generation on. Read from the raw image: `ls` is refused
+                // while the writer holds the volume.
+                let before = self.committed_generation();
                 for _ in 0..MAX_POLLS {
                     if child
                         .try_wait()
                         .map_err(|e| format!("waiting: {e}"))?
                         .is_some()
-                        || self.listing()?.contains_key(name)
+                        || self.committed_generation() > before
                     {
                         break;
                     }
@@ -321,6 +324,27 @@ impl Soak {
             ));
         }
         Ok(finished)
+    }
+
+    /// The highest generation of a superblock slot whose checksum holds, read from the
+    /// image without a lock (a test may; `stackctl` never does).
+    fn committed_generation(&self) -> u64 {
+        use stackctl::format::{Superblock, SB_SLOT_OFFSETS};
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(self.scratch.path(VOLUME)) else {
+            return 0;
+        };
+        let mut best = 0;
+        for slot in [0u8, 1] {
+            let mut buf = vec![0u8; 4096];
+            let read = file
+                .seek(SeekFrom::Start(SB_SLOT_OFFSETS[usize::from(slot)]))
+                .and_then(|_| file.read_exact(&mut buf));
+            if let (Ok(()), Ok(sb)) = (read, Superblock::decode(&buf, slot)) {
+                best = best.max(sb.generation);
+            }
+        }
+        best
     }
 
     /// `ls --json` as (name → (complete, size)).

@@ -47,6 +47,7 @@ fn open(path: &Path, direct: bool) -> Option<Volume> {
         &OpenOptions {
             direct,
             read_only: true,
+            ..OpenOptions::default()
         },
     ) {
         Ok(v) => Some(v),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::lock::wait_arg;
 use super::size::size_arg;
 
 /// Shown at the end of `--help`.
@@ -15,6 +16,10 @@ Exit status:
   2    usage error (unknown option, bad size, bad checksum name, invalid object name)
   3    could not run (target missing or unreadable, not a volume, refused, out of space)
   130  interrupted (Ctrl-C); everything committed before stays on the volume
+
+A command that changes a volume (write, rm, format, burn-in) holds it exclusively;
+reading commands (verify, read, ls, info) share it. A volume in use is refused with
+status 3 naming the process holding it, unless --wait[=DURATION] is given.
 
 Sizes take units: 4096, 4K, 64MiB, 1.5G, 1GB (K/M/G/T/P and KiB..PiB are powers of 1024,
 KB/MB/GB/TB/PB powers of 1000).";
@@ -30,6 +35,19 @@ pub struct Cli {
     /// Progress on stderr: a bar on a terminal (auto), JSON lines (json), or nothing.
     #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Wait while another process uses the volume: up to DURATION (30s, 5m, 1h,
+    /// 500ms), or until it is free when no DURATION is given. Default: refuse at once
+    /// (exit status 3).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "forever",
+        value_parser = wait_arg
+    )]
+    pub wait: Option<stackctl::LockWait>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -315,6 +333,25 @@ mod tests {
         };
         assert_eq!(w.inputs.len(), 2);
         assert!(w.replace);
+    }
+
+    #[test]
+    fn wait_takes_an_optional_duration_anywhere() {
+        use stackctl::LockWait;
+        let cli = parse(&["write", "--wait", "v", "--pattern", "--size", "1M"]).unwrap();
+        assert_eq!(cli.wait, Some(LockWait::Forever));
+        let Command::Write(w) = cli.command else {
+            panic!("write")
+        };
+        assert_eq!(w.target, PathBuf::from("v"));
+        let cli = parse(&["--wait=5m", "ls", "v"]).unwrap();
+        assert_eq!(
+            cli.wait,
+            Some(LockWait::For(std::time::Duration::from_secs(300)))
+        );
+        assert_eq!(parse(&["ls", "v"]).unwrap().wait, None);
+        let err = parse(&["--wait=soon", "ls", "v"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         direct: args.direct,
         burn_in: true,
     };
-    let (mut volume, format_doc, kind) = format_target(&request)?;
+    let (mut volume, format_doc, kind) = format_target(ctx, &request)?;
     let seed = args.seed.unwrap_or_else(random_seed);
     let reporter = ctx.reporter("burn-in");
     let (opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()), None);
@@ -56,14 +56,19 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     let report = result
         .with_context(|| format!("filling {} with pattern data (seed {seed})", shown(target)))?;
     let write = WrittenDoc::new(&report, Some(seed));
-    drop(volume);
-
-    let volume = Volume::open(
+    // The exclusive lock passes from the fill to the verify: no other process may change
+    // the volume in between (a second lock on the same file would conflict with ours).
+    let lock = volume
+        .into_lock()
+        .context("the formatted volume holds no lock")?;
+    let volume = Volume::open_locked(
         target,
         &OpenOptions {
             direct: args.direct || kind == TargetKind::BlockDevice,
             read_only: true,
+            wait: stackctl::LockWait::NoWait,
         },
+        lock,
     )
     .with_context(|| format!("reopening {} to verify", shown(target)))?;
     let verify = verify_volume(ctx, &volume, None, "burn-in")?;

@@ -1,11 +1,12 @@
 //! `format`: the safety checks, then a new volume (shared with `burn-in`).
 
+use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::{FormatOptions, ObjectInfo, OpenOptions, Volume};
+use stackctl::{FormatOptions, LockMode, ObjectInfo, OpenOptions, Volume};
 
 use super::args::{CsumName, FormatArgs};
 use super::doc::VolumeDoc;
@@ -111,6 +112,7 @@ fn volume_refusal(request: &FormatRequest<'_>) -> Option<String> {
 
 /// Checks the target, then formats it.
 pub fn format_target(
+    ctx: &Ctx,
     request: &FormatRequest<'_>,
 ) -> anyhow::Result<(Volume, FormatDoc, TargetKind)> {
     let target = request.target;
@@ -123,13 +125,44 @@ pub fn format_target(
                 request.block_size_bytes
             ))
         })?;
-    let inspection = safety::inspect(target).with_context(|| shown(target))?;
-    if inspection.kind == TargetKind::Missing && request.size_bytes.is_none() {
+    let missing =
+        matches!(fs::symlink_metadata(target), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    if missing && request.size_bytes.is_none() {
         bail!(
             "{}: does not exist; pass --size SIZE to create a file of that size",
             shown(target)
         );
     }
+    // The lock comes first: the checks below and the format all run under it, so no
+    // process can start using the target between the checks and the write.
+    let lock = match super::lock::lock(ctx, target, LockMode::Exclusive, missing) {
+        Ok(lock) => lock,
+        Err(e) => {
+            // The kernel refused the block device's exclusive claim: say who uses it
+            // (mounted, swap, held) where the system tells, as the checks below would.
+            let claimed = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref(),
+                    Some(stackctl::Error::Locked { claimed: true, .. })
+                )
+            });
+            if claimed {
+                if let Some(refusal) = safety::inspect_claimed(target, false)
+                    .ok()
+                    .filter(|i| !i.users.is_empty())
+                    .and_then(|i| i.refusal(target, true))
+                {
+                    bail!(refusal);
+                }
+            }
+            return Err(e);
+        }
+    };
+    let inspection = if lock.created() {
+        safety::Inspection::missing()
+    } else {
+        safety::inspect_claimed(target, lock.holds_claim()).with_context(|| shown(target))?
+    };
     if inspection.kind == TargetKind::BlockDevice && request.size_bytes.is_some() {
         return Err(usage(format!(
             "--size applies to files; {} is a block device and is used whole",
@@ -149,8 +182,9 @@ pub fn format_target(
         algorithm: request.csum.algorithm(),
         create_size_bytes: request.size_bytes,
         direct: request.direct,
+        wait: stackctl::LockWait::NoWait,
     };
-    let volume = match Volume::format(target, &opts) {
+    let volume = match Volume::format_locked(target, &opts, lock) {
         Ok(volume) => volume,
         Err(e) => {
             if inspection.kind == TargetKind::Missing {
@@ -201,7 +235,7 @@ pub fn summary(doc: &FormatDoc) -> String {
 }
 
 /// `stackctl format`.
-pub fn run(_ctx: &Ctx, args: &FormatArgs) -> anyhow::Result<Outcome> {
+pub fn run(ctx: &Ctx, args: &FormatArgs) -> anyhow::Result<Outcome> {
     let request = FormatRequest {
         target: &args.target,
         size_bytes: args.size,
@@ -211,7 +245,7 @@ pub fn run(_ctx: &Ctx, args: &FormatArgs) -> anyhow::Result<Outcome> {
         direct: args.direct,
         burn_in: false,
     };
-    let (_volume, doc, _kind) = format_target(&request)?;
+    let (_volume, doc, _kind) = format_target(ctx, &request)?;
     let human = summary(&doc);
     Outcome::new(Status::Clean, "format", &doc, human)
 }

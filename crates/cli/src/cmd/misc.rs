@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::CommandFactory;
 use serde::Serialize;
-use stackctl::{OpenOptions, Volume};
+use stackctl::Volume;
 
 use super::args::{Cli, CompletionsArgs, RmArgs, TargetArgs};
 use super::doc::{ObjectDoc, VolumeDoc};
@@ -12,15 +12,8 @@ use super::human;
 use super::size::human_bytes;
 use super::{shown, Ctx, Outcome};
 
-fn open(target: &std::path::Path, read_only: bool) -> anyhow::Result<Volume> {
-    Volume::open(
-        target,
-        &OpenOptions {
-            direct: false,
-            read_only,
-        },
-    )
-    .with_context(|| format!("opening {}", shown(target)))
+fn open(ctx: &Ctx, target: &std::path::Path, read_only: bool) -> anyhow::Result<Volume> {
+    super::lock::open(ctx, target, false, read_only)
 }
 
 /// The `ls` document.
@@ -34,8 +27,8 @@ struct LsDoc {
 }
 
 /// `stackctl ls`.
-pub fn ls(_ctx: &Ctx, args: &TargetArgs) -> anyhow::Result<Outcome> {
-    let volume = open(&args.target, true)?;
+pub fn ls(ctx: &Ctx, args: &TargetArgs) -> anyhow::Result<Outcome> {
+    let volume = open(ctx, &args.target, true)?;
     let objects: Vec<ObjectDoc> = volume.objects().iter().map(ObjectDoc::new).collect();
     let warning = volume.info().fallback_warning;
     let text = human::objects(&objects);
@@ -59,8 +52,8 @@ struct RmDoc {
 }
 
 /// `stackctl rm`.
-pub fn rm(_ctx: &Ctx, args: &RmArgs) -> anyhow::Result<Outcome> {
-    let mut volume = open(&args.target, false)?;
+pub fn rm(ctx: &Ctx, args: &RmArgs) -> anyhow::Result<Outcome> {
+    let mut volume = open(ctx, &args.target, false)?;
     let fallback = volume.info().fallback_warning;
     let size_bytes = volume.object(&args.name).map_or(0, |o| o.size_bytes);
     volume.remove(&args.name).with_context(|| {
@@ -87,8 +80,8 @@ pub fn rm(_ctx: &Ctx, args: &RmArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `stackctl info`.
-pub fn info(_ctx: &Ctx, args: &TargetArgs) -> anyhow::Result<Outcome> {
-    let volume = open(&args.target, true)?;
+pub fn info(ctx: &Ctx, args: &TargetArgs) -> anyhow::Result<Outcome> {
+    let volume = open(ctx, &args.target, true)?;
     let info = volume.info();
     let doc = VolumeDoc::new(&info);
     let text = human::volume(&doc);

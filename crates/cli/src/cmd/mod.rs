@@ -7,6 +7,7 @@ mod doc;
 mod exit;
 mod format;
 mod human;
+mod lock;
 mod misc;
 mod progress;
 mod read;
@@ -39,6 +40,8 @@ pub struct Ctx {
     pub progress: ProgressMode,
     /// Set by Ctrl-C.
     pub cancel: Arc<AtomicBool>,
+    /// `--wait`: what to do while another process uses the volume.
+    pub wait: stackctl::LockWait,
 }
 
 impl Ctx {
@@ -173,6 +176,7 @@ pub fn main() -> ExitCode {
         json: cli.json,
         progress: cli.progress,
         cancel: signal::install(),
+        wait: cli.wait.unwrap_or_default(),
     };
     let name = command_name(&cli.command);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

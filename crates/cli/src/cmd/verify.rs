@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use stackctl::{OpenOptions, VerifyOptions, Volume};
+use stackctl::{VerifyOptions, Volume};
 
 use super::args::VerifyArgs;
 use super::doc::VerifyDoc;
 use super::exit::Status;
 use super::human;
-use super::{shown, Ctx, Outcome};
+use super::{Ctx, Outcome};
 
 /// Verifies an open volume and builds its document.
 pub fn verify_volume(
@@ -54,14 +54,7 @@ pub fn status_of(doc: &VerifyDoc) -> Status {
 
 /// `stackctl verify`.
 pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
-    let volume = Volume::open(
-        &args.target,
-        &OpenOptions {
-            direct: args.direct,
-            read_only: true,
-        },
-    )
-    .with_context(|| format!("opening {}", shown(&args.target)))?;
+    let volume = super::lock::open(ctx, &args.target, args.direct, true)?;
     let doc = verify_volume(ctx, &volume, args.object.as_deref(), "verify")?;
     let human = human::verify(&doc);
     Outcome::new(status_of(&doc), "verify", &doc, human)

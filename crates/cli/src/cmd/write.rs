@@ -2,12 +2,13 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::{OpenOptions, Volume, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES};
+use stackctl::{FileId, Volume, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES};
 
 use super::args::WriteArgs;
 use super::doc::{kind_and_seed, WrittenDoc};
@@ -90,6 +91,38 @@ fn resume_target(volume: &Volume, name: Option<&str>, target: &Path) -> anyhow::
     }
 }
 
+/// The identity of what stdin is connected to.
+fn stdin_id() -> Option<FileId> {
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    File::from(fd).metadata().ok().map(|m| FileId::of(&m))
+}
+
+/// Refuses (usage error, exit 2) an input that is the volume itself: storing a volume
+/// in itself reads blocks while they are being rewritten.
+fn refuse_volume_inputs(
+    plan: &[(PathBuf, String)],
+    volume: &FileId,
+    target: &Path,
+) -> anyhow::Result<()> {
+    for (input, _) in plan {
+        let (id, what) = if input == Path::new("-") {
+            (stdin_id(), "stdin".to_string())
+        } else {
+            (
+                FileId::of_path(input).ok(),
+                format!("input {}", input.display()),
+            )
+        };
+        if id.is_some_and(|id| id.same_as(volume)) {
+            return Err(usage(format!(
+                "{what} is the volume {} itself; a volume cannot store itself",
+                shown(target)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn open_input(input: &Path) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
     if input == Path::new("-") {
         return Ok((Box::new(std::io::stdin().lock()), None));
@@ -145,14 +178,10 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         plan.push((input.clone(), name));
     }
 
-    let mut volume = Volume::open(
-        target,
-        &OpenOptions {
-            direct: args.direct,
-            read_only: false,
-        },
-    )
-    .with_context(|| format!("opening {}", shown(target)))?;
+    let mut volume = super::lock::open(ctx, target, args.direct, false)?;
+    if let Some(id) = volume.file_id() {
+        refuse_volume_inputs(&plan, &id, target)?;
+    }
     let fallback = volume.info().fallback_warning;
     let reporter = ctx.reporter("write");
     let mut written: Vec<WrittenDoc> = Vec::new();

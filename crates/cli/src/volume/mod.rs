@@ -9,6 +9,7 @@
 
 mod commit;
 mod io;
+mod lock;
 mod open;
 mod read;
 
@@ -31,6 +32,7 @@ use crate::report::SuperblockState;
 use crate::Error;
 
 pub(crate) use io::{read_blocks, write_blocks, IO_ALIGN_BYTES};
+pub use lock::{FileId, Holder, LockMode, VolumeLock};
 pub(crate) use open::{load_table, read_slot, SlotRead};
 pub(crate) use read::{encode_csum, CsumWindow};
 
@@ -64,6 +66,9 @@ pub struct Volume {
     pub(crate) meta_reserve: Option<Extent>,
     /// Set when a commit failed half-way: the in-memory state may not match the disk.
     pub(crate) broken: Option<String>,
+    /// The lock on the file or device (`None` for devices opened with `open_device`).
+    /// Declared last, so it is released only after the device and pools are gone.
+    pub(crate) lock: Option<VolumeLock>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -116,26 +121,55 @@ pub(crate) fn table_refs(
     out
 }
 
+/// Opens the device at `path`, checking it is the file `lock` holds.
 fn open_device(
     path: &Path,
     direct: bool,
     read_only: bool,
     create_size_bytes: Option<u64>,
+    lock: &VolumeLock,
 ) -> Result<Arc<dyn Device>, Error> {
     let opts = stack_bio::OpenOptions {
         direct,
         read_only,
         create_size_bytes,
     };
-    Ok(Arc::new(FileDevice::open(path, &opts)?))
+    let device = FileDevice::open(path, &opts)?;
+    lock.check_same(device.file())?;
+    Ok(Arc::new(device))
 }
 
 impl Volume {
     /// Formats the file or block device at `path` (a missing regular file is created at
-    /// `opts.create_size_bytes`). Whatever was there is lost.
+    /// `opts.create_size_bytes`). Whatever was there is lost. The target is locked
+    /// exclusively first (waiting as `opts.wait` says) and stays locked while the
+    /// returned volume lives.
     pub fn format(path: &Path, opts: &FormatOptions) -> Result<Volume, Error> {
-        let device = open_device(path, opts.direct, false, opts.create_size_bytes)?;
-        Self::format_device(device, opts)
+        let lock = if opts.create_size_bytes.is_some() {
+            VolumeLock::acquire_creating(path, LockMode::Exclusive, opts.wait, None)?
+        } else {
+            VolumeLock::acquire(path, LockMode::Exclusive, opts.wait, None)?
+        };
+        Self::format_locked(path, opts, lock)
+    }
+
+    /// Formats under a lock the caller already holds exclusively (so checks made
+    /// before formatting ran under it too).
+    pub fn format_locked(
+        path: &Path,
+        opts: &FormatOptions,
+        lock: VolumeLock,
+    ) -> Result<Volume, Error> {
+        if lock.mode() != LockMode::Exclusive {
+            return Err(Error::InvalidOption {
+                option: "lock",
+                reason: "formatting needs the volume locked exclusively".into(),
+            });
+        }
+        let device = open_device(path, opts.direct, false, opts.create_size_bytes, &lock)?;
+        let mut vol = Self::format_device(device, opts)?;
+        vol.lock = Some(lock);
+        Ok(vol)
     }
 
     /// Formats any device (in-memory or fault-injecting ones in tests).
@@ -210,6 +244,7 @@ impl Volume {
             meta_reserve: None,
             broken: None,
             device,
+            lock: None,
         };
         // Wipe both slots first: an older volume's superblocks must not outlive a format
         // that is interrupted half-way.
@@ -223,12 +258,45 @@ impl Volume {
         Ok(vol)
     }
 
-    /// Opens the volume on the file or block device at `path`.
+    /// Opens the volume on the file or block device at `path`, locked shared when
+    /// `opts.read_only` and exclusively otherwise, before anything is read; the lock
+    /// lives as long as the volume. A volume in use is refused with
+    /// [`Error::Locked`] or waited for, as `opts.wait` says.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<Volume, Error> {
-        let device = open_device(path, opts.direct, opts.read_only, None)?;
+        let mode = if opts.read_only {
+            LockMode::Shared
+        } else {
+            LockMode::Exclusive
+        };
+        let lock = VolumeLock::acquire(path, mode, opts.wait, None)?;
+        Self::open_locked(path, opts, lock)
+    }
+
+    /// Opens the volume under a lock the caller holds (from [`VolumeLock::acquire`] or
+    /// [`Volume::into_lock`]); an exclusive lock also serves a read-only open.
+    pub fn open_locked(path: &Path, opts: &OpenOptions, lock: VolumeLock) -> Result<Volume, Error> {
+        if !opts.read_only && lock.mode() != LockMode::Exclusive {
+            return Err(Error::InvalidOption {
+                option: "lock",
+                reason: "changing a volume needs it locked exclusively".into(),
+            });
+        }
+        let device = open_device(path, opts.direct, opts.read_only, None, &lock)?;
         let mut vol = Self::open_device(device, opts)?;
         vol.path = path.to_path_buf();
+        vol.lock = Some(lock);
         Ok(vol)
+    }
+
+    /// Closes the volume and hands its lock on (e.g. to reopen it read-only without
+    /// letting another process in between); `None` for a volume without one.
+    pub fn into_lock(mut self) -> Option<VolumeLock> {
+        self.lock.take()
+    }
+
+    /// The file the volume's lock is on (`None` for devices opened without a path).
+    pub fn file_id(&self) -> Option<FileId> {
+        self.lock.as_ref().map(VolumeLock::file_id)
     }
 
     /// Opens the volume on any device.

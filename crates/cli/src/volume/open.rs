@@ -244,5 +244,6 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
         pools: OnceLock::new(),
         meta_reserve: None,
         broken: None,
+        lock: None,
     })
 }

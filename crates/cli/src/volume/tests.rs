@@ -161,6 +161,7 @@ fn read_only_refuses_changes() {
         &OpenOptions {
             read_only: true,
             direct: false,
+            ..OpenOptions::default()
         },
     )
     .unwrap();

@@ -85,13 +85,38 @@ fn block_device_size(file: &mut File) -> io::Result<u64> {
     file.seek(SeekFrom::End(0))
 }
 
+impl Inspection {
+    /// A target that does not exist yet (or that taking its lock just created, empty).
+    pub fn missing() -> Inspection {
+        Inspection {
+            kind: TargetKind::Missing,
+            users: Vec::new(),
+            findings: Vec::new(),
+            own_volume_at: None,
+        }
+    }
+}
+
 /// Inspects `path` with the real `/proc` and `/sys`.
+#[cfg(test)]
 pub fn inspect(path: &Path) -> io::Result<Inspection> {
     inspect_with(path, &Roots::default())
 }
 
+/// Inspects `path` while this process holds its lock; `claimed`: the lock holds the
+/// block device's `O_EXCL` claim, which already proved the kernel lets us have it (a
+/// second exclusive open of ours would fail on our own claim).
+pub fn inspect_claimed(path: &Path, claimed: bool) -> io::Result<Inspection> {
+    inspect_impl(path, &Roots::default(), claimed)
+}
+
 /// Inspects `path`, reading kernel state under `roots`.
+#[cfg(test)]
 pub fn inspect_with(path: &Path, roots: &Roots) -> io::Result<Inspection> {
+    inspect_impl(path, roots, false)
+}
+
+fn inspect_impl(path: &Path, roots: &Roots, claimed: bool) -> io::Result<Inspection> {
     let metadata = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -107,7 +132,7 @@ pub fn inspect_with(path: &Path, roots: &Roots) -> io::Result<Inspection> {
     let file_type = metadata.file_type();
     let (kind, users) = if file_type.is_block_device() {
         let mut users = inuse::block_device_users(roots, DevNum::from_rdev(metadata.rdev()));
-        if users.is_empty() {
+        if users.is_empty() && !claimed {
             // The kernel refuses O_EXCL on a block device that is mounted or held: the
             // last word when /proc or /sys are not what we expect.
             let exclusive = fs::OpenOptions::new()
