@@ -440,6 +440,6 @@ fn a_writer_claims_a_block_device_exclusively() {
     assert_eq!(names, ["held"]);
     assert_eq!(s.json(0, &["verify", &dev])["clean"], true);
     // burn-in keeps one exclusive hold across format, fill and verify.
-    let doc = s.json(0, &["burn-in", &dev, "--seed", "3"]);
+    let doc = s.json(0, &["burn-in", &dev, "--seed", "3", "--force"]);
     assert_eq!(doc["clean"], true);
 }
