@@ -6,6 +6,7 @@ mod bad_input;
 mod commands;
 mod commit_every;
 mod damage;
+mod device_true;
 mod devices;
 mod exit_status;
 pub(crate) mod harness;

@@ -8,13 +8,13 @@ use std::process::Command;
 use super::harness::Scratch;
 
 /// A loop device detached on drop (after its mount, if any, is undone).
-struct Loop {
+pub(super) struct Loop {
     device: PathBuf,
     mount_point: Option<PathBuf>,
 }
 
 impl Loop {
-    fn attach(image: &Path) -> Result<Loop, String> {
+    pub(super) fn attach(image: &Path) -> Result<Loop, String> {
         let out = Command::new("losetup")
             .args(["-f", "--show"])
             .arg(image)
@@ -33,11 +33,11 @@ impl Loop {
         })
     }
 
-    fn path(&self) -> &str {
+    pub(super) fn path(&self) -> &str {
         self.device.to_str().expect("loop device paths are ASCII")
     }
 
-    fn mount(&mut self, at: &Path) -> Result<(), String> {
+    pub(super) fn mount(&mut self, at: &Path) -> Result<(), String> {
         let mkfs = Command::new("mkfs.ext4")
             .args(["-q", "-F"])
             .arg(&self.device)
