@@ -1,11 +1,13 @@
 //! `FileDevice`: regular files and raw block devices, buffered or `O_DIRECT`.
 
 use crate::device::{check_range, total_len};
-use crate::{sys, Device, DeviceInfo, DeviceKind, Error};
+use crate::{sys, Backing, Device, DeviceInfo, DeviceKind, Error, ReadPath, Residency};
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// Logical block size reported for regular files. Direct I/O on common filesystems
 /// needs at most page alignment, and filesystems allocate in 4 KiB blocks.
@@ -13,6 +15,20 @@ pub const FILE_LOGICAL_BLOCK_SIZE: u32 = 4096;
 
 /// How many `EINTR`s in a row one transfer tolerates before giving up.
 const MAX_INTERRUPTS: u32 = 64;
+
+/// An eviction drops this much around a range, aligned: the largest page-cache folio on
+/// x86-64 (a PMD, 2 MiB). `POSIX_FADV_DONTNEED` keeps a folio that reaches past the
+/// range, and filesystems with large folios cache a file read whole in folios of up to
+/// this size; dropping neighbours costs at most their re-read.
+const EVICT_SPAN_BYTES: u64 = 2 << 20;
+
+/// Evictions of one range tried before it is reported still cached: a page another
+/// thread reads from the drive between the drop and the check is cached again, and one
+/// retry almost always sees it gone.
+const EVICT_ATTEMPTS: u32 = 4;
+
+/// Set once `cachestat(2)` returned `ENOSYS`: residency is asked with `mincore` then.
+static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
 
 /// How to open a [`FileDevice`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,6 +41,13 @@ pub struct OpenOptions {
     /// Regular files only: create the file if missing and extend it to this size if it
     /// is shorter (never shrinks it).
     pub create_size_bytes: Option<u64>,
+    /// Without `direct`, on media: make every read come from the drive anyway. Open
+    /// writes back the dirty pages once (`fdatasync`, also read-only) and turns off
+    /// readahead (`POSIX_FADV_RANDOM`), and each read first drops its range from the
+    /// page cache and checks the drop took ([`Device::evict`]). A range that stays
+    /// cached is still read, and [`DeviceInfo::reads`] turns to
+    /// [`ReadPath::PageCache`] naming it. Ignored with `direct` and on memory.
+    pub evict_reads: bool,
 }
 
 /// A regular file or raw block device used as a device.
@@ -36,6 +59,10 @@ pub struct OpenOptions {
 pub struct FileDevice {
     file: File,
     info: DeviceInfo,
+    /// Reads evict their range first (`OpenOptions::evict_reads` on buffered media).
+    evict_reads: bool,
+    /// The first range an eviction could not drop, said as a sentence.
+    stuck: Mutex<Option<String>>,
 }
 
 impl FileDevice {
@@ -59,7 +86,17 @@ impl FileDevice {
         if opts.direct {
             std_opts.custom_flags(libc::O_DIRECT);
         }
-        let file = std_opts.open(path).map_err(open_err)?;
+        let file = std_opts.open(path).map_err(|source| {
+            // A filesystem without direct I/O refuses the flag itself at open.
+            if opts.direct && source.raw_os_error() == Some(libc::EINVAL) {
+                Error::DirectRefused {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            } else {
+                open_err(source)
+            }
+        })?;
         let meta = file.metadata().map_err(open_err)?;
         let file_type = meta.file_type();
         let (kind, size_bytes, logical_block_size, model, serial) = if file_type.is_block_device() {
@@ -89,6 +126,33 @@ impl FileDevice {
             });
         };
         assert!(logical_block_size.is_power_of_two());
+        // A block device's fstatfs names the filesystem of /dev (devtmpfs, a tmpfs), not
+        // what holds the device: only a regular file's filesystem says "memory".
+        let backing = if kind == DeviceKind::File {
+            match sys::fs_magic(&file).map_err(open_err)? {
+                sys::TMPFS_MAGIC | sys::RAMFS_MAGIC => Backing::Memory,
+                _ => Backing::Media,
+            }
+        } else {
+            Backing::Media
+        };
+        let evict_reads = opts.evict_reads && !opts.direct && backing == Backing::Media;
+        if evict_reads {
+            // Dirty pages cannot be dropped: write them back once, here. Without
+            // readahead a read caches only what it asked for, so a range is never
+            // cached by a neighbour's read before its own eviction.
+            file.sync_data().map_err(open_err)?;
+            sys::fadvise(&file, 0, 0, libc::POSIX_FADV_RANDOM).map_err(open_err)?;
+        }
+        let reads = if opts.direct {
+            ReadPath::Direct
+        } else if backing == Backing::Memory {
+            ReadPath::Memory
+        } else if evict_reads {
+            ReadPath::Evicted
+        } else {
+            ReadPath::PageCache { stuck: None }
+        };
         let info = DeviceInfo {
             path: path.display().to_string(),
             kind,
@@ -98,8 +162,45 @@ impl FileDevice {
             serial,
             direct: opts.direct,
             read_only: opts.read_only,
+            backing,
+            reads,
         };
-        Ok(Self { file, info })
+        Ok(Self {
+            file,
+            info,
+            evict_reads,
+            stuck: Mutex::new(None),
+        })
+    }
+
+    /// Bytes of `offset..offset + len` (page-aligned, non-empty) in the page cache, and
+    /// of those dirty: `cachestat(2)`, else `mincore` over a mapping of the range.
+    fn cached_bytes(&self, offset: u64, len: u64) -> Result<(u64, u64), Error> {
+        let page = sys::page_size_bytes();
+        let err = |e| self.io_err("residency check", offset, len as usize, e);
+        if !NO_CACHESTAT.load(Ordering::Relaxed) {
+            match sys::cachestat(&self.file, offset, len) {
+                Ok(st) => return Ok((st.nr_cache * page, st.nr_dirty * page)),
+                // ENOSYS before Linux 6.5; EPERM where a seccomp filter predates it.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                    NO_CACHESTAT.store(true, Ordering::Relaxed)
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        let pages = sys::mincore_resident_pages(&self.file, offset, len).map_err(err)?;
+        Ok((pages * page, 0))
+    }
+
+    /// Records the first range an eviction could not drop, for [`DeviceInfo::reads`].
+    fn note_stuck(&self, offset: u64, len: u64, cached_bytes: u64, dirty_bytes: u64) {
+        let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
+        if stuck.is_none() {
+            *stuck = Some(format!(
+                "{cached_bytes} bytes of {len} at offset {offset} stayed in the page cache after \
+                 eviction ({dirty_bytes} dirty): a process may map or lock them"
+            ));
+        }
     }
 
     /// The open file, e.g. to map it read-only for verification.
@@ -180,6 +281,16 @@ impl Device for FileDevice {
             len,
             false,
         )?;
+        if self.evict_reads && len > 0 {
+            if let Residency::Cached {
+                cached_bytes,
+                dirty_bytes,
+            } = self.evict(offset, len as u64)?
+            {
+                // Read anyway; the device now says its reads may come from the cache.
+                self.note_stuck(offset, len as u64, cached_bytes, dirty_bytes);
+            }
+        }
         let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
         let mut slices = &mut slices[..];
         let mut done = 0usize;
@@ -269,6 +380,43 @@ impl Device for FileDevice {
         })
     }
 
+    fn evict(&self, offset: u64, len: u64) -> Result<Residency, Error> {
+        if self.info.direct {
+            return Ok(Residency::Direct);
+        }
+        if self.info.backing == Backing::Memory {
+            return Ok(Residency::Memory);
+        }
+        check_range(self.name(), offset, len as usize, self.info.size_bytes)?;
+        if len == 0 {
+            return Ok(Residency::Evicted);
+        }
+        let page = sys::page_size_bytes();
+        // Check whole pages (a partial page is cached whole), drop whole folios around.
+        let start = offset / page * page;
+        let end = (offset + len).next_multiple_of(page);
+        let wide_start = start / EVICT_SPAN_BYTES * EVICT_SPAN_BYTES;
+        let wide_end = end.next_multiple_of(EVICT_SPAN_BYTES);
+        let mut left = (0, 0);
+        for _ in 0..EVICT_ATTEMPTS {
+            sys::fadvise(
+                &self.file,
+                wide_start,
+                wide_end - wide_start,
+                libc::POSIX_FADV_DONTNEED,
+            )
+            .map_err(|e| self.io_err("evict", offset, len as usize, e))?;
+            left = self.cached_bytes(start, end - start)?;
+            if left.0 == 0 {
+                return Ok(Residency::Evicted);
+            }
+        }
+        Ok(Residency::Cached {
+            cached_bytes: left.0,
+            dirty_bytes: left.1,
+        })
+    }
+
     fn size_bytes(&self) -> u64 {
         self.info.size_bytes
     }
@@ -278,7 +426,16 @@ impl Device for FileDevice {
     }
 
     fn info(&self) -> DeviceInfo {
-        self.info.clone()
+        let mut info = self.info.clone();
+        if self.evict_reads {
+            let stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(why) = stuck.as_ref() {
+                info.reads = ReadPath::PageCache {
+                    stuck: Some(why.clone()),
+                };
+            }
+        }
+        info
     }
 }
 
@@ -317,6 +474,7 @@ mod tests {
             direct,
             read_only,
             create_size_bytes: create,
+            evict_reads: false,
         }
     }
 
@@ -414,5 +572,143 @@ mod tests {
             what(dev.read_at(&mut back[..512], 0).unwrap_err()),
             "length"
         );
+    }
+
+    /// A scratch file on the crate's own filesystem (not a tmpfs /tmp), with `len`
+    /// bytes written through the page cache and made durable.
+    fn media_file(len: usize) -> Option<(tempfile::TempDir, PathBuf)> {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = dir.path().join("evict.img");
+        std::fs::write(
+            &path,
+            (0..len).map(|i| (i % 253) as u8).collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        let dev = FileDevice::open(&path, &opts(false, false, None)).unwrap();
+        if dev.info().backing == Backing::Memory {
+            eprintln!("skipping: the crate's directory is on a memory filesystem");
+            return None;
+        }
+        dev.flush().unwrap();
+        Some((dir, path))
+    }
+
+    #[test]
+    fn evict_drops_a_cached_range_and_the_check_agrees() {
+        let Some((_dir, path)) = media_file(8 << 20) else {
+            return;
+        };
+        let dev = FileDevice::open(&path, &opts(false, true, None)).unwrap();
+        let mut back = vec![0u8; 1 << 20];
+        dev.read_at(&mut back, 3 << 20).unwrap();
+        let (cached, _) = dev.cached_bytes(3 << 20, 1 << 20).unwrap();
+        assert_eq!(cached, 1 << 20, "a buffered read caches its range");
+        // mincore over a mapping tells the same as cachestat.
+        let pages = sys::mincore_resident_pages(&dev.file, 3 << 20, 1 << 20).unwrap();
+        assert_eq!(pages * sys::page_size_bytes(), 1 << 20);
+        // An unaligned range: its partial pages go too.
+        assert_eq!(
+            dev.evict((3 << 20) + 100, 5000).unwrap(),
+            Residency::Evicted
+        );
+        assert_eq!(dev.evict(3 << 20, 1 << 20).unwrap(), Residency::Evicted);
+        assert_eq!(dev.cached_bytes(3 << 20, 1 << 20).unwrap().0, 0);
+        assert_eq!(
+            sys::mincore_resident_pages(&dev.file, 3 << 20, 1 << 20).unwrap(),
+            0
+        );
+        assert!(matches!(
+            dev.evict(8 << 20, 1).unwrap_err(),
+            Error::OutOfRange { .. }
+        ));
+    }
+
+    #[test]
+    fn an_evicting_device_reads_from_the_drive_and_says_so() {
+        let Some((_dir, path)) = media_file(4 << 20) else {
+            return;
+        };
+        let dev = FileDevice::open(
+            &path,
+            &OpenOptions {
+                read_only: true,
+                evict_reads: true,
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(dev.info().reads, ReadPath::Evicted);
+        assert_eq!(dev.info().backing, Backing::Media);
+        let mut back = vec![0u8; 3000];
+        dev.read_at(&mut back, 12345).unwrap();
+        let want: Vec<u8> = (12345..12345 + 3000).map(|i| (i % 253) as u8).collect();
+        assert_eq!(back, want);
+        // Of the span the read dropped, only what it read is cached (no readahead), and
+        // the next read drops that first.
+        let (cached, _) = dev.cached_bytes(0, 2 << 20).unwrap();
+        assert!(
+            cached <= 2 * sys::page_size_bytes(),
+            "{cached} bytes cached"
+        );
+        dev.read_at(&mut back, 1 << 20).unwrap();
+        assert_eq!(dev.cached_bytes(0, 1 << 20).unwrap().0, 0);
+        assert_eq!(dev.info().reads, ReadPath::Evicted);
+    }
+
+    #[test]
+    fn a_mapped_range_stays_cached_and_the_device_stops_claiming_the_drive() {
+        let Some((_dir, path)) = media_file(4 << 20) else {
+            return;
+        };
+        let dev = FileDevice::open(
+            &path,
+            &OpenOptions {
+                read_only: true,
+                evict_reads: true,
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap();
+        // Pages some process maps are not dropped by POSIX_FADV_DONTNEED.
+        let map = sys::test_map(&dev.file, 1 << 20).unwrap();
+        match dev.evict(0, 1 << 20).unwrap() {
+            Residency::Cached { cached_bytes, .. } => assert_eq!(cached_bytes, 1 << 20),
+            other => panic!("a mapped range was reported {other:?}"),
+        }
+        let mut back = vec![0u8; 4096];
+        dev.read_at(&mut back, 8192).unwrap();
+        match dev.info().reads {
+            ReadPath::PageCache { stuck: Some(why) } => {
+                assert!(why.contains("offset 8192"), "{why}")
+            }
+            other => panic!("still claims {other:?}"),
+        }
+        drop(map);
+        assert_eq!(dev.evict(0, 1 << 20).unwrap(), Residency::Evicted);
+    }
+
+    #[test]
+    fn tmpfs_is_memory_and_direct_and_buffered_paths_are_named() {
+        let dir = match tempfile::tempdir_in("/dev/shm") {
+            Ok(d) => d,
+            Err(e) => return eprintln!("skipping: no /dev/shm: {e}"),
+        };
+        let path = dir.path().join("m.img");
+        let dev = FileDevice::open(&path, &opts(false, false, Some(1 << 20))).unwrap();
+        if sys::fs_magic(&dev.file).unwrap() != sys::TMPFS_MAGIC {
+            return eprintln!("skipping: /dev/shm is not a tmpfs");
+        }
+        assert_eq!(dev.info().backing, Backing::Memory);
+        assert_eq!(dev.info().reads, ReadPath::Memory);
+        assert_eq!(dev.evict(0, 4096).unwrap(), Residency::Memory);
+        let Some((_d, media)) = media_file(1 << 20) else {
+            return;
+        };
+        let plain = FileDevice::open(&media, &opts(false, true, None)).unwrap();
+        assert_eq!(plain.info().reads, ReadPath::PageCache { stuck: None });
+        if let Ok(direct) = FileDevice::open(&media, &opts(true, true, None)) {
+            assert_eq!(direct.info().reads, ReadPath::Direct);
+            assert_eq!(direct.evict(0, 4096).unwrap(), Residency::Direct);
+        }
     }
 }

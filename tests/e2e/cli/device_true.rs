@@ -156,7 +156,15 @@ fn damaged_beneath_the_cache(s: &Scratch, block_size: &str) -> Option<(Ext4, Str
     s.expect(
         0,
         &[
-            "write", &vol, "--pattern", "--size", "64MiB", "--seed", "7", "--name", "p",
+            "write",
+            &vol,
+            "--pattern",
+            "--size",
+            "64MiB",
+            "--seed",
+            "7",
+            "--name",
+            "p",
         ],
     );
     assert!(Command::new("sync").status().unwrap().success());
@@ -232,7 +240,15 @@ fn a_block_device_is_written_and_verified_direct() {
     s.expect(0, &["format", lo.path()]);
     let write = s.json(
         0,
-        &["write", lo.path(), "--pattern", "--size", "4MiB", "--seed", "1"],
+        &[
+            "write",
+            lo.path(),
+            "--pattern",
+            "--size",
+            "4MiB",
+            "--seed",
+            "1",
+        ],
     );
     assert_eq!(write["source"], "direct", "{write}");
     let verify = s.json(0, &["verify", lo.path()]);
@@ -273,7 +289,12 @@ fn a_file_on_tmpfs_reports_memory() {
     assert_eq!(read["source"], "memory", "{read}");
     let burn = s.json(
         0,
-        &["burn-in", &dir.path().join("b.img").display().to_string(), "--size", "8MiB"],
+        &[
+            "burn-in",
+            &dir.path().join("b.img").display().to_string(),
+            "--size",
+            "8MiB",
+        ],
     );
     assert_eq!(burn["verify"]["source"], "memory", "{burn}");
 }
