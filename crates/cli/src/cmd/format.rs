@@ -45,6 +45,8 @@ pub struct FormatRequest<'a> {
     pub force: bool,
     /// `--direct`.
     pub direct: bool,
+    /// `--cached`.
+    pub cached: bool,
     /// The request comes from `burn-in`, which may replace its own earlier result (a
     /// volume whose only object is [`super::burn_in::BURN_IN_OBJECT`]) without `--force`.
     pub burn_in: bool,
@@ -149,6 +151,7 @@ pub fn format_target(
         algorithm: request.csum.algorithm(),
         create_size_bytes: request.size_bytes,
         direct: request.direct,
+        cached: request.cached,
     };
     let volume = match Volume::format(target, &opts) {
         Ok(volume) => volume,
@@ -209,6 +212,7 @@ pub fn run(_ctx: &Ctx, args: &FormatArgs) -> anyhow::Result<Outcome> {
         csum: args.csum,
         force: args.force,
         direct: args.direct,
+        cached: false,
         burn_in: false,
     };
     let (_volume, doc, _kind) = format_target(&request)?;

@@ -17,6 +17,7 @@ fn open(target: &std::path::Path, read_only: bool) -> anyhow::Result<Volume> {
         target,
         &OpenOptions {
             direct: false,
+            cached: false,
             read_only,
         },
     )

@@ -21,7 +21,7 @@ use stackctl::Volume;
 use super::args::ReadArgs;
 use super::doc::rate;
 use super::exit::{usage, Status};
-use super::human::amount;
+use super::human::{self, amount};
 use super::{shown, Ctx, Outcome};
 
 /// What `read` did, as JSON.
@@ -37,6 +37,11 @@ pub struct ReadDoc {
     pub elapsed_secs: f64,
     /// Bytes per second.
     pub bytes_per_sec: u64,
+    /// Where the blocks were read ("direct", "evicted", "memory" or "page-cache", as
+    /// `verify` says).
+    pub source: &'static str,
+    /// Why the source is the page cache although the drive was asked for.
+    pub source_warning: Option<String>,
 }
 
 /// Where the bytes go.
@@ -152,7 +157,8 @@ pub fn run(ctx: &Ctx, args: &ReadArgs) -> anyhow::Result<Outcome> {
     let volume = Volume::open(
         &args.target,
         &stackctl::OpenOptions {
-            direct: false,
+            direct: args.direct,
+            cached: args.cached,
             read_only: true,
         },
     )
@@ -207,18 +213,25 @@ pub fn run(ctx: &Ctx, args: &ReadArgs) -> anyhow::Result<Outcome> {
         }
     };
     let elapsed_secs = start.elapsed().as_secs_f64();
+    let (source, source_warning) = volume.read_source();
     let doc = ReadDoc {
         object: args.name.clone(),
         bytes,
         output: output.clone(),
         elapsed_secs,
         bytes_per_sec: rate(bytes, elapsed_secs),
+        source: source.name(),
+        source_warning: source_warning.clone(),
     };
-    let line = format!(
-        "read {:?} to {output}: {}, every block verified\n",
+    let mut line = format!(
+        "read {:?} to {output}: {}, every block verified, {}\n",
         args.name,
-        amount(bytes, elapsed_secs)
+        amount(bytes, elapsed_secs),
+        human::source_text(source.name())
     );
+    if let Some(warning) = &source_warning {
+        line = format!("WARNING: {warning}\n{line}");
+    }
     let human = if dest == Dest::Stdout {
         // The data is on stdout; the summary goes to stderr.
         eprint!("{line}");

@@ -58,6 +58,7 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         &args.target,
         &OpenOptions {
             direct: args.direct,
+            cached: args.cached,
             read_only: true,
         },
     )

@@ -25,6 +25,9 @@ pub struct WriteDoc {
     pub objects: Vec<WrittenDoc>,
     /// Bytes written in all.
     pub bytes: u64,
+    /// How the data went to the device: "direct" (O_DIRECT), "memory" (tmpfs, ramfs) or
+    /// "page-cache" (buffered, flushed to the drive at each commit).
+    pub source: &'static str,
 }
 
 /// A random seed, printed so the run can be repeated.
@@ -149,6 +152,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         target,
         &OpenOptions {
             direct: args.direct,
+            cached: args.cached,
             read_only: false,
         },
     )
@@ -156,8 +160,9 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
     let fallback = volume.info().fallback_warning;
     let reporter = ctx.reporter("write");
     let mut written: Vec<WrittenDoc> = Vec::new();
+    let source = volume.write_source();
     let record = |report: WriteReport, seed: Option<u64>, written: &mut Vec<WrittenDoc>| {
-        written.push(WrittenDoc::new(&report, seed));
+        written.push(WrittenDoc::new(&report, seed, source));
     };
 
     if args.resume {
@@ -215,6 +220,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         target: shown(target),
         objects: written,
         bytes,
+        source: source.name(),
     };
     Ok(Outcome::new(Status::Clean, "write", &doc, human)?.with_fallback(fallback))
 }
