@@ -167,7 +167,8 @@ fn damaged_beneath_the_cache(s: &Scratch, block_size: &str) -> Option<(Ext4, Str
             "p",
         ],
     );
-    assert!(Command::new("sync").status().unwrap().success());
+    // Durable and allocated (ext4 allocates at writeback), without a system-wide sync.
+    std::fs::File::open(&vol).unwrap().sync_all().unwrap();
     // Clean before the damage, whatever the path.
     assert_eq!(s.json(0, &["verify", &vol])["clean"], true);
     // Cache the whole file (an evicting verify just dropped what it read).
@@ -298,4 +299,110 @@ fn a_file_on_tmpfs_reports_memory() {
         ],
     );
     assert_eq!(burn["verify"]["source"], "memory", "{burn}");
+}
+
+/// The filesystem of `path` is tmpfs or ramfs (where the reports say `memory`).
+fn on_memory_fs(path: &Path) -> bool {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a live statfs on our stack.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    assert_eq!(rc, 0, "statfs {}", path.display());
+    matches!(st.f_type as u64 & 0xffff_ffff, 0x0102_1994 | 0x8584_58f6)
+}
+
+/// A shared mapping of a file's first `len` bytes, every page touched (so the kernel
+/// cannot drop them from the page cache); unmapped on drop.
+struct Pinned {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Pinned {
+    fn new(file: &std::fs::File, len: usize) -> Pinned {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a new read-only shared mapping placed by the kernel; it aliases no Rust
+        // object and Drop unmaps it.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED);
+        for at in (0..len).step_by(4096) {
+            // SAFETY: inside the mapping, and the file is at least `len` bytes long.
+            unsafe { std::ptr::read_volatile(addr.cast::<u8>().add(at)) };
+        }
+        Pinned { addr, len }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `new`; nothing refers into it.
+        unsafe { libc::munmap(self.addr, self.len) };
+    }
+}
+
+/// Without root: a volume file in the scratch directory (a disk filesystem here) is
+/// verified with `O_DIRECT` when its blocks fit, evicted when they do not (512-byte
+/// blocks), and when a process keeps its pages mapped so the eviction cannot take, the
+/// report says `page-cache` and warns why instead of claiming the drive.
+#[test]
+fn a_file_is_read_direct_or_evicted_and_a_stuck_eviction_is_not_called_the_drive() {
+    let s = Scratch::new();
+    if on_memory_fs(s.dir.path()) {
+        return skip("the scratch directory is on a memory filesystem");
+    }
+    for (name, bs, want) in [("d.img", "4K", "direct"), ("e.img", "512", "evicted")] {
+        s.expect(0, &["format", name, "--size", "16MiB", "--block-size", bs]);
+        let write = s.json(
+            0,
+            &["write", name, "--pattern", "--size", "4MiB", "--name", "p"],
+        );
+        let doc = s.json(0, &["verify", name]);
+        if want == "direct" && doc["source"] == "evicted" {
+            // A filesystem that refuses O_DIRECT takes the eviction path: still the drive.
+            assert_eq!(write["source"], "page-cache", "{write}");
+            continue;
+        }
+        assert_eq!(doc["source"], want, "{name}: {doc}");
+        assert_eq!(doc["source_warning"], serde_json::Value::Null, "{doc}");
+        let out = s.path(&format!("{name}.out"));
+        let read = s.json(0, &["read", name, "p", "-o", out.to_str().unwrap()]);
+        assert_eq!(read["source"], want, "{name}: {read}");
+        let write_want = if want == "direct" {
+            "direct"
+        } else {
+            "page-cache"
+        };
+        assert_eq!(write["source"], write_want, "{name}: {write}");
+        assert_eq!(write["objects"][0]["source"], write_want, "{write}");
+        let cached = s.json(0, &["verify", name, "--cached"]);
+        assert_eq!(cached["source"], "page-cache", "{cached}");
+        assert_eq!(
+            cached["source_warning"],
+            serde_json::Value::Null,
+            "{cached}"
+        );
+    }
+    let file = std::fs::File::open(s.path("e.img")).unwrap();
+    let pinned = Pinned::new(&file, 16 << 20);
+    let doc = s.json(0, &["verify", "e.img"]);
+    assert_eq!(doc["source"], "page-cache", "{doc}");
+    let warning = doc["source_warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("did not take"), "{doc}");
+    let text = s.expect(0, &["verify", "e.img"]);
+    assert!(text.stdout.contains("WARNING"), "{}", text.stdout);
+    assert!(text.stdout.contains("page-cache"), "{}", text.stdout);
+    drop(pinned);
+    assert_eq!(s.json(0, &["verify", "e.img"])["source"], "evicted");
+    // Both ways at once is a usage error.
+    s.expect(2, &["verify", "e.img", "--direct", "--cached"]);
 }
