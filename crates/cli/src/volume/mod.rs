@@ -8,6 +8,7 @@
 //! older copy is always safe.
 
 mod commit;
+mod device;
 mod io;
 mod open;
 mod read;
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use stack_alloc::{AllocQueue, Allocator, Extent};
-use stack_bio::{Device, FileDevice};
+use stack_bio::Device;
 use stack_csum::BlockCsum;
 
 use crate::format::{
@@ -27,9 +28,9 @@ use crate::options::{
     uuid_string, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, VolumeInfo,
 };
 use crate::pipeline::Pools;
-use crate::report::{Source, SuperblockState};
+use crate::report::SuperblockState;
 use crate::Error;
-use stack_bio::ReadPath;
+use device::{open_device, IoMode};
 
 pub(crate) use io::{read_blocks, write_blocks, IO_ALIGN_BYTES};
 pub(crate) use open::{load_table, read_slot, SlotRead};
@@ -115,105 +116,6 @@ pub(crate) fn table_refs(
         }
     }
     out
-}
-
-/// How the volume meets its device: insist on `O_DIRECT`, the page cache, or the drive
-/// by whichever way works (see [`OpenOptions`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IoMode {
-    Direct,
-    Cached,
-    DeviceTrue,
-}
-
-impl IoMode {
-    fn new(direct: bool, cached: bool) -> Result<IoMode, Error> {
-        match (direct, cached) {
-            (true, true) => Err(Error::InvalidOption {
-                option: "direct",
-                reason: "O_DIRECT and the page cache were both asked for".into(),
-            }),
-            (true, false) => Ok(IoMode::Direct),
-            (false, true) => Ok(IoMode::Cached),
-            (false, false) => Ok(IoMode::DeviceTrue),
-        }
-    }
-}
-
-/// The block size of the newest valid superblock on `device`, if any.
-fn peek_block_size(device: &dyn Device) -> Option<u32> {
-    [read_slot(device, 0), read_slot(device, 1)]
-        .into_iter()
-        .filter_map(|r| match r {
-            SlotRead::Valid(sb) => Some(sb),
-            _ => None,
-        })
-        .max_by_key(|sb| sb.generation)
-        .map(|sb| sb.block_size_bytes)
-}
-
-/// Opens the device at `path` as `mode` asks. `block_size_bytes` is the volume's when
-/// known (format); otherwise it is read from the superblocks. `O_DIRECT` serves when the
-/// open takes the flag, the target is not memory, and the volume's blocks are whole
-/// logical blocks of the device (a 512-byte-block volume on a file wants 4 KiB).
-fn open_device(
-    path: &Path,
-    mode: IoMode,
-    read_only: bool,
-    create_size_bytes: Option<u64>,
-    block_size_bytes: Option<u32>,
-) -> Result<Arc<dyn Device>, Error> {
-    let buffered = |evict_reads: bool| -> Result<Arc<dyn Device>, Error> {
-        let opts = stack_bio::OpenOptions {
-            direct: false,
-            read_only,
-            create_size_bytes,
-            evict_reads,
-        };
-        Ok(Arc::new(FileDevice::open(path, &opts)?))
-    };
-    if mode == IoMode::Cached {
-        return buffered(false);
-    }
-    let impossible = |reason: String| Error::DirectImpossible {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let opts = stack_bio::OpenOptions {
-        direct: true,
-        read_only,
-        create_size_bytes,
-        evict_reads: false,
-    };
-    let device = match FileDevice::open(path, &opts) {
-        Ok(device) => device,
-        Err(stack_bio::Error::DirectRefused { source, .. }) => {
-            if mode == IoMode::Direct {
-                return Err(impossible(format!("the filesystem refused it ({source})")));
-            }
-            return buffered(true);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let info = device.info();
-    if info.backing == stack_bio::Backing::Memory && mode == IoMode::DeviceTrue {
-        // No drive to reach; the page cache is the data.
-        drop(device);
-        return buffered(false);
-    }
-    let lbs = info.logical_block_size;
-    let bs = block_size_bytes.or_else(|| peek_block_size(&device));
-    if let Some(bs) = bs.filter(|bs| bs % lbs != 0) {
-        if mode == IoMode::Direct {
-            return Err(impossible(format!(
-                "the volume's {bs}-byte blocks are not whole {lbs}-byte direct-I/O blocks of the {}",
-                info.kind
-            )));
-        }
-        drop(device);
-        return buffered(true);
-    }
-    Ok(Arc::new(device))
 }
 
 impl Volume {
@@ -358,44 +260,6 @@ impl Volume {
     /// The device the volume lives on.
     pub fn device(&self) -> &Arc<dyn Device> {
         &self.device
-    }
-
-    /// Where this volume's reads came from so far, and why not from the drive when an
-    /// eviction did not take. Ask after the reads: a range that stayed cached turns an
-    /// `Evicted` device into `PageCache`.
-    pub fn read_source(&self) -> (Source, Option<String>) {
-        let info = self.device.info();
-        if info.backing == stack_bio::Backing::Memory {
-            return (Source::Memory, None);
-        }
-        match info.reads {
-            ReadPath::Direct => (Source::Direct, None),
-            ReadPath::Evicted => (Source::Evicted, None),
-            ReadPath::Memory => (Source::Memory, None),
-            ReadPath::PageCache { stuck } => (
-                Source::PageCache,
-                stuck.map(|why| {
-                    format!(
-                        "{}: an eviction from the page cache did not take ({why}); what was \
-                         read may not be what the drive holds",
-                        info.path
-                    )
-                }),
-            ),
-        }
-    }
-
-    /// Where this volume's writes go: `Direct` (`O_DIRECT`), `Memory`, or `PageCache`
-    /// (buffered; each commit flushes them to the drive).
-    pub fn write_source(&self) -> Source {
-        let info = self.device.info();
-        if info.backing == stack_bio::Backing::Memory {
-            Source::Memory
-        } else if info.direct {
-            Source::Direct
-        } else {
-            Source::PageCache
-        }
     }
 
     /// Facts about the volume.
