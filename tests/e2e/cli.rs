@@ -7,6 +7,7 @@ mod commands;
 mod commit_every;
 mod concurrency;
 mod damage;
+mod device_true;
 pub(crate) mod devices;
 mod exit_status;
 pub(crate) mod harness;

@@ -577,6 +577,7 @@ fn raw_loop_device_end_to_end() {
             &lo.path,
             &OpenOptions {
                 direct,
+                cached: !direct,
                 read_only: true,
                 ..OpenOptions::default()
             },

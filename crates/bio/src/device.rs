@@ -25,6 +25,75 @@ impl fmt::Display for DeviceKind {
     }
 }
 
+/// What holds a device's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// A drive: a block device, or a regular file on a filesystem that stores to one.
+    Media,
+    /// Memory only: a file on tmpfs or ramfs (by its `statfs` magic), a [`crate::MemDevice`].
+    /// There is no drive behind it to check.
+    Memory,
+}
+
+impl fmt::Display for Backing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backing::Media => "media",
+            Backing::Memory => "memory",
+        })
+    }
+}
+
+/// Where a device's reads come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadPath {
+    /// `O_DIRECT`: from the drive, past the page cache.
+    Direct,
+    /// Buffered, but every range is dropped from the page cache before it is read and the
+    /// drop is checked ([`Device::evict`]): from the drive.
+    Evicted,
+    /// The device is memory: there is no drive to read.
+    Memory,
+    /// Buffered: a read may be served by the page cache. `stuck` says why an eviction
+    /// did not take, when the device was asked to evict (the first range that stayed
+    /// cached); `None` when it was opened buffered without eviction.
+    PageCache {
+        /// Why eviction failed, when it was asked for.
+        stuck: Option<String>,
+    },
+}
+
+impl ReadPath {
+    /// `"direct"`, `"evicted"`, `"memory"` or `"page-cache"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReadPath::Direct => "direct",
+            ReadPath::Evicted => "evicted",
+            ReadPath::Memory => "memory",
+            ReadPath::PageCache { .. } => "page-cache",
+        }
+    }
+}
+
+/// What [`Device::evict`] left of a range in the page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residency {
+    /// The device reads past the page cache (`O_DIRECT`): nothing to evict.
+    Direct,
+    /// The device is memory: nothing to evict, and no drive below.
+    Memory,
+    /// None of the range is cached: the next read of it comes from the drive.
+    Evicted,
+    /// Part of the range stayed cached (mapped or locked by some process, dirty, under
+    /// writeback): a read of it may be served from memory.
+    Cached {
+        /// Bytes of the range still cached (whole pages).
+        cached_bytes: u64,
+        /// Of those, dirty (0 where only `mincore` could be asked).
+        dirty_bytes: u64,
+    },
+}
+
 /// A description of a device, for reports and for refusing the wrong target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -44,6 +113,11 @@ pub struct DeviceInfo {
     pub direct: bool,
     /// Opened read-only.
     pub read_only: bool,
+    /// A drive or memory.
+    pub backing: Backing,
+    /// Where reads come from now (a device asked to evict turns to
+    /// [`ReadPath::PageCache`] once an eviction did not take).
+    pub reads: ReadPath,
 }
 
 /// Positional I/O on something with a fixed size: a file, a block device, memory.
@@ -91,6 +165,15 @@ pub trait Device: Send + Sync + fmt::Debug {
     fn start_writeback(&self, offset: u64, len: u64) -> Result<(), Error> {
         let _ = (offset, len);
         Ok(())
+    }
+
+    /// Drops `offset..offset + len` from the page cache, so the next buffered read of it
+    /// comes from the drive, and checks that it took: what is still cached of the range
+    /// afterwards. The default (memory, wrappers, test devices) has no page cache:
+    /// [`Residency::Memory`].
+    fn evict(&self, offset: u64, len: u64) -> Result<Residency, Error> {
+        let _ = (offset, len);
+        Ok(Residency::Memory)
     }
 
     /// Size in bytes.

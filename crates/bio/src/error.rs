@@ -59,6 +59,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The filesystem (or device) refused `O_DIRECT` at open (`EINVAL`).
+    #[error("cannot open {path} with O_DIRECT: the filesystem refused it ({source})")]
+    DirectRefused {
+        /// The path that was opened.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// Options that contradict each other or the target (e.g. `create_size_bytes` on a
     /// block device, or together with `read_only`).
     #[error("cannot open {path}: {reason}")]

@@ -410,6 +410,10 @@ impl Device for FaultyDevice {
         self.inner.logical_block_size()
     }
 
+    fn evict(&self, offset: u64, len: u64) -> Result<crate::Residency, Error> {
+        self.inner.evict(offset, len)
+    }
+
     fn info(&self) -> DeviceInfo {
         DeviceInfo {
             path: self.name.clone(),

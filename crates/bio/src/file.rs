@@ -1,11 +1,14 @@
 //! `FileDevice`: regular files and raw block devices, buffered or `O_DIRECT`.
 
 use crate::device::{check_range, total_len};
-use crate::{sys, Device, DeviceInfo, DeviceKind, Error};
+use crate::{sys, Backing, Device, DeviceInfo, DeviceKind, Error, ReadPath, Residency};
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+mod cache;
 
 /// Logical block size reported for regular files. Direct I/O on common filesystems
 /// needs at most page alignment, and filesystems allocate in 4 KiB blocks.
@@ -25,6 +28,13 @@ pub struct OpenOptions {
     /// Regular files only: create the file if missing and extend it to this size if it
     /// is shorter (never shrinks it).
     pub create_size_bytes: Option<u64>,
+    /// Without `direct`, on media: make every read come from the drive anyway. Open
+    /// writes back the dirty pages once (`fdatasync`, also read-only) and turns off
+    /// readahead (`POSIX_FADV_RANDOM`), and each read first drops its range from the
+    /// page cache and checks the drop took ([`Device::evict`]). A range that stays
+    /// cached is still read, and [`DeviceInfo::reads`] turns to
+    /// [`ReadPath::PageCache`] naming it. Ignored with `direct` and on memory.
+    pub evict_reads: bool,
 }
 
 /// A regular file or raw block device used as a device.
@@ -36,6 +46,10 @@ pub struct OpenOptions {
 pub struct FileDevice {
     file: File,
     info: DeviceInfo,
+    /// Reads evict their range first (`OpenOptions::evict_reads` on buffered media).
+    evict_reads: bool,
+    /// The first range an eviction could not drop, said as a sentence.
+    stuck: Mutex<Option<String>>,
 }
 
 impl FileDevice {
@@ -59,7 +73,17 @@ impl FileDevice {
         if opts.direct {
             std_opts.custom_flags(libc::O_DIRECT);
         }
-        let file = std_opts.open(path).map_err(open_err)?;
+        let file = std_opts.open(path).map_err(|source| {
+            // A filesystem without direct I/O refuses the flag itself at open.
+            if opts.direct && source.raw_os_error() == Some(libc::EINVAL) {
+                Error::DirectRefused {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            } else {
+                open_err(source)
+            }
+        })?;
         let meta = file.metadata().map_err(open_err)?;
         let file_type = meta.file_type();
         let (kind, size_bytes, logical_block_size, model, serial) = if file_type.is_block_device() {
@@ -89,6 +113,33 @@ impl FileDevice {
             });
         };
         assert!(logical_block_size.is_power_of_two());
+        // A block device's fstatfs names the filesystem of /dev (devtmpfs, a tmpfs), not
+        // what holds the device: only a regular file's filesystem says "memory".
+        let backing = if kind == DeviceKind::File {
+            match sys::fs_magic(&file).map_err(open_err)? {
+                sys::TMPFS_MAGIC | sys::RAMFS_MAGIC => Backing::Memory,
+                _ => Backing::Media,
+            }
+        } else {
+            Backing::Media
+        };
+        let evict_reads = opts.evict_reads && !opts.direct && backing == Backing::Media;
+        if evict_reads {
+            // Dirty pages cannot be dropped: write them back once, here. Without
+            // readahead a read caches only what it asked for, so a range is never
+            // cached by a neighbour's read before its own eviction.
+            file.sync_data().map_err(open_err)?;
+            sys::fadvise(&file, 0, 0, libc::POSIX_FADV_RANDOM).map_err(open_err)?;
+        }
+        let reads = if opts.direct {
+            ReadPath::Direct
+        } else if backing == Backing::Memory {
+            ReadPath::Memory
+        } else if evict_reads {
+            ReadPath::Evicted
+        } else {
+            ReadPath::PageCache { stuck: None }
+        };
         let info = DeviceInfo {
             path: path.display().to_string(),
             kind,
@@ -98,8 +149,15 @@ impl FileDevice {
             serial,
             direct: opts.direct,
             read_only: opts.read_only,
+            backing,
+            reads,
         };
-        Ok(Self { file, info })
+        Ok(Self {
+            file,
+            info,
+            evict_reads,
+            stuck: Mutex::new(None),
+        })
     }
 
     /// The open file, e.g. to map it read-only for verification.
@@ -180,6 +238,16 @@ impl Device for FileDevice {
             len,
             false,
         )?;
+        if self.evict_reads && len > 0 {
+            if let Residency::Cached {
+                cached_bytes,
+                dirty_bytes,
+            } = self.evict(offset, len as u64)?
+            {
+                // Read anyway; the device now says its reads may come from the cache.
+                self.note_stuck(offset, len as u64, cached_bytes, dirty_bytes);
+            }
+        }
         let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
         let mut slices = &mut slices[..];
         let mut done = 0usize;
@@ -269,6 +337,10 @@ impl Device for FileDevice {
         })
     }
 
+    fn evict(&self, offset: u64, len: u64) -> Result<Residency, Error> {
+        self.evict_range(offset, len)
+    }
+
     fn size_bytes(&self) -> u64 {
         self.info.size_bytes
     }
@@ -278,7 +350,16 @@ impl Device for FileDevice {
     }
 
     fn info(&self) -> DeviceInfo {
-        self.info.clone()
+        let mut info = self.info.clone();
+        if self.evict_reads {
+            let stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(why) = stuck.as_ref() {
+                info.reads = ReadPath::PageCache {
+                    stuck: Some(why.clone()),
+                };
+            }
+        }
+        info
     }
 }
 
@@ -317,6 +398,7 @@ mod tests {
             direct,
             read_only,
             create_size_bytes: create,
+            evict_reads: false,
         }
     }
 

@@ -60,7 +60,7 @@ mod uring;
 pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};
 pub use buf::{AlignedBuf, BufferPool, PooledBuf};
 pub use crash::{CrashMode, CRASH_LOG_LIMIT_BYTES};
-pub use device::{Device, DeviceInfo, DeviceKind};
+pub use device::{Backing, Device, DeviceInfo, DeviceKind, ReadPath, Residency};
 pub use error::Error;
 pub use faulty::FaultyDevice;
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};

@@ -95,6 +95,8 @@ impl Device for MemDevice {
             serial: None,
             direct: false,
             read_only: false,
+            backing: crate::Backing::Memory,
+            reads: crate::ReadPath::Memory,
         }
     }
 }

@@ -115,3 +115,186 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `statfs` magic of tmpfs (`TMPFS_MAGIC`).
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+/// `statfs` magic of ramfs (`RAMFS_MAGIC`).
+pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
+
+/// The `f_type` magic of the filesystem holding `file` (`fstatfs`).
+pub fn fs_magic(file: &File) -> io::Result<u64> {
+    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes one `struct statfs` through the pointer, which points at a
+    // live, properly aligned one on our stack; the fd is open for the call.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // f_type is a signed word; the magics are compared as their bit patterns.
+    Ok(st.f_type as u64 & 0xffff_ffff)
+}
+
+/// The page size of the page cache.
+pub fn page_size_bytes() -> u64 {
+    // SAFETY: sysconf takes no pointers and only reads a constant of the process.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n)
+        .ok()
+        .filter(|n| n.is_power_of_two())
+        .unwrap_or(4096)
+}
+
+fn off_t(value: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(value)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))
+}
+
+/// One `posix_fadvise(fd, offset, len, advice)`.
+pub fn fadvise(file: &File, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
+    let (offset, len) = (off_t(offset)?, off_t(len)?);
+    // SAFETY: posix_fadvise takes no pointers; the fd is open for the call.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, advice) };
+    if rc != 0 {
+        // posix_fadvise returns the error number instead of setting errno.
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// `cachestat(2)`'s system call number on x86-64 and the generic table (Linux 6.5+).
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// `struct cachestat_range`.
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+/// `struct cachestat`: page counts of a range.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cachestat {
+    /// Pages in the page cache.
+    pub nr_cache: u64,
+    /// Of those, dirty.
+    pub nr_dirty: u64,
+    /// Of those, under writeback.
+    pub nr_writeback: u64,
+    /// Evicted pages (workingset shadows).
+    pub nr_evicted: u64,
+    /// Recently evicted pages.
+    pub nr_recently_evicted: u64,
+}
+
+/// `cachestat(fd, {offset, len}, &out, 0)`: what of the range is in the page cache.
+/// `ENOSYS` on kernels before 6.5.
+pub fn cachestat(file: &File, offset: u64, len: u64) -> io::Result<Cachestat> {
+    assert!(
+        len > 0,
+        "a zero length means 'to the end of the file' to cachestat"
+    );
+    let range = CachestatRange { off: offset, len };
+    let mut out = Cachestat::default();
+    // SAFETY: cachestat reads one `struct cachestat_range` and writes one `struct
+    // cachestat` (both `#[repr(C)]` with the kernel's layout: five or two u64s); both
+    // point at live, aligned values on our stack; the fd is open for the call.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd() as libc::c_uint,
+            &range as *const CachestatRange,
+            &mut out as *mut Cachestat,
+            0 as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(out)
+}
+
+/// Pages of `offset..offset + len` (page-aligned) that are resident, by mapping the
+/// range read-only and asking `mincore`: the fallback where `cachestat` is missing.
+pub fn mincore_resident_pages(file: &File, offset: u64, len: u64) -> io::Result<u64> {
+    let page = page_size_bytes();
+    assert!(offset % page == 0);
+    assert!(len % page == 0);
+    assert!(len > 0);
+    let map_len = usize::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too large"))?;
+    // SAFETY: a new shared read-only mapping of the fd's range, placed by the kernel (no
+    // fixed address), so it aliases no Rust object; it is unmapped below on every path.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            off_t(offset)?,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let pages = map_len / page as usize;
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `addr..addr + map_len` is the mapping made above; mincore writes one byte
+    // per page of it into `vec`, which has exactly that many bytes. It never touches the
+    // mapped pages, so no page is read in by asking.
+    let rc = unsafe { libc::mincore(addr, map_len, vec.as_mut_ptr()) };
+    let err = (rc < 0).then(io::Error::last_os_error);
+    // SAFETY: unmaps exactly the mapping made above; nothing refers into it.
+    unsafe { libc::munmap(addr, map_len) };
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as u64)
+}
+
+/// A test's shared read-only mapping of a file's first bytes, every page touched so it
+/// is resident and mapped; unmapped on drop.
+#[cfg(test)]
+pub struct TestMap {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+/// Maps and touches the first `len` bytes of `file` (a multiple of the page size).
+#[cfg(test)]
+pub fn test_map(file: &File, len: usize) -> io::Result<TestMap> {
+    let page = page_size_bytes() as usize;
+    assert!(len % page == 0);
+    // SAFETY: a new shared read-only mapping placed by the kernel; it aliases no Rust
+    // object and `TestMap`'s drop unmaps it.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let map = TestMap { addr, len };
+    for at in (0..len).step_by(page) {
+        // SAFETY: `at < len`, inside the readable mapping made above; the file is at
+        // least `len` bytes long (the caller's contract), so no SIGBUS.
+        unsafe { std::ptr::read_volatile(addr.cast::<u8>().add(at)) };
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+impl Drop for TestMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `test_map` made; nothing refers into it.
+        unsafe { libc::munmap(self.addr, self.len) };
+    }
+}

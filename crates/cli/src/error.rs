@@ -79,6 +79,14 @@ pub enum Error {
         /// The smallest size a volume may have.
         min_bytes: u64,
     },
+    /// `O_DIRECT` was insisted on and cannot serve this target.
+    #[error("{path}: cannot use O_DIRECT: {reason}")]
+    DirectImpossible {
+        /// The target.
+        path: PathBuf,
+        /// Why: the filesystem refused it, or the volume's blocks do not fit its alignment.
+        reason: String,
+    },
     /// A format option is out of range.
     #[error("invalid option {option}: {reason}")]
     InvalidOption {

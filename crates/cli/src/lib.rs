@@ -45,6 +45,6 @@ pub use options::{
     DEFAULT_COMMIT_EVERY_BYTES, DEFAULT_COMMIT_INTERVAL,
 };
 pub use report::{
-    Cause, DamagedRange, MetadataDamage, SuperblockState, VerifyReport, MAX_LISTED_RANGES,
+    Cause, DamagedRange, MetadataDamage, Source, SuperblockState, VerifyReport, MAX_LISTED_RANGES,
 };
 pub use volume::{FileId, Holder, LockMode, Volume, VolumeLock, MIN_FREE_BLOCKS};

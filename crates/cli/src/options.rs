@@ -21,10 +21,13 @@ pub struct FormatOptions {
     pub algorithm: Algorithm,
     /// Regular files: create the file at this size if it is missing (or shorter).
     pub create_size_bytes: Option<u64>,
-    /// Use `O_DIRECT`.
+    /// Insist on `O_DIRECT` ([`crate::Error::DirectImpossible`] where it cannot serve).
+    /// Without it or `cached`, `O_DIRECT` is used where it can serve (see [`OpenOptions`]).
     pub direct: bool,
     /// Whether to wait while another process uses the target (see [`LockWait`]).
     pub wait: LockWait,
+    /// Go through the page cache.
+    pub cached: bool,
 }
 
 impl Default for FormatOptions {
@@ -35,6 +38,7 @@ impl Default for FormatOptions {
             create_size_bytes: None,
             direct: false,
             wait: LockWait::NoWait,
+            cached: false,
         }
     }
 }
@@ -53,10 +57,19 @@ pub enum LockWait {
 }
 
 /// How to open a volume.
+///
+/// By default (neither `direct` nor `cached`) reads and writes meet the drive: `O_DIRECT`
+/// on a block device or a file whose filesystem takes it, when the volume's blocks fit
+/// its alignment; elsewhere buffered, each read evicting its range from the page cache
+/// first and checking that it took ([`stack_bio::OpenOptions::evict_reads`]). A file on
+/// tmpfs or ramfs is memory and is read buffered. [`crate::Volume::read_source`] says
+/// which it was.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
-    /// Use `O_DIRECT`.
+    /// Insist on `O_DIRECT`: [`crate::Error::DirectImpossible`] where it cannot serve.
     pub direct: bool,
+    /// Go through the page cache (no `O_DIRECT`, no eviction).
+    pub cached: bool,
     /// Refuse every change (verify, read, ls, info); the volume is then locked shared,
     /// otherwise exclusive.
     pub read_only: bool,

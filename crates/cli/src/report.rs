@@ -138,6 +138,34 @@ pub struct MetadataDamage {
     pub detail: String,
 }
 
+/// Where a command met the data on the device: what its verdict is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// `O_DIRECT`: read from (or written to) the drive, past the page cache.
+    Direct,
+    /// Each range was dropped from the page cache before it was read, and the drop was
+    /// checked: read from the drive.
+    Evicted,
+    /// The device is memory (a file on tmpfs or ramfs): there is no drive behind it.
+    Memory,
+    /// Through the page cache: asked for (`--cached`), or an eviction did not take.
+    #[default]
+    PageCache,
+}
+
+impl Source {
+    /// `"direct"`, `"evicted"`, `"memory"` or `"page-cache"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Direct => "direct",
+            Source::Evicted => "evicted",
+            Source::Memory => "memory",
+            Source::PageCache => "page-cache",
+        }
+    }
+}
+
 /// The result of a verify pass.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
@@ -164,6 +192,11 @@ pub struct VerifyReport {
     pub interrupted: bool,
     /// Objects listed as incomplete (an interrupted write); their committed part is checked.
     pub incomplete_objects: Vec<String>,
+    /// Where the blocks were read: the drive (`Direct`, `Evicted`), memory, or the page
+    /// cache.
+    pub source: Source,
+    /// Why the source is the page cache although the drive was asked for.
+    pub source_warning: Option<String>,
 }
 
 /// Most damaged ranges a report lists; the rest are counted.

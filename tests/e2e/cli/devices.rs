@@ -37,7 +37,7 @@ impl Loop {
         self.device.to_str().expect("loop device paths are ASCII")
     }
 
-    fn mount(&mut self, at: &Path) -> Result<(), String> {
+    pub(super) fn mount(&mut self, at: &Path) -> Result<(), String> {
         let mkfs = Command::new("mkfs.ext4")
             .args(["-q", "-F"])
             .arg(&self.device)

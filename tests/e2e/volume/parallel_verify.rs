@@ -46,6 +46,8 @@ fn open(path: &Path, direct: bool) -> Option<Volume> {
         path,
         &OpenOptions {
             direct,
+            // The buffered half reads through the page cache.
+            cached: !direct,
             read_only: true,
             ..OpenOptions::default()
         },

@@ -134,7 +134,8 @@ pub struct FormatArgs {
     /// Overwrite content that is not a stackctl volume (never a mounted device).
     #[arg(long)]
     pub force: bool,
-    /// Use O_DIRECT.
+    /// Insist on O_DIRECT; fail (exit 3) where it cannot serve. By default O_DIRECT is
+    /// used wherever it can serve anyway.
     #[arg(long)]
     pub direct: bool,
 }
@@ -174,9 +175,14 @@ pub struct WriteArgs {
     /// Default 1G.
     #[arg(long, value_name = "SIZE", value_parser = commit_every_arg)]
     pub commit_every: Option<u64>,
-    /// Use O_DIRECT.
+    /// Insist on O_DIRECT; fail (exit 3) where it cannot serve. By default O_DIRECT is
+    /// used wherever it can serve anyway.
     #[arg(long)]
     pub direct: bool,
+    /// Go through the page cache (reports name the source "page-cache"). By default
+    /// the drive is used: O_DIRECT, else each range evicted from the cache first.
+    #[arg(long, conflicts_with = "direct")]
+    pub cached: bool,
 }
 
 /// A `--commit-every` size: at least 64 KiB (a shorter interval still commits only
@@ -202,9 +208,14 @@ pub struct VerifyArgs {
     /// Only this object (the superblocks and the object table are always checked).
     #[arg(long)]
     pub object: Option<String>,
-    /// Use O_DIRECT (read from the device, not the page cache).
+    /// Insist on O_DIRECT; fail (exit 3) where it cannot serve. By default O_DIRECT is
+    /// used wherever it can serve anyway.
     #[arg(long)]
     pub direct: bool,
+    /// Go through the page cache (reports name the source "page-cache"). By default
+    /// the drive is used: O_DIRECT, else each range evicted from the cache first.
+    #[arg(long, conflicts_with = "direct")]
+    pub cached: bool,
 }
 
 /// `read`.
@@ -218,6 +229,14 @@ pub struct ReadArgs {
     /// stdout. Default: a file named after the object in the current directory.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Insist on O_DIRECT; fail (exit 3) where it cannot serve. By default O_DIRECT is
+    /// used wherever it can serve anyway.
+    #[arg(long)]
+    pub direct: bool,
+    /// Go through the page cache (reports name the source "page-cache"). By default
+    /// the drive is used: O_DIRECT, else each range evicted from the cache first.
+    #[arg(long, conflicts_with = "direct")]
+    pub cached: bool,
 }
 
 /// Commands that take only the volume.
@@ -256,9 +275,14 @@ pub struct BurnInArgs {
     /// Overwrite content that is not a stackctl volume (never a mounted device).
     #[arg(long)]
     pub force: bool,
-    /// Use O_DIRECT.
+    /// Insist on O_DIRECT; fail (exit 3) where it cannot serve. By default O_DIRECT is
+    /// used wherever it can serve anyway.
     #[arg(long)]
     pub direct: bool,
+    /// Go through the page cache (reports name the source "page-cache"). By default
+    /// the drive is used: O_DIRECT, else each range evicted from the cache first.
+    #[arg(long, conflicts_with = "direct")]
+    pub cached: bool,
 }
 
 /// `completions`.

@@ -1,8 +1,8 @@
 //! `burn-in`: format, fill with pattern data, verify from the device, report.
 //!
-//! The verify pass reopens the volume; on a block device it reads with `O_DIRECT` so
-//! the data comes from the drive, not the page cache (a fake-capacity or caching drive
-//! is caught there). On a file it reads through the page cache unless `--direct`.
+//! The verify pass reopens the volume and reads from the drive, not the page cache
+//! (`O_DIRECT`, else each range evicted first; a fake-capacity or caching drive is caught
+//! there), unless `--cached`; its report names the source.
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -12,7 +12,6 @@ use super::args::BurnInArgs;
 use super::doc::{VerifyDoc, WrittenDoc};
 use super::format::{format_target, summary, FormatDoc, FormatRequest};
 use super::human;
-use super::safety::TargetKind;
 use super::verify::{status_of, verify_volume};
 use super::write::{random_seed, write_options};
 use super::{shown, Ctx, Outcome};
@@ -45,9 +44,10 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         csum: args.csum,
         force: args.force,
         direct: args.direct,
+        cached: args.cached,
         burn_in: true,
     };
-    let (mut volume, format_doc, kind) = format_target(ctx, &request)?;
+    let (mut volume, format_doc, _kind) = format_target(ctx, &request)?;
     let seed = args.seed.unwrap_or_else(random_seed);
     let reporter = ctx.reporter("burn-in");
     let (opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()), None);
@@ -55,7 +55,7 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     phase.finish();
     let report = result
         .with_context(|| format!("filling {} with pattern data (seed {seed})", shown(target)))?;
-    let write = WrittenDoc::new(&report, Some(seed));
+    let write = WrittenDoc::new(&report, Some(seed), volume.write_source());
     // The exclusive lock passes from the fill to the verify: no other process may change
     // the volume in between (a second lock on the same file would conflict with ours).
     let lock = volume
@@ -64,7 +64,8 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     let volume = Volume::open_locked(
         target,
         &OpenOptions {
-            direct: args.direct || kind == TargetKind::BlockDevice,
+            direct: args.direct,
+            cached: args.cached,
             read_only: true,
             wait: stackctl::LockWait::NoWait,
         },

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use stackctl::{
-    Cause, DamagedRange, ObjectInfo, ObjectKind, SuperblockState, VerifyReport, VolumeInfo,
+    Cause, DamagedRange, ObjectInfo, ObjectKind, Source, SuperblockState, VerifyReport, VolumeInfo,
     WriteReport,
 };
 
@@ -216,6 +216,12 @@ pub struct VerifyDoc {
     pub incomplete_objects: Vec<String>,
     /// Verify was interrupted before it checked everything.
     pub interrupted: bool,
+    /// Where the blocks were read: "direct" (O_DIRECT), "evicted" (each range dropped
+    /// from the page cache first, checked), "memory" (tmpfs or ramfs: no drive), or
+    /// "page-cache" (`--cached`, or an eviction did not take: see `source_warning`).
+    pub source: &'static str,
+    /// Why the source is the page cache although the drive was asked for.
+    pub source_warning: Option<String>,
     /// The device and volume.
     pub device: DeviceDoc,
 }
@@ -258,6 +264,8 @@ impl VerifyDoc {
                 .collect(),
             incomplete_objects: report.incomplete_objects.clone(),
             interrupted: report.interrupted,
+            source: report.source.name(),
+            source_warning: report.source_warning.clone(),
             device: DeviceDoc::new(info),
         }
     }
@@ -286,11 +294,13 @@ pub struct WrittenDoc {
     pub kind: &'static str,
     /// Pattern seed (null for file data).
     pub seed: Option<u64>,
+    /// How the data went to the device ("direct", "memory" or "page-cache").
+    pub source: &'static str,
 }
 
 impl WrittenDoc {
-    /// From a write report.
-    pub fn new(report: &WriteReport, seed: Option<u64>) -> WrittenDoc {
+    /// From a write report and the way the volume writes (`Volume::write_source`).
+    pub fn new(report: &WriteReport, seed: Option<u64>, source: Source) -> WrittenDoc {
         let elapsed_secs = report.elapsed.as_secs_f64();
         WrittenDoc {
             name: report.name.clone(),
@@ -303,6 +313,7 @@ impl WrittenDoc {
             complete: report.complete,
             kind: if seed.is_some() { "pattern" } else { "file" },
             seed,
+            source: source.name(),
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct FormatRequest<'a> {
     pub force: bool,
     /// `--direct`.
     pub direct: bool,
+    /// `--cached`.
+    pub cached: bool,
     /// The request comes from `burn-in`, which may replace its own earlier result (a
     /// volume whose only object is [`super::burn_in::BURN_IN_OBJECT`]) without `--force`.
     pub burn_in: bool,
@@ -183,6 +185,7 @@ pub fn format_target(
         create_size_bytes: request.size_bytes,
         direct: request.direct,
         wait: stackctl::LockWait::NoWait,
+        cached: request.cached,
     };
     let volume = match Volume::format_locked(target, &opts, lock) {
         Ok(volume) => volume,
@@ -243,6 +246,7 @@ pub fn run(ctx: &Ctx, args: &FormatArgs) -> anyhow::Result<Outcome> {
         csum: args.csum,
         force: args.force,
         direct: args.direct,
+        cached: false,
         burn_in: false,
     };
     let (_volume, doc, _kind) = format_target(ctx, &request)?;

@@ -94,6 +94,27 @@ fn slot_text(slot: &SlotDoc) -> String {
     }
 }
 
+/// A source name with what it means for the verdict.
+pub fn source_text(source: &str) -> String {
+    let meaning = match source {
+        "direct" => "read from the drive with O_DIRECT",
+        "evicted" => "read from the drive, each range evicted from the page cache first",
+        "memory" => "the file is in memory (tmpfs): there is no drive behind it",
+        "page-cache" => "read through the page cache: not proof of what the drive holds",
+        _ => "",
+    };
+    format!("{source} ({meaning})")
+}
+
+/// How a write reached the device, in words.
+fn write_source_text(source: &str) -> &'static str {
+    match source {
+        "direct" => "direct (O_DIRECT)",
+        "memory" => "memory (tmpfs: no drive behind it)",
+        _ => "page-cache (buffered, flushed at each commit)",
+    }
+}
+
 /// The verify summary, with the damage table.
 pub fn verify(doc: &VerifyDoc) -> String {
     let mut out = String::new();
@@ -106,6 +127,10 @@ pub fn verify(doc: &VerifyDoc) -> String {
     };
     let _ = writeln!(out, "verify: {verdict}");
     let _ = writeln!(out, "  device:  {}", device_line(&doc.device));
+    let _ = writeln!(out, "  source:  {}", source_text(doc.source));
+    if let Some(warning) = &doc.source_warning {
+        let _ = writeln!(out, "  WARNING: {warning}");
+    }
     let _ = writeln!(
         out,
         "  checked: {} object{}, {} blocks, {}",
@@ -245,11 +270,12 @@ pub fn written(objects: &[WrittenDoc]) -> String {
         let state = if object.complete { "" } else { " (incomplete)" };
         let _ = writeln!(
             out,
-            "wrote {:?}{state}: {}, {} commit(s), {} extent(s){seed}",
+            "wrote {:?}{state}: {}, {} commit(s), {} extent(s){seed}, {}",
             object.name,
             amount(object.bytes, object.elapsed_secs),
             object.commits,
-            object.extents
+            object.extents,
+            write_source_text(object.source)
         );
     }
     if objects.len() > 1 {

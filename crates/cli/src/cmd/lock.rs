@@ -70,7 +70,13 @@ pub fn lock(ctx: &Ctx, path: &Path, mode: LockMode, create: bool) -> anyhow::Res
 }
 
 /// Opens the volume at `path` under a lock: shared when `read_only`, else exclusive.
-pub fn open(ctx: &Ctx, path: &Path, direct: bool, read_only: bool) -> anyhow::Result<Volume> {
+pub fn open(
+    ctx: &Ctx,
+    path: &Path,
+    direct: bool,
+    cached: bool,
+    read_only: bool,
+) -> anyhow::Result<Volume> {
     let mode = if read_only {
         LockMode::Shared
     } else {
@@ -79,6 +85,7 @@ pub fn open(ctx: &Ctx, path: &Path, direct: bool, read_only: bool) -> anyhow::Re
     let held = lock(ctx, path, mode, false)?;
     let opts = OpenOptions {
         direct,
+        cached,
         read_only,
         wait: LockWait::NoWait,
     };

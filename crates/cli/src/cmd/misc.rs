@@ -13,7 +13,7 @@ use super::size::human_bytes;
 use super::{shown, Ctx, Outcome};
 
 fn open(ctx: &Ctx, target: &std::path::Path, read_only: bool) -> anyhow::Result<Volume> {
-    super::lock::open(ctx, target, false, read_only)
+    super::lock::open(ctx, target, false, false, read_only)
 }
 
 /// The `ls` document.

@@ -29,7 +29,7 @@ use stackctl::FileId;
 use super::args::ReadArgs;
 use super::doc::rate;
 use super::exit::{usage, Status};
-use super::human::amount;
+use super::human::{self, amount};
 use super::{shown, Ctx, Outcome};
 
 /// What `read` did, as JSON.
@@ -48,6 +48,11 @@ pub struct ReadDoc {
     /// The object's name was too long for a file name there, so `output` is a
     /// shortened form of it.
     pub name_shortened: bool,
+    /// Where the blocks were read ("direct", "evicted", "memory" or "page-cache", as
+    /// `verify` says).
+    pub source: &'static str,
+    /// Why the source is the page cache although the drive was asked for.
+    pub source_warning: Option<String>,
 }
 
 /// Where the bytes go.
@@ -252,7 +257,7 @@ pub fn run(ctx: &Ctx, args: &ReadArgs) -> anyhow::Result<Outcome> {
     if let Ok(id) = FileId::of_path(&args.target) {
         refuse_volume_output(output, Some(&dest), &id, &args.target)?;
     }
-    let volume = super::lock::open(ctx, &args.target, false, true)?;
+    let volume = super::lock::open(ctx, &args.target, args.direct, args.cached, true)?;
     if let Some(id) = volume.file_id() {
         refuse_volume_output(output, Some(&dest), &id, &args.target)?;
     }
@@ -308,6 +313,7 @@ pub fn run(ctx: &Ctx, args: &ReadArgs) -> anyhow::Result<Outcome> {
         }
     };
     let elapsed_secs = start.elapsed().as_secs_f64();
+    let (source, source_warning) = volume.read_source();
     let doc = ReadDoc {
         object: args.name.clone(),
         bytes,
@@ -315,16 +321,22 @@ pub fn run(ctx: &Ctx, args: &ReadArgs) -> anyhow::Result<Outcome> {
         elapsed_secs,
         bytes_per_sec: rate(bytes, elapsed_secs),
         name_shortened,
+        source: source.name(),
+        source_warning: source_warning.clone(),
     };
     let mut line = format!(
-        "read {:?} to {output}: {}, every block verified\n",
+        "read {:?} to {output}: {}, every block verified, {}\n",
         args.name,
-        amount(bytes, elapsed_secs)
+        amount(bytes, elapsed_secs),
+        human::source_text(source.name())
     );
     if name_shortened {
         line.push_str(&format!(
             "  (the object's name is longer than a file name may be there; the file is named {output})\n"
         ));
+    }
+    if let Some(warning) = &source_warning {
+        line = format!("WARNING: {warning}\n{line}");
     }
     let human = if dest == Dest::Stdout {
         // The data is on stdout; the summary goes to stderr.

@@ -54,7 +54,7 @@ pub fn status_of(doc: &VerifyDoc) -> Status {
 
 /// `stackctl verify`.
 pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
-    let volume = super::lock::open(ctx, &args.target, args.direct, true)?;
+    let volume = super::lock::open(ctx, &args.target, args.direct, args.cached, true)?;
     let doc = verify_volume(ctx, &volume, args.object.as_deref(), "verify")?;
     let human = human::verify(&doc);
     Outcome::new(status_of(&doc), "verify", &doc, human)

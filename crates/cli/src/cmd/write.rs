@@ -26,6 +26,9 @@ pub struct WriteDoc {
     pub objects: Vec<WrittenDoc>,
     /// Bytes written in all.
     pub bytes: u64,
+    /// How the data went to the device: "direct" (O_DIRECT), "memory" (tmpfs, ramfs) or
+    /// "page-cache" (buffered, flushed to the drive at each commit).
+    pub source: &'static str,
 }
 
 /// A random seed, printed so the run can be repeated.
@@ -178,15 +181,16 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         plan.push((input.clone(), name));
     }
 
-    let mut volume = super::lock::open(ctx, target, args.direct, false)?;
+    let mut volume = super::lock::open(ctx, target, args.direct, args.cached, false)?;
     if let Some(id) = volume.file_id() {
         refuse_volume_inputs(&plan, &id, target)?;
     }
     let fallback = volume.info().fallback_warning;
     let reporter = ctx.reporter("write");
     let mut written: Vec<WrittenDoc> = Vec::new();
+    let source = volume.write_source();
     let record = |report: WriteReport, seed: Option<u64>, written: &mut Vec<WrittenDoc>| {
-        written.push(WrittenDoc::new(&report, seed));
+        written.push(WrittenDoc::new(&report, seed, source));
     };
 
     if args.resume {
@@ -244,6 +248,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         target: shown(target),
         objects: written,
         bytes,
+        source: source.name(),
     };
     Ok(Outcome::new(Status::Clean, "write", &doc, human)?.with_fallback(fallback))
 }

@@ -151,6 +151,8 @@ impl Volume {
             report.metadata_damage.extend(csum_damage);
         }
         report.bytes_verified = report.blocks_verified * bs;
+        // After every read: an eviction that did not take turns the source to the cache.
+        (report.source, report.source_warning) = self.read_source();
         report.elapsed = started.elapsed();
         Ok(report)
     }

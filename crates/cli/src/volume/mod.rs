@@ -8,6 +8,7 @@
 //! older copy is always safe.
 
 mod commit;
+mod device;
 mod io;
 mod lock;
 mod open;
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use stack_alloc::{AllocQueue, Allocator, Extent};
-use stack_bio::{Device, FileDevice};
+use stack_bio::Device;
 use stack_csum::BlockCsum;
 
 use crate::format::{
@@ -30,6 +31,7 @@ use crate::options::{
 use crate::pipeline::Pools;
 use crate::report::SuperblockState;
 use crate::Error;
+use device::{open_device, IoMode};
 
 pub(crate) use io::{read_blocks, write_blocks, IO_ALIGN_BYTES};
 pub use lock::{FileId, Holder, LockMode, VolumeLock};
@@ -121,24 +123,6 @@ pub(crate) fn table_refs(
     out
 }
 
-/// Opens the device at `path`, checking it is the file `lock` holds.
-fn open_device(
-    path: &Path,
-    direct: bool,
-    read_only: bool,
-    create_size_bytes: Option<u64>,
-    lock: &VolumeLock,
-) -> Result<Arc<dyn Device>, Error> {
-    let opts = stack_bio::OpenOptions {
-        direct,
-        read_only,
-        create_size_bytes,
-    };
-    let device = FileDevice::open(path, &opts)?;
-    lock.check_same(device.file())?;
-    Ok(Arc::new(device))
-}
-
 impl Volume {
     /// Formats the file or block device at `path` (a missing regular file is created at
     /// `opts.create_size_bytes`). Whatever was there is lost. The target is locked
@@ -166,7 +150,15 @@ impl Volume {
                 reason: "formatting needs the volume locked exclusively".into(),
             });
         }
-        let device = open_device(path, opts.direct, false, opts.create_size_bytes, &lock)?;
+        let mode = IoMode::new(opts.direct, opts.cached)?;
+        let device = open_device(
+            path,
+            mode,
+            false,
+            opts.create_size_bytes,
+            Some(opts.block_size_bytes),
+            &lock,
+        )?;
         let mut vol = Self::format_device(device, opts)?;
         vol.lock = Some(lock);
         Ok(vol)
@@ -281,7 +273,8 @@ impl Volume {
                 reason: "changing a volume needs it locked exclusively".into(),
             });
         }
-        let device = open_device(path, opts.direct, opts.read_only, None, &lock)?;
+        let mode = IoMode::new(opts.direct, opts.cached)?;
+        let device = open_device(path, mode, opts.read_only, None, None, &lock)?;
         let mut vol = Self::open_device(device, opts)?;
         vol.path = path.to_path_buf();
         vol.lock = Some(lock);

@@ -160,7 +160,6 @@ fn read_only_refuses_changes() {
         dev,
         &OpenOptions {
             read_only: true,
-            direct: false,
             ..OpenOptions::default()
         },
     )
