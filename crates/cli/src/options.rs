@@ -86,6 +86,10 @@ pub struct WriteOptions {
     /// Set to stop: what was written is committed as an incomplete object and the
     /// write returns [`crate::Error::Interrupted`].
     pub cancel: Option<Arc<AtomicBool>>,
+    /// When the volume runs out of space during the write, commit what was stored as an
+    /// incomplete object instead of removing it (the default gives the space back; see
+    /// [`crate::NoSpaceOutcome`]). A fill is not affected: running out is its end.
+    pub keep_partial: bool,
 }
 
 impl Default for WriteOptions {
@@ -96,6 +100,7 @@ impl Default for WriteOptions {
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             progress: None,
             cancel: None,
+            keep_partial: false,
         }
     }
 }
@@ -108,6 +113,7 @@ impl fmt::Debug for WriteOptions {
             .field("commit_interval", &self.commit_interval)
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
+            .field("keep_partial", &self.keep_partial)
             .finish()
     }
 }
