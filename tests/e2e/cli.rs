@@ -11,3 +11,4 @@ pub(crate) mod harness;
 mod output;
 mod refusals;
 mod signals;
+mod space;
