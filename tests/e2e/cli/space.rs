@@ -18,11 +18,18 @@ fn run_fed(s: &Scratch, args: &[&str], input: &[u8]) -> Run {
         .expect("spawning stackctl");
     let mut stdin = child.stdin.take().expect("piped stdin");
     if let Err(e) = stdin.write_all(input) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "feeding stdin: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "feeding stdin: {e}"
+        );
     }
     drop(stdin);
     let output = child.wait_with_output().expect("waiting for stackctl");
-    Run::from_output(output, &args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    Run::from_output(
+        output,
+        &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    )
 }
 
 /// (generation, free bytes, object count) as `info --json` reports them.
@@ -36,7 +43,13 @@ fn state(s: &Scratch, volume: &str) -> (u64, u64, u64) {
 }
 
 fn assert_refused(stderr: &str) {
-    for part in ["no space: ", " bytes (", "MiB) needed, ", " free", "nothing was written"] {
+    for part in [
+        "no space: ",
+        " bytes (",
+        "MiB) needed, ",
+        " free",
+        "nothing was written",
+    ] {
         assert!(stderr.contains(part), "{part:?} missing from: {stderr}");
     }
 }
@@ -51,7 +64,15 @@ fn pattern_larger_than_the_volume_is_refused_before_writing() {
     let before = state(&s, "v.img");
     let run = s.expect(
         3,
-        &["write", "v.img", "--pattern", "--size", "64MiB", "--name", "big"],
+        &[
+            "write",
+            "v.img",
+            "--pattern",
+            "--size",
+            "64MiB",
+            "--name",
+            "big",
+        ],
     );
     assert_refused(&run.stderr);
     assert!(run.stderr.contains("67"), "needed bytes: {}", run.stderr);
@@ -59,9 +80,23 @@ fn pattern_larger_than_the_volume_is_refused_before_writing() {
     // The JSON error names the same, with exit status 3.
     let doc = s.json(
         3,
-        &["write", "v.img", "--pattern", "--size", "64MiB", "--name", "big"],
+        &[
+            "write",
+            "v.img",
+            "--pattern",
+            "--size",
+            "64MiB",
+            "--name",
+            "big",
+        ],
     );
-    assert!(doc["error"].as_str().unwrap().contains("nothing was written"), "{doc}");
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was written"),
+        "{doc}"
+    );
     assert_eq!(state(&s, "v.img"), before);
     // What fits is still written.
     s.expect(0, &["write", "v.img", "--pattern", "--size", "24MiB"]);
@@ -77,7 +112,11 @@ fn files_whose_total_does_not_fit_are_refused_before_any_is_written() {
     let before = state(&s, "v.img");
     let run = s.expect(3, &["write", "v.img", "f1", "f2", "f3"]);
     assert_refused(&run.stderr);
-    assert!(run.stderr.contains("3 objects (f1, f2, f3)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("3 objects (f1, f2, f3)"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(state(&s, "v.img"), before, "a file was written");
     // Two of them fit.
     s.expect(0, &["write", "v.img", "f1", "f2"]);
@@ -124,8 +163,12 @@ fn resume_that_cannot_fit_is_refused_and_the_object_stays() {
         };
         assert!(vol.write_pattern("p", 24 << 20, 3, &opts).is_err());
         let filler = bytes(12 << 20, 9);
-        vol.write("filler", &mut &filler[..], &stackctl::WriteOptions::default())
-            .unwrap();
+        vol.write(
+            "filler",
+            &mut &filler[..],
+            &stackctl::WriteOptions::default(),
+        )
+        .unwrap();
     }
     let before = state(&s, "v.img");
     let run = s.expect(3, &["write", "v.img", "--resume", "--name", "p"]);
@@ -160,7 +203,10 @@ fn stdin_that_runs_out_removes_its_partial_object_and_gives_the_space_back() {
     );
     let (generation, free, objects) = state(&s, "v.img");
     assert_eq!((free, objects), (fresh_free, 0), "space not given back");
-    assert!(generation > 2, "the removal of a committed object is committed");
+    assert!(
+        generation > 2,
+        "the removal of a committed object is committed"
+    );
     assert_eq!(s.json(0, &["verify", "v.img"])["clean"], true);
     // --keep-partial keeps it, incomplete, and says so.
     let keep = [&args[..], &["--keep-partial"]].concat();
@@ -174,7 +220,10 @@ fn stdin_that_runs_out_removes_its_partial_object_and_gives_the_space_back() {
     let ls = s.json(0, &["ls", "v.img"]);
     assert_eq!(ls["objects"][0]["name"], "s");
     assert_eq!(ls["objects"][0]["complete"], false);
-    assert!(ls["objects"][0]["size_bytes"].as_u64().unwrap() > 4 << 20, "{ls}");
+    assert!(
+        ls["objects"][0]["size_bytes"].as_u64().unwrap() > 4 << 20,
+        "{ls}"
+    );
     assert_eq!(s.json(0, &["verify", "v.img"])["clean"], true);
     // A fill still succeeds by filling up.
     s.expect(0, &["rm", "v.img", "s"]);

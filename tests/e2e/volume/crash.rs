@@ -270,7 +270,9 @@ fn step_opts() -> WriteOptions {
 
 fn run_step(vol: &mut Volume, step: Step) -> Result<(), stackctl::Error> {
     match step {
-        Step::Write => vol.write("c", &mut &content(100_000, 3)[..], &step_opts()).map(drop),
+        Step::Write => vol
+            .write("c", &mut &content(100_000, 3)[..], &step_opts())
+            .map(drop),
         Step::Resume => vol.resume("p", &step_opts()).map(drop),
         Step::Remove => vol.remove("a"),
         Step::Replace => {
@@ -278,7 +280,8 @@ fn run_step(vol: &mut Volume, step: Step) -> Result<(), stackctl::Error> {
                 replace: true,
                 ..step_opts()
             };
-            vol.write("b", &mut &content(180_000, 4)[..], &opts).map(drop)
+            vol.write("b", &mut &content(180_000, 4)[..], &opts)
+                .map(drop)
         }
     }
 }
@@ -370,7 +373,10 @@ fn check_steps(image: MemDevice, done: usize, p_full: &[u8], fresh_free: u64, wh
         } else if info.complete {
             assert!(is(old) || is(new), "{what}: {name} complete but differs");
         } else {
-            assert!(prefix(new), "{what}: incomplete {name} is not a prefix of its new bytes");
+            assert!(
+                prefix(new),
+                "{what}: incomplete {name} is not a prefix of its new bytes"
+            );
         }
     }
     for name in &listed {
@@ -387,7 +393,11 @@ fn check_steps(image: MemDevice, done: usize, p_full: &[u8], fresh_free: u64, wh
     assert_eq!(vol.free_bytes(), fresh_free, "{what}: space leaked");
     drop(vol);
     let vol = Volume::open_device(image.clone(), &OpenOptions::default()).unwrap();
-    assert_eq!(vol.free_bytes(), fresh_free, "{what}: space leaked (reopened)");
+    assert_eq!(
+        vol.free_bytes(),
+        fresh_free,
+        "{what}: space leaked (reopened)"
+    );
 }
 
 /// The soak once found an emptied volume with 91 MiB used: a removal killed between its
@@ -442,9 +452,8 @@ fn every_step_of_write_resume_rm_and_replace_accounts_for_every_block() {
         }
         drop(vol);
         for mode in modes {
-            let what = format!(
-                "power lost at event {crash_at}/{events}, {mode:?}, after {done} steps"
-            );
+            let what =
+                format!("power lost at event {crash_at}/{events}, {mode:?}, after {done} steps");
             check_steps(dev.crash_image(mode), done, &p_full, fresh_free, &what);
             cases += 1;
         }

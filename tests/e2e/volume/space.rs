@@ -67,14 +67,23 @@ fn the_largest_write_the_estimate_accepts_fits() {
             .write_pattern("too-big", size + bs as u64, 1, &opts)
             .unwrap_err();
         assert!(
-            matches!(err, Error::NoSpace { outcome: NoSpaceOutcome::NothingWritten, .. }),
+            matches!(
+                err,
+                Error::NoSpace {
+                    outcome: NoSpaceOutcome::NothingWritten,
+                    ..
+                }
+            ),
             "{what}: {err}"
         );
         vol.write_pattern("x", size, 1, &opts)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         // And it is not far too cautious: little is left.
         let left = vol.free_bytes();
-        assert!(left < free / 50 + 32 * bs as u64, "{what}: {left} bytes left");
+        assert!(
+            left < free / 50 + 32 * bs as u64,
+            "{what}: {left} bytes left"
+        );
         assert!(vol.verify(&VerifyOptions::default()).unwrap().clean());
     }
 }
@@ -123,7 +132,11 @@ fn a_write_estimated_to_fit_that_runs_out_removes_its_partial_object() {
     let err = vol.write_pattern("big", size, 1, &opts).unwrap_err();
     match &err {
         Error::NoSpace {
-            outcome: NoSpaceOutcome::Removed { name, written_bytes },
+            outcome:
+                NoSpaceOutcome::Removed {
+                    name,
+                    written_bytes,
+                },
             ..
         } => {
             assert_eq!(name, "big");
@@ -131,7 +144,10 @@ fn a_write_estimated_to_fit_that_runs_out_removes_its_partial_object() {
         }
         other => panic!("{other}"),
     }
-    assert!(vol.generation() > generation, "committed parts were removed");
+    assert!(
+        vol.generation() > generation,
+        "committed parts were removed"
+    );
     assert!(vol.object("big").is_none());
     assert_eq!(vol.objects(), objects_before);
     drop(vol);
@@ -247,7 +263,11 @@ fn space_a_cut_removal_leaves_to_the_older_slot_is_free_for_the_next_write() {
     let mut vol = Volume::open_device(image.clone(), &OpenOptions::default()).unwrap();
     assert!(vol.object("old").is_none(), "the first commit is durable");
     super::accounting::check(&vol, &*image).unwrap();
-    assert!(vol.free_bytes() > 3 << 20, "{} bytes free", vol.free_bytes());
+    assert!(
+        vol.free_bytes() > 3 << 20,
+        "{} bytes free",
+        vol.free_bytes()
+    );
     vol.write_pattern("new", 3 << 20, 2, &WriteOptions::default())
         .unwrap();
     assert!(vol.verify(&VerifyOptions::default()).unwrap().clean());
