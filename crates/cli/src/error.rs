@@ -187,6 +187,14 @@ pub enum NoSpaceOutcome {
         /// Its committed size.
         size_bytes: u64,
     },
+    /// A replacement ran out: nothing was committed, the old object stays as it was, and
+    /// what the new one had stored was given back.
+    ReplaceAbandoned {
+        /// The object.
+        name: String,
+        /// Bytes the new object had stored before the space ran out.
+        written_bytes: u64,
+    },
     /// A resume ran out: the object is back to the state it had before the resume (its
     /// committed size then), and what the resume stored was given back.
     ResumeUndone {
@@ -213,6 +221,14 @@ impl std::fmt::Display for NoSpaceOutcome {
             NoSpaceOutcome::Kept { name, size_bytes } => write!(
                 f,
                 "; kept partial object {name:?}, {size_bytes} bytes, incomplete"
+            ),
+            NoSpaceOutcome::ReplaceAbandoned {
+                name,
+                written_bytes,
+            } => write!(
+                f,
+                "; the replacement of {name:?} was abandoned ({written_bytes} bytes written and \
+                 given back); the old object stays"
             ),
             NoSpaceOutcome::ResumeUndone {
                 name,

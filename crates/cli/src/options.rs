@@ -73,7 +73,8 @@ pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct WriteOptions {
     /// Replace an existing object of the same name (removed in the commit that completes
-    /// the new one).
+    /// the new one; until then there is no intermediate commit, and an interrupted or
+    /// failed replacement leaves the old object as it was).
     pub replace: bool,
     /// Commit at least every this many bytes, so a crash loses at most this much
     /// (rounded up to the pipeline's extent size). Default [`DEFAULT_COMMIT_EVERY_BYTES`].

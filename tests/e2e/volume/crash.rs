@@ -339,7 +339,7 @@ fn expected_after(done: usize, p_full: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
 
 /// After a crash in step `done` (or after all of them): verify is clean, every block is
 /// accounted for, every committed object reads back byte-exact, the step cut short shows
-/// its old state, its new one or (a write) a verifiable prefix; and once every object is
+/// its old state, its new one or (a new object) a verifiable prefix; and once every object is
 /// removed the free space is a fresh volume's.
 fn check_steps(image: MemDevice, done: usize, p_full: &[u8], fresh_free: u64, what: &str) {
     let image = Arc::new(image);
@@ -373,6 +373,8 @@ fn check_steps(image: MemDevice, done: usize, p_full: &[u8], fresh_free: u64, wh
         } else if info.complete {
             assert!(is(old) || is(new), "{what}: {name} complete but differs");
         } else {
+            // Only a new object shows a partial state; a replacement is old or new whole.
+            assert!(old.is_none(), "{what}: {name} incomplete, was complete");
             assert!(
                 prefix(new),
                 "{what}: incomplete {name} is not a prefix of its new bytes"

@@ -273,3 +273,60 @@ fn space_a_cut_removal_leaves_to_the_older_slot_is_free_for_the_next_write() {
     assert!(vol.verify(&VerifyOptions::default()).unwrap().clean());
     super::accounting::check(&vol, &*image).unwrap();
 }
+
+/// A replacement used to commit the new object, incomplete, at its first intermediate
+/// commit, dropping the old one: an interrupted or failed `--replace` lost the object it
+/// was to replace. The old object now stays until the commit that completes the new one.
+#[test]
+fn a_replacement_that_runs_out_or_is_cancelled_keeps_the_old_object() {
+    let dev = Arc::new(MemDevice::new(4 << 20));
+    let mut vol = Volume::format_device(dev.clone(), &FormatOptions::default()).unwrap();
+    let old: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+    vol.write("x", &mut &old[..], &WriteOptions::default())
+        .unwrap();
+    let free_before = reopened_free(&dev);
+    let generation = vol.generation();
+    let opts = WriteOptions {
+        replace: true,
+        keep_partial: true,
+        ..commit_every(64 << 10)
+    };
+    // Larger than the free space, read from a stream of unknown size.
+    let new = vec![9u8; 3 << 20];
+    let err = vol.write("x", &mut &new[..], &opts).unwrap_err();
+    match &err {
+        Error::NoSpace {
+            outcome:
+                NoSpaceOutcome::ReplaceAbandoned {
+                    name,
+                    written_bytes,
+                },
+            ..
+        } => assert!(name == "x" && *written_bytes > 64 << 10, "{err}"),
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("the old object stays"), "{err}");
+    // Cancelled half-way: interrupted, and the old object is still whole.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let opts = WriteOptions {
+        replace: true,
+        cancel: Some(cancel),
+        progress: Some(Arc::new(move |p: stackctl::Progress| {
+            if p.done_bytes >= 256 << 10 {
+                flag.store(true, Ordering::Relaxed);
+            }
+        })),
+        ..commit_every(64 << 10)
+    };
+    let err = vol.write("x", &mut &new[..(1 << 20)], &opts).unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err}");
+    assert_eq!(vol.generation(), generation, "something was committed");
+    let info = vol.object("x").unwrap();
+    assert!(info.complete);
+    let mut back = Vec::new();
+    vol.read("x", &mut back).unwrap();
+    assert!(back == old, "the old object changed");
+    drop(vol);
+    assert_eq!(reopened_free(&dev), free_before, "space not given back");
+}

@@ -132,6 +132,10 @@ struct Writer<'v> {
     record: ObjectRecord,
     /// Extents the first commit drops (a replaced object).
     dropped: Vec<Extent>,
+    /// Replacing an existing object: it stays until the commit that completes the new
+    /// one, so there are no intermediate commits, and an interrupted or failed write
+    /// commits nothing (the old object stays, the new one's blocks are given back).
+    replacing: bool,
     write_generation: u64,
     fill: bool,
     /// Logical bytes queued so far.
@@ -218,6 +222,7 @@ impl Volume {
             committed_bytes: record.size_bytes,
             record,
             base,
+            replacing: !dropped.is_empty(),
             dropped,
             fill,
             since_commit_bytes: 0,
@@ -237,6 +242,11 @@ impl Volume {
         };
         let bytes_before = w.logical;
         let outcome = w.pump(&mut source);
+        if w.replacing && matches!(outcome, Ok(false)) {
+            // Cancelled: the old object stays as it was.
+            w.give_back(false);
+            return Err(Error::Interrupted);
+        }
         let outcome = outcome.and_then(|complete| w.finish(complete).map(|()| complete));
         match outcome {
             Ok(complete) => {
@@ -259,6 +269,22 @@ impl Volume {
                 needed_bytes,
                 free_bytes,
                 ..
+            }) if w.replacing => {
+                let written_bytes = w.logical - bytes_before;
+                w.give_back(false);
+                Err(Error::NoSpace {
+                    needed_bytes,
+                    free_bytes,
+                    outcome: NoSpaceOutcome::ReplaceAbandoned {
+                        name: name.to_string(),
+                        written_bytes,
+                    },
+                })
+            }
+            Err(Error::NoSpace {
+                needed_bytes,
+                free_bytes,
+                ..
             }) if !w.opts.keep_partial => {
                 let outcome = w.remove_partial(resumed_from, bytes_before)?;
                 Err(Error::NoSpace {
@@ -272,13 +298,18 @@ impl Volume {
                 free_bytes,
                 ..
             }) => {
+                let written_bytes = w.logical - bytes_before;
                 w.abort();
+                // Nothing reached the device whole: there is no partial object to keep.
                 let outcome = match w.vol.find(name) {
-                    Some(o) => NoSpaceOutcome::Kept {
+                    Some(o) if o.id == w.record.id => NoSpaceOutcome::Kept {
                         name: name.to_string(),
                         size_bytes: o.size_bytes,
                     },
-                    None => NoSpaceOutcome::NothingWritten,
+                    _ => NoSpaceOutcome::Removed {
+                        name: name.to_string(),
+                        written_bytes,
+                    },
                 };
                 Err(Error::NoSpace {
                     needed_bytes,
@@ -456,6 +487,9 @@ impl Writer<'_> {
     }
 
     fn maybe_checkpoint(&mut self) -> Result<(), Error> {
+        if self.replacing {
+            return Ok(());
+        }
         let due = self.since_commit_bytes >= self.opts.commit_every_bytes
             || self.last_commit.elapsed() >= self.opts.commit_interval;
         if due && self.since_commit_bytes > 0 {
@@ -500,7 +534,7 @@ impl Writer<'_> {
     /// After an error: wait for the bios, give back every extent no commit references,
     /// and commit the object as incomplete with the runs that did reach the device.
     fn abort(&mut self) {
-        if !self.give_back(true) {
+        if !self.give_back(!self.replacing) {
             return;
         }
         // Runs in `ready` reached the device and have their checksum blocks: keep them.

@@ -42,6 +42,7 @@ impl Volume {
     /// Bytes the `writes` (run one after another, with `opts`) need at most, by the
     /// estimate in this module's docs. A write naming an incomplete pattern object that
     /// `opts` does not replace counts as its resume: only what is left of its size.
+    /// A record for each new object is counted; a replaced one is not subtracted.
     pub fn space_needed(&self, writes: &[PlannedWrite], opts: &WriteOptions) -> u64 {
         let bs32 = self.sb.block_size_bytes;
         let bs = u64::from(bs32);
@@ -51,8 +52,10 @@ impl Volume {
         let mut table = self.table.clone();
         let mut extra_runs = 0usize;
         for w in writes {
-            let existing = self.find(&w.name);
-            let resumed = existing.filter(|o| !o.complete && !opts.replace);
+            // Only an incomplete pattern object is resumed (user data cannot be).
+            let resumed = self.find(&w.name).filter(|o| {
+                !o.complete && !opts.replace && matches!(o.kind, ObjectKind::Pattern { .. })
+            });
             let done_blocks = resumed.map_or(0, |o| o.size_bytes / bs);
             let data_blocks = w.size_bytes.div_ceil(bs).saturating_sub(done_blocks);
             // Runs end at `run_max_blocks`; some end sooner where the writer's own
