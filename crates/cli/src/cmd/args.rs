@@ -146,7 +146,9 @@ pub struct WriteArgs {
     /// Continue an interrupted pattern write or fill from its last commit.
     #[arg(long)]
     pub resume: bool,
-    /// Replace an object of the same name (default: refuse).
+    /// Replace an object of the same name (default: refuse). The old object stays
+    /// until the new one is complete: no intermediate commit, and an interrupted or
+    /// failed replacement keeps it.
     #[arg(long)]
     pub replace: bool,
     /// When the volume runs out of space during the write, keep what was written as an

@@ -532,7 +532,8 @@ impl Writer<'_> {
     }
 
     /// After an error: wait for the bios, give back every extent no commit references,
-    /// and commit the object as incomplete with the runs that did reach the device.
+    /// and commit the object as incomplete with the runs that did reach the device (a
+    /// replacement commits nothing: the old object stays).
     fn abort(&mut self) {
         if !self.give_back(!self.replacing) {
             return;
