@@ -14,4 +14,5 @@ pub(crate) mod harness;
 mod output;
 mod refusals;
 mod signals;
+mod space;
 mod stress;

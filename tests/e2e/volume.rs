@@ -2,8 +2,10 @@
 //! removal and reuse, every kind of damage, superblock fallback, crashes at every write
 //! boundary, and a raw loop device.
 
+pub(crate) mod accounting;
 mod crash;
 mod parallel_verify;
+mod space;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -6,6 +6,9 @@
 //! on a fresh volume with its own seed, so a failure ends only its round and the tally
 //! counts every failing round. Each round is the release test binary run with
 //! `STACK_SOAK_KILLS` and `STACK_SOAK_SEED`; its `soak tally` line is parsed and summed.
+//! After every kill the test checks verify, the listing, the contents and the space
+//! accounting (every block a superblock, a usable table, a listed object's data or
+//! checksums, or free), not only at the final drain.
 
 use anyhow::{bail, Context, Result};
 use std::process::Command;

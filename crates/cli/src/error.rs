@@ -53,13 +53,19 @@ pub enum Error {
         /// Why not.
         reason: &'static str,
     },
-    /// The volume has no room for what was asked.
-    #[error("no space: {needed_bytes} bytes needed, {free_bytes} bytes free")]
+    /// The volume has no room for what was asked. A write whose size is known is
+    /// refused before it writes anything; one that runs out on the way (input of unknown
+    /// size, or free space too fragmented for the estimate) says in `outcome` what became
+    /// of its partial object.
+    #[error("no space: {} needed, {} free{}", bytes_and_human(*.needed_bytes), bytes_and_human(*.free_bytes), .outcome)]
     NoSpace {
-        /// Bytes the operation needed at least.
+        /// Bytes the operation needed (a refused write: its whole estimate, see
+        /// `Volume::space_needed`; a write that ran out: the allocation that failed).
         needed_bytes: u64,
         /// Bytes free in the volume.
         free_bytes: u64,
+        /// What the write left behind.
+        outcome: NoSpaceOutcome,
     },
     /// The object table would exceed its largest size (too many objects or extents).
     #[error("the object table would take {table_bytes} bytes for {objects} objects, more than the format allows")]
@@ -236,5 +242,138 @@ fn locked_message(
             "{}: {who}; try again when it is done, or wait for it with --wait[=DURATION]",
             path.display()
         ),
+    }
+}
+
+/// What a write that found no space left behind (part of [`Error::NoSpace`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoSpaceOutcome {
+    /// Nothing was written and nothing on the volume changed (a refusal up front, or an
+    /// operation other than a write).
+    NothingWritten,
+    /// The write ran out of space: its partial object was removed and the removal
+    /// committed, so its space is free again.
+    Removed {
+        /// The object.
+        name: String,
+        /// Bytes the write had stored before it ran out.
+        written_bytes: u64,
+    },
+    /// The write ran out and `keep_partial` was asked: the object is committed
+    /// incomplete with what was stored.
+    Kept {
+        /// The object.
+        name: String,
+        /// Its committed size.
+        size_bytes: u64,
+    },
+    /// A replacement ran out: nothing was committed, the old object stays as it was, and
+    /// what the new one had stored was given back.
+    ReplaceAbandoned {
+        /// The object.
+        name: String,
+        /// Bytes the new object had stored before the space ran out.
+        written_bytes: u64,
+    },
+    /// A resume ran out: the object is back to the state it had before the resume (its
+    /// committed size then), and what the resume stored was given back.
+    ResumeUndone {
+        /// The object.
+        name: String,
+        /// Its committed size, as before the resume.
+        size_bytes: u64,
+        /// Bytes the resume had stored before it ran out.
+        written_bytes: u64,
+    },
+}
+
+impl std::fmt::Display for NoSpaceOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoSpaceOutcome::NothingWritten => f.write_str("; nothing was written"),
+            NoSpaceOutcome::Removed {
+                name,
+                written_bytes,
+            } => write!(
+                f,
+                "; removed the partial object {name:?} ({written_bytes} bytes written); nothing kept"
+            ),
+            NoSpaceOutcome::Kept { name, size_bytes } => write!(
+                f,
+                "; kept partial object {name:?}, {size_bytes} bytes, incomplete"
+            ),
+            NoSpaceOutcome::ReplaceAbandoned {
+                name,
+                written_bytes,
+            } => write!(
+                f,
+                "; the replacement of {name:?} was abandoned ({written_bytes} bytes written and \
+                 given back); the old object stays"
+            ),
+            NoSpaceOutcome::ResumeUndone {
+                name,
+                size_bytes,
+                written_bytes,
+            } => write!(
+                f,
+                "; the resume of {name:?} was undone ({written_bytes} bytes written and given back); \
+                 it stays incomplete at {size_bytes} bytes"
+            ),
+        }
+    }
+}
+
+/// `"67108864 bytes (64.0 MiB)"`: exact bytes, then binary units for people.
+pub(crate) fn bytes_and_human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{bytes} bytes ({value:.1} {})", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_space_names_needed_and_free_in_bytes_and_units_and_the_outcome() {
+        let e = Error::NoSpace {
+            needed_bytes: 64 << 20,
+            free_bytes: 30_703_616,
+            outcome: NoSpaceOutcome::NothingWritten,
+        };
+        assert_eq!(
+            e.to_string(),
+            "no space: 67108864 bytes (64.0 MiB) needed, 30703616 bytes (29.3 MiB) free; \
+             nothing was written"
+        );
+        let e = Error::NoSpace {
+            needed_bytes: 4096,
+            free_bytes: 0,
+            outcome: NoSpaceOutcome::Removed {
+                name: "x".into(),
+                written_bytes: 12,
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "no space: 4096 bytes (4.0 KiB) needed, 0 bytes free; \
+             removed the partial object \"x\" (12 bytes written); nothing kept"
+        );
+        let kept = NoSpaceOutcome::Kept {
+            name: "x".into(),
+            size_bytes: 8192,
+        };
+        assert_eq!(
+            kept.to_string(),
+            "; kept partial object \"x\", 8192 bytes, incomplete"
+        );
     }
 }

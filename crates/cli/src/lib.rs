@@ -37,7 +37,7 @@ pub mod pipeline;
 mod report;
 mod volume;
 
-pub use error::Error;
+pub use error::{Error, NoSpaceOutcome};
 pub use format::ObjectKind;
 pub use options::{
     uuid_string, DamageFn, DeviceSummary, FormatOptions, LockWait, ObjectInfo, OpenOptions,

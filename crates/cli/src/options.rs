@@ -105,7 +105,8 @@ pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct WriteOptions {
     /// Replace an existing object of the same name (removed in the commit that completes
-    /// the new one).
+    /// the new one; until then there is no intermediate commit, and an interrupted or
+    /// failed replacement leaves the old object as it was).
     pub replace: bool,
     /// Commit at least every this many bytes, so a crash loses at most this much
     /// (rounded up to the pipeline's extent size). Default [`DEFAULT_COMMIT_EVERY_BYTES`].
@@ -118,6 +119,10 @@ pub struct WriteOptions {
     /// Set to stop: what was written is committed as an incomplete object and the
     /// write returns [`crate::Error::Interrupted`].
     pub cancel: Option<Arc<AtomicBool>>,
+    /// When the volume runs out of space during the write, commit what was stored as an
+    /// incomplete object instead of removing it (the default gives the space back; see
+    /// [`crate::NoSpaceOutcome`]). A fill is not affected: running out is its end.
+    pub keep_partial: bool,
 }
 
 impl Default for WriteOptions {
@@ -128,6 +133,7 @@ impl Default for WriteOptions {
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             progress: None,
             cancel: None,
+            keep_partial: false,
         }
     }
 }
@@ -140,6 +146,7 @@ impl fmt::Debug for WriteOptions {
             .field("commit_interval", &self.commit_interval)
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
+            .field("keep_partial", &self.keep_partial)
             .finish()
     }
 }

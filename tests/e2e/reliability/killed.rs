@@ -6,17 +6,23 @@
 //! exactly the committed objects as complete, each with its full size; every committed
 //! object reads back (files byte for byte against their input, pattern objects checked
 //! block by block by `read` and byte-identical to their first read); an interrupted
-//! pattern write left incomplete is finished by `write --resume`. At the end every object
-//! is removed and the free space must equal a fresh volume's: nothing leaked.
+//! pattern write left incomplete is finished by `write --resume`; every block is
+//! accounted for (a superblock, a usable slot's table, a listed object's data or
+//! checksums, or free: `volume::accounting`). At the end every object is removed and the
+//! free space must equal a fresh volume's: nothing leaked.
 //!
 //! `STACK_SOAK_KILLS` sets the number of kills (default 24) and `STACK_SOAK_SEED` the
 //! seed; `cargo xtask soak --kills N` runs this test with them and prints its tally.
 
 use super::mutate::Rng;
 use crate::cli::harness::{Run, Scratch};
+use crate::volume::accounting;
+use stack_bio::{Device, FileDevice};
+use stackctl::{OpenOptions, Volume};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Environment variable: number of kills to make.
@@ -431,10 +437,36 @@ impl Soak {
         Ok(())
     }
 
+    /// Every block of the volume is a superblock, a usable slot's object table, a data
+    /// or checksum block of a listed object, or counted free (`volume::accounting`).
+    fn check_accounting(&self, when: &str) -> Result<(), String> {
+        let path = self.scratch.path(VOLUME);
+        let device: Arc<dyn Device> = Arc::new(
+            FileDevice::open(
+                &path,
+                &stack_bio::OpenOptions {
+                    read_only: true,
+                    ..stack_bio::OpenOptions::default()
+                },
+            )
+            .map_err(|e| format!("opening the volume file: {e}"))?,
+        );
+        let vol = Volume::open_device(
+            device.clone(),
+            &OpenOptions {
+                read_only: true,
+                ..OpenOptions::default()
+            },
+        )
+        .map_err(|e| format!("opening the volume: {e}"))?;
+        accounting::check(&vol, &*device).map_err(|e| format!("space {when}: {e}"))
+    }
+
     /// After `op` (finished or killed): settle the object it touched, then compare the
     /// whole listing with the model and read objects back.
     fn check(&mut self, op: &Op, finished: bool, read_all: bool) -> Result<(), String> {
         self.verify_clean("after the kill")?;
+        self.check_accounting("after the kill")?;
         let mut listing = self.listing()?;
         match op {
             Op::Write { name, expect } => match listing.remove(name) {
@@ -548,6 +580,7 @@ impl Soak {
             self.model.remove(&name);
         }
         self.verify_clean("after removing everything")?;
+        self.check_accounting("after removing everything")?;
         let info = self.scratch.json(0, &["info", VOLUME]);
         let free = info["free_bytes"]
             .as_u64()

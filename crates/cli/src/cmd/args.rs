@@ -166,9 +166,15 @@ pub struct WriteArgs {
     /// Continue an interrupted pattern write or fill from its last commit.
     #[arg(long)]
     pub resume: bool,
-    /// Replace an object of the same name (default: refuse).
+    /// Replace an object of the same name (default: refuse). The old object stays
+    /// until the new one is complete: no intermediate commit, and an interrupted or
+    /// failed replacement keeps it.
     #[arg(long)]
     pub replace: bool,
+    /// When the volume runs out of space during the write, keep what was written as an
+    /// incomplete object (default: remove it and give its space back).
+    #[arg(long, conflicts_with = "fill")]
+    pub keep_partial: bool,
     /// Commit at least every SIZE bytes (and every 5 s): a crash or Ctrl-C keeps the
     /// data up to the last commit, and `--resume` continues from there. Larger is
     /// faster (each commit drains the pipeline and flushes the device twice).

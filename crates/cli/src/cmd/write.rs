@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
+use stackctl::pipeline::PlannedWrite;
 use stackctl::{FileId, Volume, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES};
 
 use super::args::WriteArgs;
@@ -54,6 +55,7 @@ pub fn write_options(
     let phase = reporter.phase("write", total);
     let opts = WriteOptions {
         replace,
+        keep_partial: false,
         progress: phase.callback(),
         cancel: Some(Arc::clone(&ctx.cancel)),
         commit_every_bytes: commit_every_bytes.unwrap_or(DEFAULT_COMMIT_EVERY_BYTES),
@@ -141,6 +143,17 @@ fn open_input(input: &Path) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
     Ok((Box::new(file), size))
 }
 
+/// The size of `input` when it is a regular file (stdin, pipes and devices: unknown).
+fn regular_file_size(input: &Path) -> Option<u64> {
+    if input == Path::new("-") {
+        return None;
+    }
+    std::fs::metadata(input)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+}
+
 /// `stackctl write`.
 pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
     let target = &args.target;
@@ -189,6 +202,36 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
     let reporter = ctx.reporter("write");
     let mut written: Vec<WrittenDoc> = Vec::new();
     let source = volume.write_source();
+    // Files of known size: the whole command is refused before any of them is written
+    // when their total cannot fit (a pattern write or resume checks its own size).
+    let space_opts = WriteOptions {
+        replace: args.replace,
+        commit_every_bytes: args.commit_every.unwrap_or(DEFAULT_COMMIT_EVERY_BYTES),
+        ..WriteOptions::default()
+    };
+    let planned: Vec<PlannedWrite> = plan
+        .iter()
+        .filter_map(|(input, name)| {
+            let size_bytes = regular_file_size(input)?;
+            Some(PlannedWrite {
+                name: name.clone(),
+                size_bytes,
+            })
+        })
+        .collect();
+    if !planned.is_empty() {
+        volume.check_space(&planned, &space_opts).with_context(|| {
+            let names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
+            format!(
+                "writing {} to {}",
+                match names.as_slice() {
+                    [one] => format!("object {one:?}"),
+                    many => format!("{} objects ({})", many.len(), many.join(", ")),
+                },
+                shown(target)
+            )
+        })?;
+    }
     let record = |report: WriteReport, seed: Option<u64>, written: &mut Vec<WrittenDoc>| {
         written.push(WrittenDoc::new(&report, seed, source));
     };
@@ -202,7 +245,8 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
                 anyhow::Error::new(stackctl::Error::ObjectNotFound { name: name.clone() })
             })
             .with_context(|| format!("resuming in {}", shown(target)))?;
-        let (opts, phase) = write_options(ctx, &reporter, false, None, args.commit_every);
+        let (mut opts, phase) = write_options(ctx, &reporter, false, None, args.commit_every);
+        opts.keep_partial = args.keep_partial;
         let result = volume.resume(&name, &opts);
         phase.finish();
         let report =
@@ -216,7 +260,9 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
             (args.size, format!("pattern-{seed}"))
         };
         let name = args.name.clone().unwrap_or(default_name);
-        let (opts, phase) = write_options(ctx, &reporter, args.replace, total, args.commit_every);
+        let (mut opts, phase) =
+            write_options(ctx, &reporter, args.replace, total, args.commit_every);
+        opts.keep_partial = args.keep_partial;
         let result = match args.size {
             Some(size) if !args.fill => volume.write_pattern(&name, size, seed, &opts),
             _ => volume.fill(&name, seed, &opts),
@@ -228,8 +274,9 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
     } else {
         for (input, name) in &plan {
             let (mut reader, size) = open_input(input)?;
-            let (opts, phase) =
+            let (mut opts, phase) =
                 write_options(ctx, &reporter, args.replace, size, args.commit_every);
+            opts.keep_partial = args.keep_partial;
             let result = volume.write(name, &mut reader, &opts);
             phase.finish();
             let report = result.with_context(|| {

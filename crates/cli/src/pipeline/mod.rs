@@ -34,7 +34,7 @@ use stack_async_thread::Workers;
 
 use crate::Error;
 
-pub use write::Source;
+pub use write::{PlannedWrite, Source};
 
 /// Bytes per pipeline buffer (one bio); checksums are computed on whole buffers, so the
 /// submit pool always works on at least 64 KiB unless the object is smaller.

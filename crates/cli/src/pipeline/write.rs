@@ -17,9 +17,12 @@ use crate::format::{ObjectKind, ObjectRecord, ObjectTable, Run, MAX_RUN_BYTES};
 use crate::options::{cancelled, Progress, WriteOptions, WriteReport};
 use crate::pattern::{fill_blocks, PatternHeader};
 use crate::volume::{Volume, IO_ALIGN_BYTES};
-use crate::Error;
+use crate::{Error, NoSpaceOutcome};
 
 mod runs;
+mod space;
+
+pub use space::PlannedWrite;
 
 /// Shortest run a write makes when the commit interval is short.
 const MIN_RUN_BYTES: u64 = 64 << 10;
@@ -129,6 +132,10 @@ struct Writer<'v> {
     record: ObjectRecord,
     /// Extents the first commit drops (a replaced object).
     dropped: Vec<Extent>,
+    /// Replacing an existing object: it stays until the commit that completes the new
+    /// one, so there are no intermediate commits, and an interrupted or failed write
+    /// commits nothing (the old object stays, the new one's blocks are given back).
+    replacing: bool,
     write_generation: u64,
     fill: bool,
     /// Logical bytes queued so far.
@@ -167,31 +174,46 @@ impl Volume {
         self.check_writable()?;
         Self::check_name(name)?;
         let started = Instant::now();
-        let mut base = self.table.clone();
-        let mut dropped = Vec::new();
         let resuming = matches!(source, Source::Pattern)
             && self
                 .find(name)
                 .is_some_and(|o| !o.complete && o.kind == kind);
+        if self.find(name).is_some() && !resuming && !opts.replace {
+            return Err(Error::ObjectExists {
+                name: name.to_string(),
+            });
+        }
+        // A write of known size that cannot fit is refused before it changes anything.
+        if let (Some(size_bytes), false) = (target_size_bytes, fill) {
+            let plan = PlannedWrite {
+                name: name.to_string(),
+                size_bytes,
+            };
+            self.check_space(std::slice::from_ref(&plan), opts)?;
+        }
+        // Space only the older slot still holds (a removal cut short by a crash) is
+        // counted free; one commit makes it so before the write allocates.
+        if self.reclaimable_blocks > 0 {
+            self.commit_table(self.table.clone(), Vec::new())?;
+        }
+        let mut base = self.table.clone();
+        let mut dropped = Vec::new();
+        let mut resumed_from = None;
         let record = match base.objects.iter().position(|o| o.name == name) {
-            Some(i) if resuming => base.objects.remove(i),
-            Some(i) if opts.replace => {
+            Some(i) if resuming => {
+                let record = base.objects.remove(i);
+                resumed_from = Some(record.clone());
+                record
+            }
+            Some(i) => {
                 let old = base.objects.remove(i);
                 dropped = self.record_extents(&old);
                 self.new_record(&mut base, name, kind, target_size_bytes)
             }
-            Some(_) => {
-                return Err(Error::ObjectExists {
-                    name: name.to_string(),
-                })
-            }
             None => self.new_record(&mut base, name, kind, target_size_bytes),
         };
         let bs = u64::from(self.sb.block_size_bytes);
-        // Runs end where commits may happen; at least 64 KiB so checksums always work on
-        // large chunks, at most what one checksum stream covers.
-        let run_max_blocks =
-            (opts.commit_every_bytes.clamp(MIN_RUN_BYTES, MAX_RUN_BYTES) / bs).max(1);
+        let run_max_blocks = run_max_blocks(opts.commit_every_bytes, bs);
         let last = record.runs.last().copied();
         let allocs = Allocs::new(self.alloc_queue()?);
         let mut w = Writer {
@@ -200,6 +222,7 @@ impl Volume {
             committed_bytes: record.size_bytes,
             record,
             base,
+            replacing: !dropped.is_empty(),
             dropped,
             fill,
             since_commit_bytes: 0,
@@ -219,6 +242,11 @@ impl Volume {
         };
         let bytes_before = w.logical;
         let outcome = w.pump(&mut source);
+        if w.replacing && matches!(outcome, Ok(false)) {
+            // Cancelled: the old object stays as it was.
+            w.give_back(false);
+            return Err(Error::Interrupted);
+        }
         let outcome = outcome.and_then(|complete| w.finish(complete).map(|()| complete));
         match outcome {
             Ok(complete) => {
@@ -236,6 +264,58 @@ impl Volume {
                 } else {
                     Err(Error::Interrupted)
                 }
+            }
+            Err(Error::NoSpace {
+                needed_bytes,
+                free_bytes,
+                ..
+            }) if w.replacing => {
+                let written_bytes = w.logical - bytes_before;
+                w.give_back(false);
+                Err(Error::NoSpace {
+                    needed_bytes,
+                    free_bytes,
+                    outcome: NoSpaceOutcome::ReplaceAbandoned {
+                        name: name.to_string(),
+                        written_bytes,
+                    },
+                })
+            }
+            Err(Error::NoSpace {
+                needed_bytes,
+                free_bytes,
+                ..
+            }) if !w.opts.keep_partial => {
+                let outcome = w.remove_partial(resumed_from, bytes_before)?;
+                Err(Error::NoSpace {
+                    needed_bytes,
+                    free_bytes,
+                    outcome,
+                })
+            }
+            Err(Error::NoSpace {
+                needed_bytes,
+                free_bytes,
+                ..
+            }) => {
+                let written_bytes = w.logical - bytes_before;
+                w.abort();
+                // Nothing reached the device whole: there is no partial object to keep.
+                let outcome = match w.vol.find(name) {
+                    Some(o) if o.id == w.record.id => NoSpaceOutcome::Kept {
+                        name: name.to_string(),
+                        size_bytes: o.size_bytes,
+                    },
+                    _ => NoSpaceOutcome::Removed {
+                        name: name.to_string(),
+                        written_bytes,
+                    },
+                };
+                Err(Error::NoSpace {
+                    needed_bytes,
+                    free_bytes,
+                    outcome,
+                })
             }
             Err(e) => {
                 w.abort();
@@ -407,6 +487,9 @@ impl Writer<'_> {
     }
 
     fn maybe_checkpoint(&mut self) -> Result<(), Error> {
+        if self.replacing {
+            return Ok(());
+        }
         let due = self.since_commit_bytes >= self.opts.commit_every_bytes
             || self.last_commit.elapsed() >= self.opts.commit_interval;
         if due && self.since_commit_bytes > 0 {
@@ -449,11 +532,25 @@ impl Writer<'_> {
     }
 
     /// After an error: wait for the bios, give back every extent no commit references,
-    /// and commit the object as incomplete with the runs that did reach the device.
+    /// and commit the object as incomplete with the runs that did reach the device (a
+    /// replacement commits nothing: the old object stays).
     fn abort(&mut self) {
+        if !self.give_back(!self.replacing) {
+            return;
+        }
+        // Runs in `ready` reached the device and have their checksum blocks: keep them.
+        let blocks: u64 = self.ready.iter().map(|r| r.data_blocks).sum();
+        self.logical = (self.committed_bytes.div_ceil(self.bs()) + blocks) * self.bs();
+        let _ = self.commit(false);
+    }
+
+    /// Waits for the bios and gives back every extent no commit references, and the
+    /// table reserve: all of them, or with `keep_ready` all but the runs whose data and
+    /// checksum blocks reached the device. Returns whether such runs are kept.
+    fn give_back(&mut self, keep_ready: bool) -> bool {
         let _ = self.inflight.wait_idle();
         // Runs whose bios all succeeded keep their data: write their checksum blocks.
-        if self.vol.broken.is_none() {
+        if keep_ready && self.vol.broken.is_none() {
             let _ = self.write_done_csums();
         }
         let bs32 = self.vol.sb.block_size_bytes;
@@ -471,8 +568,8 @@ impl Writer<'_> {
         }
         give_back.extend(self.csum_area.take());
         give_back.extend(self.vol.meta_reserve.take());
-        let keep_nothing = self.vol.broken.is_some() || self.ready.is_empty();
-        if keep_nothing {
+        let keep = keep_ready && self.vol.broken.is_none() && !self.ready.is_empty();
+        if !keep {
             for r in std::mem::take(&mut self.ready) {
                 give_back.extend([
                     Extent::new(r.data_start_block, r.data_blocks),
@@ -483,12 +580,55 @@ impl Writer<'_> {
         for e in give_back {
             let _ = self.vol.alloc.free_uncommitted(e);
         }
-        if keep_nothing {
-            return;
-        }
-        // Runs in `ready` reached the device and have their checksum blocks: keep them.
-        let blocks: u64 = self.ready.iter().map(|r| r.data_blocks).sum();
-        self.logical = (self.committed_bytes.div_ceil(self.bs()) + blocks) * self.bs();
-        let _ = self.commit(false);
+        keep
     }
+
+    /// The write ran out of space: give back everything it allocated and remove what it
+    /// committed, so the volume holds what it held before (a resumed object goes back to
+    /// `resumed_from`). The removal commits twice, as `Volume::remove`, so no durable
+    /// superblock references the space afterwards.
+    fn remove_partial(
+        &mut self,
+        resumed_from: Option<ObjectRecord>,
+        bytes_before: u64,
+    ) -> Result<NoSpaceOutcome, Error> {
+        let name = self.record.name.clone();
+        let written_bytes = self.logical - bytes_before;
+        self.give_back(false);
+        if self.commits > 0 {
+            let mut table = self.base.clone();
+            let kept_runs = resumed_from.as_ref().map_or(0, |r| r.runs.len());
+            let dropped: Vec<Extent> = self.record.runs[kept_runs..]
+                .iter()
+                .flat_map(|r| {
+                    [
+                        Extent::new(r.data_start_block, r.data_blocks),
+                        Extent::new(
+                            r.csum_start_block,
+                            r.csum_blocks(self.vol.sb.block_size_bytes, self.width()),
+                        ),
+                    ]
+                })
+                .collect();
+            table.objects.extend(resumed_from.clone());
+            self.vol.commit_released(table, dropped)?;
+        }
+        Ok(match resumed_from {
+            Some(before) => NoSpaceOutcome::ResumeUndone {
+                name,
+                size_bytes: before.size_bytes,
+                written_bytes,
+            },
+            None => NoSpaceOutcome::Removed {
+                name,
+                written_bytes,
+            },
+        })
+    }
+}
+
+/// Blocks per run: runs end where commits may happen; at least 64 KiB so checksums
+/// always work on large chunks, at most what one checksum stream covers.
+pub(crate) fn run_max_blocks(commit_every_bytes: u64, bs: u64) -> u64 {
+    (commit_every_bytes.clamp(MIN_RUN_BYTES, MAX_RUN_BYTES) / bs).max(1)
 }

@@ -39,6 +39,7 @@ impl Volume {
             stack_alloc::Error::NoSpace { .. } => Error::NoSpace {
                 needed_bytes: needed_blocks * u64::from(self.sb.block_size_bytes),
                 free_bytes: self.free_bytes(),
+                outcome: crate::NoSpaceOutcome::NothingWritten,
             },
             other => Error::Alloc(other),
         }
@@ -122,6 +123,7 @@ impl Volume {
         // Slots now hold `generation` and the previous one: whatever only the one before
         // referenced is unreferenced now.
         self.alloc.commit(generation - 1);
+        self.reclaimable_blocks = 0;
         self.sb = sb;
         self.max_seen_generation = generation;
         self.table = table;

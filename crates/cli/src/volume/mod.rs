@@ -68,6 +68,11 @@ pub struct Volume {
     pub(crate) meta_reserve: Option<Extent>,
     /// Set when a commit failed half-way: the in-memory state may not match the disk.
     pub(crate) broken: Option<String>,
+    /// Data and checksum blocks only the older slot's table references (a removal or
+    /// replacement whose second commit a crash cut off). They stay busy, so the fallback
+    /// stays intact, but count as free: the next commit releases them, and a write makes
+    /// that commit before it allocates.
+    pub(crate) reclaimable_blocks: u64,
     /// The lock on the file or device (`None` for devices opened with `open_device`).
     /// Declared last, so it is released only after the device and pools are gone.
     pub(crate) lock: Option<VolumeLock>,
@@ -235,6 +240,7 @@ impl Volume {
             pools: OnceLock::new(),
             meta_reserve: None,
             broken: None,
+            reclaimable_blocks: 0,
             device,
             lock: None,
         };
@@ -337,8 +343,8 @@ impl Volume {
             block_size_bytes: self.sb.block_size_bytes,
             algorithm: self.sb.algorithm.name().to_string(),
             size_bytes: self.sb.total_blocks * bs,
-            used_bytes: (self.sb.total_blocks - self.alloc.free_blocks()) * bs,
-            free_bytes: self.alloc.free_blocks() * bs,
+            used_bytes: self.sb.total_blocks * bs - self.free_bytes(),
+            free_bytes: self.free_bytes(),
             objects: self.table.objects.len() as u64,
             incomplete_objects: self.table.objects.iter().filter(|o| !o.complete).count() as u64,
             created: self.sb.created_unix_secs,
@@ -360,9 +366,10 @@ impl Volume {
         self.find(name).map(object_info)
     }
 
-    /// Bytes free for new data and its checksums.
+    /// Bytes free for new data and its checksums (including what only the older
+    /// superblock slot still holds, which the next commit releases).
     pub fn free_bytes(&self) -> u64 {
-        self.alloc.free_blocks() * u64::from(self.sb.block_size_bytes)
+        (self.alloc.free_blocks() + self.reclaimable_blocks) * u64::from(self.sb.block_size_bytes)
     }
 
     /// Removes an object and commits; its blocks are free for new writes when this returns.
@@ -379,9 +386,20 @@ impl Volume {
         let mut table = self.table.clone();
         let record = table.objects.remove(index);
         let dropped = self.record_extents(&record);
+        self.commit_released(table, dropped)
+    }
+
+    /// Commits `table` without the `dropped` extents, then commits once more: the older
+    /// slot moves past the change too, so no durable superblock references the dropped
+    /// blocks and they can be reused now. A crash between the two commits leaves them
+    /// held by the older slot only; they count as free then ([`Volume::free_bytes`]) and
+    /// the next commit releases them.
+    pub(crate) fn commit_released(
+        &mut self,
+        table: ObjectTable,
+        dropped: Vec<Extent>,
+    ) -> Result<(), Error> {
         self.commit_table(table, dropped)?;
-        // A second commit moves the older slot past the removal too, so no durable
-        // superblock references the freed blocks any more and they can be reused now.
         self.commit_table(self.table.clone(), Vec::new())
     }
 

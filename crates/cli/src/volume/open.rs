@@ -184,16 +184,18 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
     )?;
     // The older copy stays a valid fallback until the next commit overwrites it: keep
     // what only it references busy until then.
+    // Data it alone references (a removal cut short between its two commits) counts
+    // as free all the same: see `Volume::reclaimable_blocks`.
     let mine: HashSet<Extent> = refs.into_iter().collect();
+    let mut reclaimable_blocks = 0;
     for (osb, other) in &others {
-        for e in table_refs(
-            other,
-            Extent::new(osb.meta_start_block, osb.meta_blocks),
-            bs,
-            width,
-        ) {
+        let other_meta = Extent::new(osb.meta_start_block, osb.meta_blocks);
+        for e in table_refs(other, other_meta, bs, width) {
             if !mine.contains(&e) && alloc.mark_used(e).is_ok() {
                 alloc.free(e, sb.generation)?;
+                if e != other_meta {
+                    reclaimable_blocks += e.len;
+                }
             }
         }
     }
@@ -244,6 +246,7 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
         pools: OnceLock::new(),
         meta_reserve: None,
         broken: None,
+        reclaimable_blocks,
         lock: None,
     })
 }
