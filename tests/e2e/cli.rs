@@ -7,6 +7,7 @@ mod commands;
 mod commit_every;
 mod damage;
 mod devices;
+mod forged;
 pub(crate) mod harness;
 mod output;
 mod refusals;
