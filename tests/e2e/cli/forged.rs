@@ -27,13 +27,15 @@ fn forge(path: &Path, slot: usize, field: u64, value: u64) {
     patch(path, at + CSUM_AT as u64, &csum.to_le_bytes());
 }
 
-/// An 8 MiB volume (2048 blocks of 4 KiB) holding one file; after format's two commits
-/// and the write, slot 1 holds generation 3 (newest) and slot 0 generation 2.
+/// An 8 MiB volume (2048 blocks of 4 KiB) holding object `f` in both committed states:
+/// after format's two commits and two writes, slot 0 holds generation 4 (newest, `f` and
+/// `g`) and slot 1 generation 3 (`f`).
 fn volume(s: &Scratch) -> Vec<u8> {
     s.volume("v.img", "8MiB");
     let data = bytes(50_000, 3);
     std::fs::write(s.path("f.bin"), &data).unwrap();
     s.expect(0, &["write", "v.img", "f.bin", "--name", "f"]);
+    s.expect(0, &["write", "v.img", "f.bin", "--name", "g"]);
     data
 }
 
@@ -90,9 +92,9 @@ fn older_slot_with_a_geometry_that_does_not_fit_is_damaged_for_every_command() {
     for total in [4096u64, 1 << 32, 1 << 63, 2047] {
         let s = Scratch::new();
         let data = volume(&s);
-        forge(&s.path("v.img"), 0, TOTAL_BLOCKS_AT, total);
+        forge(&s.path("v.img"), 1, TOTAL_BLOCKS_AT, total);
         let states = usable_verdict(&s, &data);
-        assert_eq!(states, ["damaged", "ok"], "total_blocks {total}");
+        assert_eq!(states, ["ok", "damaged"], "total_blocks {total}");
     }
 }
 

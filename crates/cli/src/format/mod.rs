@@ -29,6 +29,12 @@ pub const MIN_BLOCK_BYTES: u32 = 512;
 pub const MAX_BLOCK_BYTES: u32 = 64 * 1024;
 /// Largest object table in bytes: bounds what opening a volume reads and holds.
 pub const MAX_TABLE_BYTES: u64 = 64 << 20;
+/// Largest volume in blocks (2^40: 512 TiB of 512-byte blocks, 4 PiB of 4 KiB ones).
+/// `format` uses at most this many blocks of a larger device and the superblock decoder
+/// refuses more, so nothing sized from a volume's geometry (the allocator's groups, byte
+/// offsets `block * block_size`) is ever built from an absurd value or overflows: with
+/// the largest block size a volume still ends below 2^56 bytes.
+pub const MAX_TOTAL_BLOCKS: u64 = 1 << 40;
 /// The sector size torn writes are judged against.
 pub const SECTOR_BYTES: usize = 512;
 
@@ -37,6 +43,7 @@ const _: () = assert!(MAX_BLOCK_BYTES.is_power_of_two());
 const _: () = assert!(MIN_BLOCK_BYTES as usize >= SB_BYTES);
 const _: () = assert!(MIN_BLOCK_BYTES as usize > META_HEADER_BYTES + 8);
 const _: () = assert!(MIN_BLOCK_BYTES as usize % SECTOR_BYTES == 0);
+const _: () = assert!(MAX_TOTAL_BLOCKS.checked_mul(MAX_BLOCK_BYTES as u64).is_some());
 
 /// A decoding failure: what structure, which field, where on the device.
 #[non_exhaustive]

@@ -3,7 +3,7 @@
 use stack_csum::Algorithm;
 
 use super::cursor::{Cursor, Writer};
-use super::{block_size_ok, FormatError, FORMAT_VERSION, META_HEADER_BYTES};
+use super::{block_size_ok, FormatError, FORMAT_VERSION, MAX_TOTAL_BLOCKS, META_HEADER_BYTES};
 
 /// `"STACKVOL"`: the superblock magic.
 pub const SB_MAGIC: [u8; 8] = *b"STACKVOL";
@@ -80,6 +80,10 @@ impl Superblock {
     }
 
     /// Decodes and checks the copy read from `slot` (bytes start at that slot's offset).
+    ///
+    /// Pass the slot's whole block: every byte after the 128 encoded ones up to the
+    /// block size must be zero (bytes past the block size are ignored; a shorter slice
+    /// is checked as far as it goes).
     pub fn decode(bytes: &[u8], slot: u8) -> Result<Self, FormatError> {
         assert!(slot < 2);
         let base = SB_SLOT_OFFSETS[usize::from(slot)];
@@ -149,9 +153,16 @@ impl Superblock {
         c.expect_zero("reserved", 2, reserved.into())?;
         let generation = c.u64("generation")?;
         let total_blocks = c.u64("total_blocks")?;
+        // Both slots' blocks and at least one more must fit; above the format's limit
+        // nothing may be sized from the value.
         let min_blocks = SB_SLOT_OFFSETS[1] / u64::from(block_size_bytes) + 2;
-        if total_blocks < min_blocks {
-            return Err(c.bad_value("total_blocks", 8, total_blocks, format!(">= {min_blocks}")));
+        if total_blocks < min_blocks || total_blocks > MAX_TOTAL_BLOCKS {
+            return Err(c.bad_value(
+                "total_blocks",
+                8,
+                total_blocks,
+                format!("{min_blocks}..={MAX_TOTAL_BLOCKS}"),
+            ));
         }
         let meta_start_block = c.u64("meta_start_block")?;
         if meta_start_block >= total_blocks {
@@ -196,6 +207,18 @@ impl Superblock {
         let reserved: [u8; 24] = c.array("reserved")?;
         if reserved != [0u8; 24] {
             return Err(c.bad_value("reserved", 24, 1, "all zero"));
+        }
+        // The checksum covers 120 bytes; the rest of the superblock's block is written as
+        // zeros, so any other byte there is damage the checksum cannot see.
+        let block_end = bytes.len().min(block_size_bytes as usize);
+        if let Some(i) = bytes[SB_BYTES..block_end].iter().position(|&b| b != 0) {
+            return Err(FormatError::BadValue {
+                what,
+                field: "tail",
+                offset: base + (SB_BYTES + i) as u64,
+                value: bytes[SB_BYTES + i].into(),
+                expected: "0 (the rest of the superblock's block is zero)".into(),
+            });
         }
         Ok(Superblock {
             uuid,

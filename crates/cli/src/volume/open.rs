@@ -26,7 +26,8 @@ pub(crate) enum SlotRead {
     Valid(Superblock),
 }
 
-/// Reads and decodes superblock slot `slot`.
+/// Reads and decodes superblock slot `slot`: its first sector, then (once the block size
+/// is known) its whole block, whose bytes after the 128 encoded ones must be zero.
 pub(crate) fn read_slot(device: &dyn Device, slot: u8) -> SlotRead {
     let at = SB_SLOT_OFFSETS[usize::from(slot)];
     let len = (device.logical_block_size() as usize)
@@ -53,9 +54,187 @@ pub(crate) fn read_slot(device: &dyn Device, slot: u8) -> SlotRead {
             None => "no superblock magic".to_string(),
         });
     }
-    match Superblock::decode(&buf, slot) {
+    // The block size is known only once the first sector decodes (it is at most 64 KiB,
+    // checked by the decoder); then the whole block is read and decoded again.
+    let sb = match Superblock::decode(&buf, slot) {
+        Ok(sb) => sb,
+        Err(e) => return SlotRead::Bad(e.to_string()),
+    };
+    let block = sb.block_size_bytes as usize;
+    if block <= len {
+        return SlotRead::Valid(sb);
+    }
+    if device.size_bytes() < at + block as u64 {
+        return SlotRead::Bad(format!(
+            "the device ({} bytes) ends inside the superblock's block of {block} bytes",
+            device.size_bytes()
+        ));
+    }
+    let mut whole = stack_bio::AlignedBuf::new(block, IO_ALIGN_BYTES);
+    if let Err(e) = device.read_at(&mut whole, at) {
+        return SlotRead::Bad(format!("unreadable: {e}"));
+    }
+    match Superblock::decode(&whole, slot) {
         Ok(sb) => SlotRead::Valid(sb),
         Err(e) => SlotRead::Bad(e.to_string()),
+    }
+}
+
+/// Why a slot cannot be used.
+#[derive(Debug, Clone)]
+pub(crate) enum Rejected {
+    /// No superblock, an unreadable one, or one that does not decode (its checksum, a
+    /// field outside the format's limits, a non-zero tail).
+    Unreadable(String),
+    /// A superblock that decodes but cannot describe this volume: its geometry does not
+    /// fit the device or differs from the copy in use (a forged or foreign copy).
+    Geometry {
+        /// The copy.
+        sb: Superblock,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A superblock whose object table does not verify.
+    Metadata {
+        /// The copy.
+        sb: Superblock,
+        /// Where the metadata breaks.
+        error: String,
+    },
+}
+
+impl Rejected {
+    /// The reason shown for the slot.
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            Rejected::Unreadable(why) => why.clone(),
+            Rejected::Geometry { sb, why } => format!("generation {}: {why}", sb.generation),
+            Rejected::Metadata { sb, error } => format!(
+                "generation {}: metadata does not verify: {error}",
+                sb.generation
+            ),
+        }
+    }
+}
+
+/// Both slots judged by the one rule every command shares (open, and verify again).
+pub(crate) struct Slots {
+    /// The state in use: the newest usable copy and its table.
+    pub chosen: Option<(Superblock, ObjectTable)>,
+    /// The other copy, when it is usable too.
+    pub others: Vec<(Superblock, ObjectTable)>,
+    /// Why each unusable slot is not used.
+    pub rejected: [Option<Rejected>; 2],
+    /// Highest generation a slot that decodes carries.
+    pub max_seen_generation: u64,
+    /// Neither slot holds a superblock magic: not a volume at all.
+    pub no_magic: bool,
+}
+
+impl Slots {
+    /// Each slot's state as commands report it.
+    pub(crate) fn states(&self) -> [SuperblockState; 2] {
+        let mut states = [0u8, 1].map(|_| SuperblockState::Damaged {
+            reason: String::new(),
+        });
+        for (sb, _) in self.chosen.iter().chain(&self.others) {
+            states[usize::from(sb.slot)] = SuperblockState::Ok {
+                generation: sb.generation,
+            };
+        }
+        for (slot, r) in self.rejected.iter().enumerate() {
+            if let Some(r) = r {
+                states[slot] = SuperblockState::Damaged { reason: r.reason() };
+            }
+        }
+        states
+    }
+}
+
+/// Whether `sb`'s geometry can describe the volume on a device of `device_bytes`: its
+/// size in bytes must not overflow and must fit the device, and it must be the same
+/// volume (UUID, block size, block count) as `in_use`, the copy already chosen.
+pub(crate) fn geometry_problem(
+    sb: &Superblock,
+    device_bytes: u64,
+    in_use: Option<&Superblock>,
+) -> Option<String> {
+    let bs = u64::from(sb.block_size_bytes);
+    let fits = sb
+        .total_blocks
+        .checked_mul(bs)
+        .is_some_and(|bytes| bytes <= device_bytes);
+    if !fits {
+        return Some(format!(
+            "total_blocks {} of {bs} bytes does not fit the device of {device_bytes} bytes",
+            sb.total_blocks
+        ));
+    }
+    let u = in_use?;
+    if sb.uuid != u.uuid {
+        return Some(format!(
+            "belongs to another volume (UUID {}, the copy in use in slot {} has {})",
+            crate::options::uuid_string(&sb.uuid),
+            u.slot,
+            crate::options::uuid_string(&u.uuid)
+        ));
+    }
+    if sb.block_size_bytes != u.block_size_bytes || sb.total_blocks != u.total_blocks {
+        return Some(format!(
+            "geometry ({} blocks of {} bytes) differs from the copy in use in slot {} ({} blocks of {} bytes)",
+            sb.total_blocks, sb.block_size_bytes, u.slot, u.total_blocks, u.block_size_bytes
+        ));
+    }
+    None
+}
+
+/// Reads both slots and decides which copy is in use and which are usable: the newest
+/// copy that decodes, fits the device and whose metadata verifies is chosen; the other
+/// is usable when it also describes the same volume and its metadata verifies. Every
+/// command takes its verdict from here, so all agree on which slot is usable.
+pub(crate) fn judge_slots(device: &dyn Device) -> Slots {
+    let reads = [read_slot(device, 0), read_slot(device, 1)];
+    let no_magic = reads
+        .iter()
+        .all(|r| matches!(r, SlotRead::Empty(why) if why == "no superblock magic"));
+    let mut rejected: [Option<Rejected>; 2] = [None, None];
+    let mut candidates: Vec<Superblock> = Vec::new();
+    for (slot, r) in reads.into_iter().enumerate() {
+        match r {
+            SlotRead::Empty(why) | SlotRead::Bad(why) => {
+                rejected[slot] = Some(Rejected::Unreadable(why))
+            }
+            SlotRead::Valid(sb) => candidates.push(sb),
+        }
+    }
+    candidates.sort_by_key(|s| std::cmp::Reverse(s.generation));
+    let max_seen_generation = candidates.first().map_or(0, |s| s.generation);
+    let mut chosen: Option<(Superblock, ObjectTable)> = None;
+    let mut others = Vec::new();
+    for sb in candidates {
+        let slot = usize::from(sb.slot);
+        let in_use = chosen.as_ref().map(|(c, _)| c);
+        if let Some(why) = geometry_problem(&sb, device.size_bytes(), in_use) {
+            rejected[slot] = Some(Rejected::Geometry { sb, why });
+            continue;
+        }
+        match load_table(device, &sb) {
+            Ok(table) if chosen.is_none() => chosen = Some((sb, table)),
+            Ok(table) => others.push((sb, table)),
+            Err(e) => {
+                rejected[slot] = Some(Rejected::Metadata {
+                    sb,
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+    Slots {
+        chosen,
+        others,
+        rejected,
+        max_seen_generation,
+        no_magic,
     }
 }
 
@@ -107,64 +286,18 @@ pub(crate) fn load_table(device: &dyn Device, sb: &Superblock) -> Result<ObjectT
 
 pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, Error> {
     let path = std::path::PathBuf::from(device.info().path);
-    let reads = [read_slot(&*device, 0), read_slot(&*device, 1)];
-    if reads.iter().all(|r| matches!(r, SlotRead::Empty(_))) {
-        if let [SlotRead::Empty(a), SlotRead::Empty(b)] = &reads {
-            if a != "no superblock magic" || b != "no superblock magic" {
-                return Err(Error::BothSuperblocksBad {
-                    path,
-                    slot0: a.clone(),
-                    slot1: b.clone(),
-                });
-            }
-        }
+    let slots = judge_slots(&*device);
+    if slots.no_magic {
         return Err(Error::NotAVolume { path });
     }
-    let mut reasons: [Option<String>; 2] = [None, None];
-    let mut candidates: Vec<Superblock> = Vec::new();
-    for (slot, r) in reads.iter().enumerate() {
-        match r {
-            SlotRead::Empty(why) | SlotRead::Bad(why) => reasons[slot] = Some(why.clone()),
-            SlotRead::Valid(sb) => candidates.push(*sb),
-        }
-    }
-    candidates.sort_by_key(|s| std::cmp::Reverse(s.generation));
-    let max_seen_generation = candidates.first().map_or(0, |s| s.generation);
-    let mut chosen: Option<(Superblock, ObjectTable)> = None;
-    let mut others: Vec<(Superblock, ObjectTable)> = Vec::new();
-    for sb in candidates {
-        if let Some((c, _)) = &chosen {
-            if sb.uuid != c.uuid
-                || sb.block_size_bytes != c.block_size_bytes
-                || sb.total_blocks != c.total_blocks
-            {
-                reasons[usize::from(sb.slot)] =
-                    Some("belongs to another volume (different UUID or geometry)".into());
-                continue;
-            }
-        }
-        let volume_bytes = sb
-            .total_blocks
-            .saturating_mul(u64::from(sb.block_size_bytes));
-        if volume_bytes > device.size_bytes() {
-            reasons[usize::from(sb.slot)] = Some(format!(
-                "generation {}: describes a volume of {volume_bytes} bytes on a device of {} bytes",
-                sb.generation,
-                device.size_bytes()
-            ));
-            continue;
-        }
-        match load_table(&*device, &sb) {
-            Ok(table) if chosen.is_none() => chosen = Some((sb, table)),
-            Ok(table) => others.push((sb, table)),
-            Err(e) => {
-                reasons[usize::from(sb.slot)] = Some(format!(
-                    "generation {}: metadata does not verify: {e}",
-                    sb.generation
-                ))
-            }
-        }
-    }
+    let slot_states = slots.states();
+    let reasons = slots.rejected.clone().map(|r| r.map(|r| r.reason()));
+    let Slots {
+        chosen,
+        others,
+        max_seen_generation,
+        ..
+    } = slots;
     let Some((sb, table)) = chosen else {
         let why = |i: usize| reasons[i].clone().unwrap_or_default();
         return Err(Error::BothSuperblocksBad {
@@ -195,27 +328,6 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
             if !mine.contains(&e) && alloc.mark_used(e).is_ok() {
                 alloc.free(e, sb.generation)?;
             }
-        }
-    }
-    let mut slot_states = [
-        SuperblockState::Damaged {
-            reason: String::new(),
-        },
-        SuperblockState::Damaged {
-            reason: String::new(),
-        },
-    ];
-    slot_states[usize::from(sb.slot)] = SuperblockState::Ok {
-        generation: sb.generation,
-    };
-    for (o, _) in &others {
-        slot_states[usize::from(o.slot)] = SuperblockState::Ok {
-            generation: o.generation,
-        };
-    }
-    for (slot, reason) in reasons.iter().enumerate() {
-        if let Some(r) = reason {
-            slot_states[slot] = SuperblockState::Damaged { reason: r.clone() };
         }
     }
     let fallback_warning = reasons.iter().enumerate().find_map(|(slot, r)| {
