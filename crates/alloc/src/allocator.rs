@@ -506,7 +506,13 @@ mod tests {
     #[test]
     fn geometry_near_u64_max_gives_an_allocator_or_an_error() {
         for total in [u64::MAX, u64::MAX - 1, u64::MAX - 255, 1 << 63] {
-            for group in [total.div_ceil(64), total.div_ceil(64) + 1, total / 2, total, u64::MAX] {
+            for group in [
+                total.div_ceil(64),
+                total.div_ceil(64) + 1,
+                total / 2,
+                total,
+                u64::MAX,
+            ] {
                 let a = Allocator::from_used(total, group, [Extent::new(total - 1, 1)])
                     .unwrap_or_else(|e| panic!("{total} blocks in groups of {group}: {e}"));
                 assert_eq!(a.free_blocks(), total - 1);

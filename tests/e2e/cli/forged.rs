@@ -136,7 +136,10 @@ fn non_zero_bytes_after_the_superblock_are_damage() {
         patch(&s.path("v.img"), SLOT_AT[slot] + offset, &[0x5a]);
         let verify = s.json(1, &["verify", "v.img"]);
         let state = &verify["superblocks"][slot];
-        assert_eq!(state["state"], "damaged", "slot {slot} byte {offset}: {verify}");
+        assert_eq!(
+            state["state"], "damaged",
+            "slot {slot} byte {offset}: {verify}"
+        );
         assert!(
             state["reason"].as_str().unwrap().contains("zero"),
             "slot {slot} byte {offset}: {verify}"

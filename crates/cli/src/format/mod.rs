@@ -43,7 +43,9 @@ const _: () = assert!(MAX_BLOCK_BYTES.is_power_of_two());
 const _: () = assert!(MIN_BLOCK_BYTES as usize >= SB_BYTES);
 const _: () = assert!(MIN_BLOCK_BYTES as usize > META_HEADER_BYTES + 8);
 const _: () = assert!(MIN_BLOCK_BYTES as usize % SECTOR_BYTES == 0);
-const _: () = assert!(MAX_TOTAL_BLOCKS.checked_mul(MAX_BLOCK_BYTES as u64).is_some());
+const _: () = assert!(MAX_TOTAL_BLOCKS
+    .checked_mul(MAX_BLOCK_BYTES as u64)
+    .is_some());
 
 /// A decoding failure: what structure, which field, where on the device.
 #[non_exhaustive]

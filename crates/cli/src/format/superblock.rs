@@ -292,6 +292,270 @@ mod tests {
         }
     }
 
+    /// `sample()` encoded with the field at byte `at` replaced by `value` and the
+    /// checksum recomputed, so the decoder's field checks (not the checksum) judge it.
+    fn forged(sb: &Superblock, at: usize, value: &[u8]) -> Vec<u8> {
+        let mut b = sb.encode().to_vec();
+        b[at..at + value.len()].copy_from_slice(value);
+        let csum = stack_csum::checksum(Algorithm::Crc32c, SB_CSUM_SEED, &b[..SB_CSUM_OFFSET]);
+        b[SB_CSUM_OFFSET..].copy_from_slice(&csum.to_le_bytes());
+        b
+    }
+
+    /// The field the decoder refused, or `None` when it accepted the bytes.
+    fn refused(bytes: &[u8], slot: u8) -> Option<&'static str> {
+        match Superblock::decode(bytes, slot) {
+            Ok(_) => None,
+            Err(FormatError::BadValue { field, .. }) => Some(field),
+            Err(FormatError::Truncated { field, .. }) => Some(field),
+            Err(FormatError::ChecksumMismatch { .. }) => Some("checksum"),
+            Err(FormatError::BadMagic { .. }) => Some("magic"),
+        }
+    }
+
+    fn geometry(
+        bs: u32,
+        total_blocks: u64,
+        meta_start_block: u64,
+        meta_blocks: u64,
+        meta_len: u64,
+    ) -> Superblock {
+        Superblock {
+            block_size_bytes: bs,
+            total_blocks,
+            meta_start_block,
+            meta_blocks,
+            meta_len_bytes: meta_len,
+            ..sample()
+        }
+    }
+
+    /// Checks each value of a u64 field at `at` in turn: accepted or refused as `field`.
+    fn u64_cases(sb: &Superblock, at: usize, field: &str, cases: &[(u64, bool)]) {
+        for &(v, ok) in cases {
+            let got = refused(&forged(sb, at, &v.to_le_bytes()), sb.slot);
+            let want = (!ok).then_some(field);
+            assert_eq!(got.as_deref(), want, "{field} = {v}");
+        }
+    }
+
+    #[test]
+    fn length_boundary() {
+        let b = sample().encode();
+        assert_eq!(refused(&b[..SB_BYTES - 1], 1), Some("superblock"));
+        assert_eq!(refused(&b[..SB_BYTES], 1), None);
+        let mut longer = b.to_vec();
+        longer.push(0);
+        assert_eq!(refused(&longer, 1), None);
+        assert_eq!(refused(&b[..7], 1), Some("magic"));
+    }
+
+    #[test]
+    fn version_and_sb_len_boundaries() {
+        let sb = sample();
+        for (v, ok) in [
+            (0u32, false),
+            (FORMAT_VERSION, true),
+            (FORMAT_VERSION + 1, false),
+        ] {
+            let got = refused(&forged(&sb, 8, &v.to_le_bytes()), 1);
+            assert_eq!(got, (!ok).then_some("version"), "version {v}");
+        }
+        for (v, ok) in [(127u32, false), (128, true), (129, false)] {
+            let got = refused(&forged(&sb, 12, &v.to_le_bytes()), 1);
+            assert_eq!(got, (!ok).then_some("sb_len"), "sb_len {v}");
+        }
+    }
+
+    #[test]
+    fn block_size_boundaries() {
+        let sb = sample();
+        for (v, ok) in [
+            (256u32, false),
+            (511, false),
+            (512, true),
+            (513, false),
+            (4095, false),
+            (4096, true),
+            (4097, false),
+            (65535, false),
+            (65536, true),
+            (65537, false),
+            (131_072, false),
+        ] {
+            // The sample's table (2 blocks, 5000 bytes) fits every accepted block size
+            // except 512 and 65536, so the geometry is adjusted per size.
+            let payload = u64::from(v).saturating_sub(META_HEADER_BYTES as u64).max(1);
+            let adjusted = geometry(4096, 1 << 20, 20, 1, payload.min(u64::from(v)));
+            let got = refused(&forged(&adjusted, 32, &v.to_le_bytes()), 1);
+            assert_eq!(got, (!ok).then_some("block_size"), "block size {v}");
+        }
+    }
+
+    #[test]
+    fn algorithm_slot_and_reserved_boundaries() {
+        let sb = sample();
+        for (v, ok) in [(0u8, false), (1, true), (3, true), (4, false), (255, false)] {
+            let got = refused(&forged(&sb, 36, &[v]), 1);
+            assert_eq!(got, (!ok).then_some("csum_algorithm"), "algorithm {v}");
+        }
+        for (v, ok) in [(0u8, false), (1, true), (2, false)] {
+            assert_eq!(refused(&forged(&sb, 37, &[v]), 1), (!ok).then_some("slot"));
+        }
+        assert_eq!(refused(&forged(&sb, 38, &[1, 0]), 1), Some("reserved"));
+        assert_eq!(refused(&forged(&sb, 39, &[0x80]), 1), Some("reserved"));
+        assert_eq!(refused(&forged(&sb, 88, &[1]), 1), Some("features"));
+        assert_eq!(refused(&forged(&sb, 95, &[0x80]), 1), Some("features"));
+        assert_eq!(refused(&forged(&sb, 96, &[1]), 1), Some("reserved"));
+        assert_eq!(refused(&forged(&sb, 119, &[1]), 1), Some("reserved"));
+    }
+
+    /// The smallest volume holds both superblock blocks and one more: 64 KiB / block size
+    /// + 2 blocks (cargo-mutants left `<` -> `<=` and `+ 2` -> `* 2` alive here).
+    #[test]
+    fn total_blocks_boundaries() {
+        for bs in [512u32, 4096, 65536] {
+            let min = SB_SLOT_OFFSETS[1] / u64::from(bs) + 2;
+            let sb = geometry(bs, min + 10, 0, 1, 1);
+            u64_cases(
+                &sb,
+                48,
+                "total_blocks",
+                &[(0, false), (min - 1, false), (min, true), (min + 1, true)],
+            );
+        }
+        let sb = geometry(4096, 1 << 20, 0, 1, 1);
+        u64_cases(
+            &sb,
+            48,
+            "total_blocks",
+            &[
+                (MAX_TOTAL_BLOCKS - 1, true),
+                (MAX_TOTAL_BLOCKS, true),
+                (MAX_TOTAL_BLOCKS + 1, false),
+                (u64::MAX - 1, false),
+                (u64::MAX, false),
+            ],
+        );
+    }
+
+    #[test]
+    fn meta_extent_boundaries() {
+        let total = 1000;
+        // meta_start_block < total_blocks.
+        let sb = geometry(4096, total, 10, 1, 1);
+        u64_cases(
+            &sb,
+            56,
+            "meta_start_block",
+            &[
+                (0, true),
+                (total - 1, true),
+                (total, false),
+                (total + 1, false),
+                (u64::MAX, false),
+            ],
+        );
+        // 1 <= meta_blocks <= total_blocks - meta_start_block (the payload length is
+        // set to need exactly the blocks asked for where they are accepted).
+        for (start, blocks, ok) in [
+            (10, 0, false),
+            (10, 1, true),
+            (10, total - 10, true),
+            (10, total - 9, false),
+            (total - 1, 1, true),
+            (total - 1, 2, false),
+            (10, u64::MAX, false),
+        ] {
+            let len = blocks.saturating_sub(1).saturating_mul(4048) + 1;
+            let sb = geometry(4096, total, start, 1, 1);
+            let mut b = forged(&sb, 64, &blocks.to_le_bytes());
+            b = {
+                let mut x = b.clone();
+                x[72..80].copy_from_slice(&len.to_le_bytes());
+                let csum =
+                    stack_csum::checksum(Algorithm::Crc32c, SB_CSUM_SEED, &x[..SB_CSUM_OFFSET]);
+                x[SB_CSUM_OFFSET..].copy_from_slice(&csum.to_le_bytes());
+                x
+            };
+            assert_eq!(
+                refused(&b, 1),
+                (!ok).then_some("meta_blocks"),
+                "start {start}, blocks {blocks}"
+            );
+        }
+    }
+
+    /// `meta_len_bytes` must need exactly `meta_blocks` blocks and be at most the largest
+    /// table (cargo-mutants left `meta_len_bytes > max_len` -> `==` alive here).
+    #[test]
+    fn meta_len_boundaries() {
+        let per = 4096 - META_HEADER_BYTES as u64;
+        let sb = geometry(4096, 1000, 10, 2, per + 1);
+        u64_cases(
+            &sb,
+            72,
+            "meta_len_bytes",
+            &[
+                (0, false),
+                (per - 1, false),
+                (per, false),
+                (per + 1, true),
+                (2 * per - 1, true),
+                (2 * per, true),
+                (2 * per + 1, false),
+                (2 * per + 2, false),
+                (u64::MAX, false),
+            ],
+        );
+        // One block: 1..=per.
+        let sb = geometry(4096, 1000, 10, 1, 1);
+        u64_cases(
+            &sb,
+            72,
+            "meta_len_bytes",
+            &[(0, false), (1, true), (per, true), (per + 1, false)],
+        );
+        // The largest table, in exactly the blocks it needs.
+        let max = crate::format::MAX_TABLE_BYTES;
+        let blocks = max.div_ceil(per);
+        let sb = geometry(4096, 1 << 20, 10, blocks, max);
+        u64_cases(
+            &sb,
+            72,
+            "meta_len_bytes",
+            &[(max - 1, true), (max, true), (max + 1, false)],
+        );
+    }
+
+    /// Bytes after the 128 encoded ones, up to the block size, must be zero; bytes past
+    /// the block size belong to other blocks and are not looked at.
+    #[test]
+    fn tail_of_the_block_must_be_zero() {
+        for bs in [512u32, 4096] {
+            let sb = geometry(bs, 1 << 20, 10, 1, 1);
+            let mut block = vec![0u8; bs as usize + 1];
+            block[..SB_BYTES].copy_from_slice(&sb.encode());
+            assert_eq!(refused(&block, 1), None);
+            for at in [SB_BYTES, SB_BYTES + 1, bs as usize - 1] {
+                let mut b = block.clone();
+                b[at] = 1;
+                let err = Superblock::decode(&b, 1).unwrap_err();
+                assert!(
+                    matches!(err, FormatError::BadValue { field: "tail", offset, value: 1, .. } if offset == SB_SLOT_OFFSETS[1] + at as u64),
+                    "bs {bs}, byte {at}: {err}"
+                );
+            }
+            let mut b = block.clone();
+            b[bs as usize] = 1;
+            assert_eq!(
+                refused(&b, 1),
+                None,
+                "the byte after the block is not the superblock's"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn prop_round_trip(uuid in any::<[u8; 16]>(), shift in 9u32..=16, gen in any::<u64>(),

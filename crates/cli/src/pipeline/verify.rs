@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use super::verify_chunk::{ChunkCheck, ChunkResult};
 use super::verify_read::{buffered_workers, direct_workers, with_readers, PIECE_BYTES, TASK_BYTES};
+use crate::format::SB_SLOT_OFFSETS;
 use crate::format::{ObjectKind, ObjectRecord, Run};
 use crate::options::{cancelled, Progress, VerifyOptions};
 use crate::report::{MetadataDamage, SuperblockState, VerifyReport};
-use crate::format::SB_SLOT_OFFSETS;
 use crate::volume::{judge_slots, load_table, CsumWindow, Rejected, Volume};
 use crate::Error;
 

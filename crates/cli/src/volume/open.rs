@@ -358,3 +358,104 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
         broken: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stack_bio::MemDevice;
+    use stack_csum::Algorithm;
+
+    fn sb(bs: u32, total_blocks: u64) -> Superblock {
+        Superblock {
+            uuid: [3; 16],
+            block_size_bytes: bs,
+            algorithm: Algorithm::Crc32c,
+            slot: 0,
+            generation: 4,
+            total_blocks,
+            meta_start_block: 20,
+            meta_blocks: 1,
+            meta_len_bytes: 1,
+            created_unix_secs: 0,
+        }
+    }
+
+    /// A volume fits when `total_blocks * block_size` does not overflow and is at most
+    /// the device: one block below, at and one above the device's size.
+    #[test]
+    fn geometry_fits_the_device_boundaries() {
+        let device = 2048 * 4096;
+        assert_eq!(geometry_problem(&sb(4096, 2047), device, None), None);
+        assert_eq!(geometry_problem(&sb(4096, 2048), device, None), None);
+        assert!(geometry_problem(&sb(4096, 2049), device, None).is_some());
+        // Byte by byte: a device one byte short of the volume does not hold it.
+        assert_eq!(geometry_problem(&sb(512, 100), 51_200, None), None);
+        assert!(geometry_problem(&sb(512, 100), 51_199, None).is_some());
+        for total in [u64::MAX, u64::MAX - 1, u64::MAX / 4096 + 1, 1 << 52] {
+            let why = geometry_problem(&sb(4096, total), u64::MAX, None).expect("overflow");
+            assert!(why.contains(&total.to_string()), "{why}");
+        }
+        assert_eq!(
+            geometry_problem(&sb(4096, u64::MAX / 4096), u64::MAX, None),
+            None
+        );
+    }
+
+    #[test]
+    fn geometry_must_match_the_copy_in_use() {
+        let device = 1 << 30;
+        let in_use = Superblock {
+            slot: 1,
+            ..sb(4096, 2048)
+        };
+        assert_eq!(
+            geometry_problem(&sb(4096, 2048), device, Some(&in_use)),
+            None
+        );
+        for other in [
+            sb(4096, 2047),
+            sb(4096, 2049),
+            sb(2048, 2048),
+            Superblock {
+                uuid: [4; 16],
+                ..sb(4096, 2048)
+            },
+        ] {
+            let why = geometry_problem(&other, device, Some(&in_use)).expect("refused");
+            assert!(why.contains("slot 1"), "{why}");
+        }
+    }
+
+    /// Every slot verdict comes from `judge_slots`: a well-checksummed copy claiming more
+    /// blocks than the device is rejected for its geometry, the other is chosen.
+    #[test]
+    fn judge_slots_rejects_a_forged_geometry_and_keeps_the_other() {
+        let dev = Arc::new(MemDevice::new(1 << 20));
+        let vol = Volume::format_device(dev.clone(), &crate::FormatOptions::default()).unwrap();
+        let newest = vol.sb;
+        drop(vol);
+        let older = 1 - newest.slot;
+        let at = SB_SLOT_OFFSETS[usize::from(older)];
+        let mut block = vec![0u8; 4096];
+        dev.read_at(&mut block, at).unwrap();
+        let mut forged = Superblock::decode(&block, older).unwrap();
+        forged.total_blocks += 1;
+        block[..SB_BYTES].copy_from_slice(&forged.encode());
+        dev.write_at(&block, at).unwrap();
+        let slots = judge_slots(&*dev);
+        assert_eq!(slots.chosen.as_ref().unwrap().0, newest);
+        assert!(slots.others.is_empty());
+        assert!(matches!(
+            &slots.rejected[usize::from(older)],
+            Some(Rejected::Geometry { sb, .. }) if *sb == forged
+        ));
+        assert!(slots.rejected[usize::from(newest.slot)].is_none());
+        let states = slots.states();
+        assert!(states[usize::from(newest.slot)].is_ok());
+        assert!(!states[usize::from(older)].is_ok());
+        // The same bytes opened: the same verdict.
+        let vol = Volume::open_device(dev, &crate::OpenOptions::default()).unwrap();
+        assert_eq!(vol.slot_states, states);
+        assert!(vol.info().fallback_warning.is_some());
+    }
+}
