@@ -16,7 +16,7 @@ use crate::report::Cause;
 pub const PATTERN_MAGIC: [u8; 8] = *b"STKPATT\0";
 /// Bytes of the header at the start of every pattern block.
 pub const PATTERN_HEADER_BYTES: usize = 64;
-const HEADER_CSUM_AT: usize = 56;
+pub(crate) const HEADER_CSUM_AT: usize = 56;
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 const _: () = assert!(PATTERN_HEADER_BYTES % 8 == 0);

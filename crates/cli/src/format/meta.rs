@@ -58,7 +58,7 @@ fn meta_seed(salt: u64, addr: u64) -> u64 {
     salt ^ addr.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-fn block_checksum(algorithm: Algorithm, salt: u64, addr: u64, block: &[u8]) -> u64 {
+pub(crate) fn block_checksum(algorithm: Algorithm, salt: u64, addr: u64, block: &[u8]) -> u64 {
     let head = stack_csum::checksum(algorithm, meta_seed(salt, addr), &block[..CSUM_FIELD.start]);
     stack_csum::checksum(algorithm, head, &block[CSUM_FIELD.end..])
 }

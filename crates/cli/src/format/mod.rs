@@ -6,6 +6,7 @@
 //! disk is checked against the bytes actually present before anything is allocated.
 
 mod cursor;
+pub mod fields;
 mod meta;
 mod superblock;
 mod table;

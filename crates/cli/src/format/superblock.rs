@@ -12,9 +12,9 @@ pub const SB_BYTES: usize = 128;
 /// Byte offsets of the two superblock slots.
 pub const SB_SLOT_OFFSETS: [u64; 2] = [0, 64 * 1024];
 /// Offset of the checksum field: the checksum covers every byte before it.
-const SB_CSUM_OFFSET: usize = 120;
+pub(crate) const SB_CSUM_OFFSET: usize = 120;
 /// Seed of the superblock checksum (always CRC32C, whatever the volume's algorithm).
-const SB_CSUM_SEED: u64 = 0;
+pub(crate) const SB_CSUM_SEED: u64 = 0;
 
 const _: () = assert!(SB_CSUM_OFFSET + 8 == SB_BYTES);
 const _: () = assert!(SB_SLOT_OFFSETS[1] % super::MAX_BLOCK_BYTES as u64 == 0);
@@ -369,7 +369,6 @@ mod tests {
 
     #[test]
     fn block_size_boundaries() {
-        let sb = sample();
         for (v, ok) in [
             (256u32, false),
             (511, false),

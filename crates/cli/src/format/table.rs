@@ -9,8 +9,8 @@ use super::FormatError;
 pub const MAX_NAME_BYTES: usize = 255;
 /// Encoded bytes of one run.
 pub const RUN_BYTES: usize = 32;
-const TABLE_HEADER_BYTES: usize = 16;
-const RECORD_FIXED_BYTES: usize = 48;
+pub(crate) const TABLE_HEADER_BYTES: usize = 16;
+pub(crate) const RECORD_FIXED_BYTES: usize = 48;
 /// Largest run in bytes: bounds what one checksum stream covers (and what a reader holds).
 pub const MAX_RUN_BYTES: u64 = 8 << 20;
 /// `target_size` value meaning "no target" (user data, or a fill).

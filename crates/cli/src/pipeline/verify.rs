@@ -205,7 +205,7 @@ impl Volume {
                 continue;
             };
             // The disk changed since open: a copy the volume in use does not account for.
-            let reason = if generation == self.sb.generation && *sb != self.sb {
+            let reason = if slot == usize::from(self.sb.slot) && *sb != self.sb {
                 Some("differs from the copy in use".to_string())
             } else if generation > self.sb.generation {
                 Some(format!(

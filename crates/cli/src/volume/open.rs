@@ -87,8 +87,9 @@ pub(crate) enum Rejected {
     /// field outside the format's limits, a non-zero tail).
     Unreadable(String),
     /// A superblock that decodes but cannot describe this volume: its geometry does not
-    /// fit the device or differs from the copy in use (a forged or foreign copy).
-    Geometry {
+    /// fit the device or differs from the copy in use, or it repeats the generation of
+    /// the copy in use (a forged, foreign or duplicated copy).
+    Inconsistent {
         /// The copy.
         sb: Superblock,
         /// What is wrong with it.
@@ -108,7 +109,7 @@ impl Rejected {
     pub(crate) fn reason(&self) -> String {
         match self {
             Rejected::Unreadable(why) => why.clone(),
-            Rejected::Geometry { sb, why } => format!("generation {}: {why}", sb.generation),
+            Rejected::Inconsistent { sb, why } => format!("generation {}: {why}", sb.generation),
             Rejected::Metadata { sb, error } => format!(
                 "generation {}: metadata does not verify: {error}",
                 sb.generation
@@ -215,7 +216,14 @@ pub(crate) fn judge_slots(device: &dyn Device) -> Slots {
         let slot = usize::from(sb.slot);
         let in_use = chosen.as_ref().map(|(c, _)| c);
         if let Some(why) = geometry_problem(&sb, device.size_bytes(), in_use) {
-            rejected[slot] = Some(Rejected::Geometry { sb, why });
+            rejected[slot] = Some(Rejected::Inconsistent { sb, why });
+            continue;
+        }
+        // Commits alternate slots with rising generations, so two copies of one
+        // generation are never both real: keep the one chosen.
+        if let Some(c) = in_use.filter(|c| c.generation == sb.generation) {
+            let why = format!("repeats generation {} of slot {}", c.generation, c.slot);
+            rejected[slot] = Some(Rejected::Inconsistent { sb, why });
             continue;
         }
         match load_table(device, &sb) {
@@ -447,7 +455,7 @@ mod tests {
         assert!(slots.others.is_empty());
         assert!(matches!(
             &slots.rejected[usize::from(older)],
-            Some(Rejected::Geometry { sb, .. }) if *sb == forged
+            Some(Rejected::Inconsistent { sb, .. }) if *sb == forged
         ));
         assert!(slots.rejected[usize::from(newest.slot)].is_none());
         let states = slots.states();
