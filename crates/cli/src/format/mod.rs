@@ -16,7 +16,7 @@ pub use meta::{
     encode_stream as encode_meta_stream, payload_per_block, stream_blocks, MetaHeader, MetaKind,
     META_HEADER_BYTES, META_MAGIC,
 };
-pub use superblock::{Superblock, SB_BYTES, SB_MAGIC, SB_SLOT_OFFSETS};
+pub use superblock::{Superblock, MAX_GENERATION, SB_BYTES, SB_MAGIC, SB_SLOT_OFFSETS};
 pub use table::{
     csum_stream_blocks, name_problem, ObjectKind, ObjectRecord, ObjectTable, Run, MAX_NAME_BYTES,
     MAX_RUN_BYTES, RUN_BYTES,

@@ -11,6 +11,9 @@ pub const SB_MAGIC: [u8; 8] = *b"STACKVOL";
 pub const SB_BYTES: usize = 128;
 /// Byte offsets of the two superblock slots.
 pub const SB_SLOT_OFFSETS: [u64; 2] = [0, 64 * 1024];
+/// Largest generation a superblock may carry (2^63 - 1: a commit every nanosecond would
+/// take 292 years to reach it), so the next generation is always representable.
+pub const MAX_GENERATION: u64 = (1 << 63) - 1;
 /// Offset of the checksum field: the checksum covers every byte before it.
 pub(crate) const SB_CSUM_OFFSET: usize = 120;
 /// Seed of the superblock checksum (always CRC32C, whatever the volume's algorithm).
@@ -152,6 +155,11 @@ impl Superblock {
         let reserved = c.u16("reserved")?;
         c.expect_zero("reserved", 2, reserved.into())?;
         let generation = c.u64("generation")?;
+        // Commits add one to the highest generation seen: a forged value near 2^64 would
+        // wrap around and let a new commit lose to the older copy.
+        if generation > MAX_GENERATION {
+            return Err(c.bad_value("generation", 8, generation, format!("<= {MAX_GENERATION}")));
+        }
         let total_blocks = c.u64("total_blocks")?;
         // Both slots' blocks and at least one more must fit; above the format's limit
         // nothing may be sized from the value.
@@ -439,6 +447,22 @@ mod tests {
     }
 
     #[test]
+    fn generation_boundaries() {
+        u64_cases(
+            &sample(),
+            40,
+            "generation",
+            &[
+                (0, true),
+                (MAX_GENERATION - 1, true),
+                (MAX_GENERATION, true),
+                (MAX_GENERATION + 1, false),
+                (u64::MAX, false),
+            ],
+        );
+    }
+
+    #[test]
     fn meta_extent_boundaries() {
         let total = 1000;
         // meta_start_block < total_blocks.
@@ -557,7 +581,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn prop_round_trip(uuid in any::<[u8; 16]>(), shift in 9u32..=16, gen in any::<u64>(),
+        fn prop_round_trip(uuid in any::<[u8; 16]>(), shift in 9u32..=16, gen in 0..=MAX_GENERATION,
                            total in 200u64..1u64 << 40, start_frac in 0.0f64..0.9, blocks in 1u64..50,
                            created in any::<u64>(), alg in 0usize..3) {
             let block_size_bytes = 1u32 << shift;

@@ -434,6 +434,55 @@ mod tests {
         }
     }
 
+    /// Rewrites the superblock of `slot` on `dev` as `edit` says, checksum resealed.
+    fn forge_slot(dev: &MemDevice, slot: u8, edit: impl Fn(&mut Superblock)) -> Superblock {
+        let at = SB_SLOT_OFFSETS[usize::from(slot)];
+        let mut block = vec![0u8; 4096];
+        dev.read_at(&mut block, at).unwrap();
+        let mut sb = Superblock::decode(&block, slot).unwrap();
+        edit(&mut sb);
+        block[..SB_BYTES].copy_from_slice(&sb.encode());
+        dev.write_at(&block, at).unwrap();
+        sb
+    }
+
+    /// Two slots carrying one generation (one copied over the other, slot byte fixed):
+    /// open called both usable while verify called one damaged. A commit never writes
+    /// one generation twice, so the second copy is rejected, for every command.
+    #[test]
+    fn a_repeated_generation_is_rejected_by_the_one_rule() {
+        let dev = Arc::new(MemDevice::new(1 << 20));
+        let vol = Volume::format_device(dev.clone(), &crate::FormatOptions::default()).unwrap();
+        let newest = vol.sb;
+        drop(vol);
+        let older = 1 - newest.slot;
+        forge_slot(&dev, older, |sb| {
+            *sb = Superblock {
+                slot: older,
+                ..newest
+            }
+        });
+        let slots = judge_slots(&*dev);
+        assert_eq!(
+            slots.chosen.as_ref().unwrap().0.generation,
+            newest.generation
+        );
+        let rejected = slots.rejected.iter().flatten().collect::<Vec<_>>();
+        assert_eq!(rejected.len(), 1);
+        assert!(
+            rejected[0].reason().contains("repeats generation"),
+            "{}",
+            rejected[0].reason()
+        );
+        let vol = Volume::open_device(dev, &crate::OpenOptions::default()).unwrap();
+        let report = vol.verify(&crate::VerifyOptions::default()).unwrap();
+        assert_eq!(
+            report.superblocks.clone().map(Option::unwrap),
+            vol.slot_states
+        );
+        assert!(!report.metadata_ok);
+    }
+
     /// Every slot verdict comes from `judge_slots`: a well-checksummed copy claiming more
     /// blocks than the device is rejected for its geometry, the other is chosen.
     #[test]
