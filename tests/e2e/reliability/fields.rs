@@ -111,10 +111,13 @@ fn build_base(s: &Scratch) -> Base {
     }
 }
 
+/// Applies one mutation to a copy of the base image.
+type Mutation = Box<dyn Fn(&Base, &mut [u8]) + Send + Sync>;
+
 /// One mutation of the base image.
 struct Case {
     label: String,
-    apply: Box<dyn Fn(&Base, &mut [u8]) + Send + Sync>,
+    apply: Mutation,
 }
 
 fn case(label: String, apply: impl Fn(&Base, &mut [u8]) + Send + Sync + 'static) -> Case {
@@ -177,8 +180,8 @@ fn cases(base: &Base) -> Vec<Case> {
     let mut out = Vec::new();
     // Superblock fields of both slots, plus geometry values around the device's size
     // and the format's limit.
-    for slot in 0..2 {
-        let sb_bytes = &base.image[SB_SLOT_OFFSETS[slot] as usize..][..BS];
+    for (slot, at) in SB_SLOT_OFFSETS.iter().enumerate() {
+        let sb_bytes = &base.image[*at as usize..][..BS];
         for field in SUPERBLOCK_FIELDS {
             let mut vals = values(get(sb_bytes, field), field.width);
             if field.name == "total_blocks" {

@@ -343,7 +343,7 @@ mod tests {
         for &(v, ok) in cases {
             let got = refused(&forged(sb, at, &v.to_le_bytes()), sb.slot);
             let want = (!ok).then_some(field);
-            assert_eq!(got.as_deref(), want, "{field} = {v}");
+            assert_eq!(got, want, "{field} = {v}");
         }
     }
 
@@ -458,6 +458,9 @@ mod tests {
                 (MAX_GENERATION, true),
                 (MAX_GENERATION + 1, false),
                 (u64::MAX, false),
+                // The limit is part of the format: pinned by value.
+                ((1 << 63) - 1, true),
+                (1 << 63, false),
             ],
         );
     }
