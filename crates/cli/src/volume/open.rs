@@ -287,7 +287,10 @@ pub(crate) fn load_table(device: &dyn Device, sb: &Superblock) -> Result<ObjectT
     .map_err(|e| Error::Corrupt {
         what: "object table",
         offset: sb.meta_start_block * u64::from(bs),
-        detail: format!("extents overlap: {e}"),
+        detail: match e {
+            stack_alloc::Error::InvalidGeometry { .. } => format!("unusable geometry: {e}"),
+            e => format!("extents overlap: {e}"),
+        },
     })?;
     Ok(table)
 }
