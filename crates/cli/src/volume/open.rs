@@ -437,6 +437,67 @@ mod tests {
         }
     }
 
+    /// A device of `size` bytes with 512-byte logical blocks holding, at slot 1, a
+    /// superblock of 4096-byte blocks (so the first read is shorter than the block).
+    fn slot1_device(size: usize, tail_byte: Option<usize>) -> MemDevice {
+        let mut image = vec![0u8; size];
+        let at = SB_SLOT_OFFSETS[1] as usize;
+        let sb = Superblock {
+            slot: 1,
+            ..sb(4096, 64)
+        };
+        image[at..at + SB_BYTES].copy_from_slice(&sb.encode());
+        if let Some(i) = tail_byte {
+            image[at + i] = 1;
+        }
+        MemDevice::from_bytes(image, 512)
+    }
+
+    fn read(dev: &MemDevice) -> Result<Superblock, String> {
+        match read_slot(dev, 1) {
+            SlotRead::Valid(sb) => Ok(sb),
+            SlotRead::Empty(why) => Err(format!("empty: {why}")),
+            SlotRead::Bad(why) => Err(format!("bad: {why}")),
+        }
+    }
+
+    /// The slot is read as its whole block even where the first read (one logical
+    /// block) is shorter: a non-zero byte after the first 512 bytes is found too.
+    #[test]
+    fn read_slot_checks_the_whole_block_past_the_first_sector() {
+        let at = SB_SLOT_OFFSETS[1] as usize;
+        assert!(read(&slot1_device(at + 4096, None)).is_ok());
+        for i in [200, 511, 512, 4095] {
+            let why = read(&slot1_device(at + 4096, Some(i))).unwrap_err();
+            assert!(
+                why.starts_with("bad:") && why.contains("tail"),
+                "byte {i}: {why}"
+            );
+        }
+    }
+
+    /// The device's end, one byte below, at and above what each read needs.
+    #[test]
+    fn read_slot_device_end_boundaries() {
+        let at = SB_SLOT_OFFSETS[1] as usize;
+        // The first read needs one logical block (512 bytes).
+        let why = read(&slot1_device(at + 511, None)).unwrap_err();
+        assert!(
+            why.starts_with("empty:") && why.contains("ends before slot 1"),
+            "{why}"
+        );
+        let why = read(&slot1_device(at + 512, None)).unwrap_err();
+        assert!(why.contains("ends inside the superblock's block"), "{why}");
+        // The whole block needs 4096.
+        let why = read(&slot1_device(at + 4095, None)).unwrap_err();
+        assert!(
+            why.starts_with("bad:") && why.contains("ends inside the superblock's block of 4096"),
+            "{why}"
+        );
+        assert!(read(&slot1_device(at + 4096, None)).is_ok());
+        assert!(read(&slot1_device(at + 4097, None)).is_ok());
+    }
+
     /// Rewrites the superblock of `slot` on `dev` as `edit` says, checksum resealed.
     fn forge_slot(dev: &MemDevice, slot: u8, edit: impl Fn(&mut Superblock)) -> Superblock {
         let at = SB_SLOT_OFFSETS[usize::from(slot)];
