@@ -498,6 +498,61 @@ mod tests {
         assert!(read(&slot1_device(at + 4097, None)).is_ok());
     }
 
+    /// A table whose extents overlap is refused by `load_table`, which names the table's
+    /// place on the device.
+    #[test]
+    fn overlapping_extents_are_corrupt_at_the_table() {
+        use crate::format::{encode_meta_stream, ObjectKind, ObjectRecord, ObjectTable, Run};
+        let run = |start| Run {
+            data_start_block: start,
+            data_blocks: 4,
+            csum_start_block: 60,
+            write_generation: 1,
+        };
+        let object = |id, name: &str, start| ObjectRecord {
+            id,
+            name: name.into(),
+            size_bytes: 4 * 4096,
+            created_unix_secs: 0,
+            kind: ObjectKind::File,
+            complete: true,
+            target_size_bytes: None,
+            runs: vec![run(start)],
+        };
+        let table = ObjectTable {
+            next_object_id: 2,
+            objects: vec![object(0, "a", 40), object(1, "b", 42)],
+        };
+        let payload = table.encode();
+        let salt = crate::format::uuid_salt(&[3; 16]);
+        let stream = encode_meta_stream(
+            MetaKind::ObjectTable,
+            4,
+            20,
+            &payload,
+            4096,
+            Algorithm::Crc32c,
+            salt,
+        );
+        let dev = MemDevice::new(128 * 4096);
+        dev.write_at(&stream, 20 * 4096).unwrap();
+        let sb = Superblock {
+            meta_len_bytes: payload.len() as u64,
+            ..sb(4096, 128)
+        };
+        match load_table(&dev, &sb) {
+            Err(Error::Corrupt {
+                what,
+                offset,
+                detail,
+            }) => {
+                assert_eq!((what, offset), ("object table", 20 * 4096), "{detail}");
+                assert!(detail.contains("extents overlap"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Rewrites the superblock of `slot` on `dev` as `edit` says, checksum resealed.
     fn forge_slot(dev: &MemDevice, slot: u8, edit: impl Fn(&mut Superblock)) -> Superblock {
         let at = SB_SLOT_OFFSETS[usize::from(slot)];
