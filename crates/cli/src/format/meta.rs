@@ -429,6 +429,22 @@ mod tests {
         }
     }
 
+    /// Errors name the kind of block that failed, as users read it.
+    #[test]
+    fn errors_name_the_block_kind() {
+        let b = stream(10);
+        for (kind, name) in [
+            (MetaKind::ObjectTable, "object table block"),
+            (MetaKind::Checksums, "checksum block"),
+        ] {
+            let err = decode_block(&b[..10], START, kind, ALG, SALT, BS).unwrap_err();
+            assert!(
+                matches!(err, FormatError::Truncated { what, .. } if what == name),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn block_length_boundary() {
         let b = stream(10);
