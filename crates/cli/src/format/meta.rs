@@ -429,6 +429,17 @@ mod tests {
         }
     }
 
+    /// The block checksum is on-disk data: computed here from docs/FORMAT.md alone
+    /// (`seed = salt ^ addr * 0x9E3779B97F4A7C15`), not through the encoder's helpers.
+    #[test]
+    fn block_checksum_is_pinned_to_the_format() {
+        let b = stream(10);
+        let seed = SALT ^ START.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let head = stack_csum::checksum(ALG, seed, &b[..40]);
+        let want = stack_csum::checksum(ALG, head, &b[48..BS as usize]);
+        assert_eq!(b[40..48], want.to_le_bytes());
+    }
+
     /// Errors name the kind of block that failed, as users read it.
     #[test]
     fn errors_name_the_block_kind() {
