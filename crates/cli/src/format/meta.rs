@@ -535,6 +535,10 @@ mod tests {
         let mut three = two.clone();
         three.extend_from_slice(&[0u8; BS as usize]);
         assert_eq!(stream_refused(&three, PER + 1), Some("stream length"));
+        // Whole blocks only: a byte past the last block is refused, not ignored.
+        let mut ragged = two.clone();
+        ragged.push(0);
+        assert_eq!(stream_refused(&ragged, PER + 1), Some("stream length"));
         assert_eq!(stream_refused(&stream(0), 0), None);
         assert_eq!(stream_refused(&stream(PER), PER), None);
     }
@@ -566,6 +570,23 @@ mod tests {
             assert_eq!(case(index, 36, &2u32.to_le_bytes()), None);
             assert_eq!(case(index, 36, &3u32.to_le_bytes()), Some("count"));
         }
+        // Errors point at the field of the block that holds it.
+        let mut b = stream(len);
+        forge(&mut b, 1, 16, &(GEN + 1).to_le_bytes());
+        let mut out = Vec::new();
+        let err = decode_stream(
+            &b,
+            START,
+            MetaKind::ObjectTable,
+            GEN,
+            len,
+            ALG,
+            SALT,
+            BS,
+            &mut out,
+        )
+        .unwrap_err();
+        assert_eq!(err.offset(), (START + 1) * u64::from(BS) + 16, "{err}");
         // index: the block's position only.
         assert_eq!(case(0, 32, &1u32.to_le_bytes()), Some("index"));
         assert_eq!(case(1, 32, &0u32.to_le_bytes()), Some("index"));

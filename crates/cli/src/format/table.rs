@@ -647,6 +647,22 @@ mod tests {
                 "checksums at {start}"
             );
         }
+        // A full run's checksums take several blocks: 2048 blocks × 4 bytes over 4048
+        // payload bytes per block = 3 blocks, all inside the volume.
+        assert_eq!(csum_stream_blocks(1012, BS, 4), 1);
+        assert_eq!(csum_stream_blocks(1013, BS, 4), 2);
+        assert_eq!(csum_stream_blocks(2048, BS, 4), 3);
+        assert_eq!(csum_stream_blocks(2048, BS, 8), 5);
+        for (start, ok) in [(TOTAL - 4, true), (TOTAL - 3, true), (TOTAL - 2, false)] {
+            let mut t = one(max_run);
+            t.objects[0].runs[0].csum_start_block = start;
+            assert_eq!(t.objects[0].runs[0].csum_blocks(BS, 4), 3);
+            assert_eq!(
+                table_refused(&t),
+                (!ok).then_some("run.csum_start"),
+                "checksums at {start}"
+            );
+        }
         // A run's write generation is at most the table's.
         for (g, ok) in [
             (GEN - 1, true),
