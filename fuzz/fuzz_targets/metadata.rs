@@ -1,9 +1,14 @@
-//! Fuzz target: metadata blocks and streams (header, checksum, index/count/length checks).
+//! Fuzz target: metadata blocks and streams (header, checksum, index/count/length checks),
+//! on raw bytes and with header fields of a valid stream set to boundary or raw values.
 #![no_main]
+
+#[path = "fields.rs"]
+mod fields;
 
 use libfuzzer_sys::fuzz_target;
 use stack_csum::Algorithm;
-use stackctl::format::{decode_meta_block, decode_meta_stream, MetaKind};
+use stackctl::format::fields::{reseal_meta_block, META_HEADER_FIELDS};
+use stackctl::format::{decode_meta_block, decode_meta_stream, encode_meta_stream, MetaKind};
 
 const BS: usize = 512;
 const START: u64 = 40;
@@ -20,7 +25,24 @@ fuzz_target!(|data: &[u8]| {
     let len_bytes = u64::from_le_bytes(len);
     let algorithm = Algorithm::ALL[usize::from(mode % 3)];
     let mut bytes = data[9..].to_vec();
-    if mode & 0x80 != 0 {
+    if mode & 0x40 != 0 {
+        // Structure-aware: a valid 3-block stream, then header fields of its blocks set
+        // to boundary or raw values, each block resealed.
+        let payload: Vec<u8> = (0..(2 * (BS - 48) + 7)).map(|i| i as u8).collect();
+        let choices = std::mem::take(&mut bytes);
+        bytes = encode_meta_stream(MetaKind::ObjectTable, 9, START, &payload, BS as u32, algorithm, SALT);
+        for choice in choices.chunks(11) {
+            let Some((&which, choice)) = choice.split_first() else {
+                break;
+            };
+            let index = usize::from(which) % 3;
+            let block = &mut bytes[index * BS..(index + 1) * BS];
+            if !fields::mutate_field(block, &META_HEADER_FIELDS, choice) {
+                break;
+            }
+            reseal_meta_block(block, START + index as u64, algorithm, SALT);
+        }
+    } else if mode & 0x80 != 0 {
         // Recompute each block's checksum so the header checks are reached.
         for (i, block) in bytes.chunks_mut(BS).enumerate() {
             if block.len() >= 48 {

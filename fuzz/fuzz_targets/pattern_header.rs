@@ -1,8 +1,13 @@
-//! Fuzz target: the pattern block header and the damage classifiers that read it.
+//! Fuzz target: the pattern block header and the damage classifiers that read it, on
+//! raw bytes and with one header field of a valid block set to a boundary or raw value.
 #![no_main]
+
+#[path = "fields.rs"]
+mod fields;
 
 use libfuzzer_sys::fuzz_target;
 use stack_csum::Algorithm;
+use stackctl::format::fields::{reseal_pattern_header, PATTERN_HEADER_FIELDS};
 use stackctl::pattern::{classify_file, classify_pattern, PatternHeader};
 
 const BS: usize = 512;
@@ -12,9 +17,24 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut block = bytes.to_vec();
-    if mode & 1 == 1 && block.len() >= 64 {
-        let csum = stack_csum::checksum(Algorithm::Xxh3, 0, &block[..56]);
-        block[56..64].copy_from_slice(&csum.to_le_bytes());
+    if mode & 0x80 != 0 {
+        block = vec![0u8; BS];
+        PatternHeader {
+            phys_block: 5,
+            object_id: 1,
+            logical_offset: 0,
+            generation: 2,
+            seed: 3,
+        }
+        .fill(7, &mut block);
+        for choice in bytes.chunks(10) {
+            if !fields::mutate_field(&mut block, &PATTERN_HEADER_FIELDS, choice) {
+                break;
+            }
+        }
+        reseal_pattern_header(&mut block);
+    } else if mode & 1 == 1 && block.len() >= 64 {
+        reseal_pattern_header(&mut block);
     }
     if let Some(h) = PatternHeader::parse(&block) {
         let mut again = vec![0u8; BS];
@@ -22,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(PatternHeader::parse(&again), Some(h));
     }
     block.resize(BS, 0);
-    let algorithm = Algorithm::ALL[usize::from(mode >> 1) % 3];
+    let algorithm = Algorithm::ALL[usize::from((mode >> 1) & 0x3f) % 3];
     let mut expected = vec![0u8; BS];
     PatternHeader {
         phys_block: 5,

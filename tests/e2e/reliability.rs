@@ -7,6 +7,9 @@
 //! - [`mutate`]: a deterministic mutation engine (bit flips, truncation, length-field
 //!   inflation, random bytes) and its random-number generator;
 //! - [`decoders`]: every on-disk decoder over a seed corpus plus thousands of mutations;
+//! - [`fields`]: one field of a superblock, metadata header, object table or pattern
+//!   header set to a boundary value behind a recomputed checksum, then every read-only
+//!   command run through the binary: no crash, no hang, one verdict;
 //! - [`ioerr`]: I/O errors and out-of-space during writes (memory and loop device);
 //! - [`requests`]: bad requests at the library level (oversized metadata, read-only);
 //! - [`volumes`]: thousands of mutated small volumes opened and verified under a time
@@ -21,6 +24,8 @@ mod alloc_track;
 mod crash;
 #[path = "reliability/decoders.rs"]
 mod decoders;
+#[path = "reliability/fields.rs"]
+mod fields;
 #[path = "reliability/ioerr.rs"]
 mod ioerr;
 #[path = "reliability/killed.rs"]

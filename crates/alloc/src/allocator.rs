@@ -81,7 +81,9 @@ impl Allocator {
     ///
     /// This is how a volume opens: its committed object table lists the extents it
     /// references, and whatever was allocated after the last commit (never referenced by
-    /// durable metadata) simply comes back as free. Overlapping extents are an error.
+    /// durable metadata) simply comes back as free. Overlapping extents are an error, and
+    /// so is a geometry the allocator cannot hold (`InvalidGeometry`): the caller may pass
+    /// values read from disk, so nothing here asserts on them.
     pub fn from_used(
         total_blocks: u64,
         group_blocks: u64,
@@ -113,10 +115,13 @@ impl Allocator {
         if count > MAX_GROUPS {
             return bad("too many allocation groups (at most 65536)");
         }
+        // The last group's end is `base + group_blocks` clipped to the volume; with a
+        // geometry near 2^64 (from persisted bytes) that sum overflows, so it saturates:
+        // every group is then non-empty and ends inside the volume.
         let groups = (0..count)
             .map(|i| {
                 let base = i * group_blocks;
-                let end = (base + group_blocks).min(total_blocks);
+                let end = base.saturating_add(group_blocks).min(total_blocks);
                 Group {
                     space: Mutex::new(GroupSpace::empty(base, end)),
                     longest: AtomicU64::new(0),
@@ -488,4 +493,40 @@ fn used_or_err(space: &GroupSpace, part: Extent, extent: Extent) -> Result<(), E
         (Some(a), None) | (None, Some(a)) => a,
     };
     Err(Error::NotAllocated { extent, block })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A geometry near 2^64 (a forged `total_blocks` of 2^64-1 or 2^64-2 in a volume's
+    /// superblock) overflowed the last group's end and stopped at `assertion failed:
+    /// base < end` in `GroupSpace::empty`; every geometry must give an allocator or an
+    /// error.
+    #[test]
+    fn geometry_near_u64_max_gives_an_allocator_or_an_error() {
+        for total in [u64::MAX, u64::MAX - 1, u64::MAX - 255, 1 << 63] {
+            for group in [
+                total.div_ceil(64),
+                total.div_ceil(64) + 1,
+                total / 2,
+                total,
+                u64::MAX,
+            ] {
+                let a = Allocator::from_used(total, group, [Extent::new(total - 1, 1)])
+                    .unwrap_or_else(|e| panic!("{total} blocks in groups of {group}: {e}"));
+                assert_eq!(a.free_blocks(), total - 1);
+                a.check().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn bad_geometry_is_an_error_not_a_panic() {
+        for (total, group) in [(0, 1), (1, 0), (u64::MAX, 1), (MAX_GROUPS + 1, 1)] {
+            let e = Allocator::from_used(total, group, []).unwrap_err();
+            assert!(matches!(e, Error::InvalidGeometry { .. }), "{e}");
+        }
+        assert!(Allocator::from_used(MAX_GROUPS, 1, []).is_ok());
+    }
 }

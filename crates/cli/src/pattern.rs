@@ -16,7 +16,7 @@ use crate::report::Cause;
 pub const PATTERN_MAGIC: [u8; 8] = *b"STKPATT\0";
 /// Bytes of the header at the start of every pattern block.
 pub const PATTERN_HEADER_BYTES: usize = 64;
-const HEADER_CSUM_AT: usize = 56;
+pub(crate) const HEADER_CSUM_AT: usize = 56;
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 const _: () = assert!(PATTERN_HEADER_BYTES % 8 == 0);
@@ -268,6 +268,53 @@ mod tests {
             },
         );
         b
+    }
+
+    /// Header field `at` set to `value` with the header checksum recomputed.
+    fn forged_header(at: usize, value: u64) -> Vec<u8> {
+        let mut b = block(10, 1, 0, 3);
+        put_u64(&mut b, at, value);
+        let csum = stack_csum::checksum(Algorithm::Xxh3, 0, &b[..HEADER_CSUM_AT]);
+        put_u64(&mut b, HEADER_CSUM_AT, csum);
+        b
+    }
+
+    /// Every limit `PatternHeader::parse` checks, one below, at and one above.
+    #[test]
+    fn header_boundaries() {
+        let b = block(10, 1, 0, 3);
+        assert!(PatternHeader::parse(&b[..PATTERN_HEADER_BYTES - 1]).is_none());
+        assert!(PatternHeader::parse(&b[..PATTERN_HEADER_BYTES]).is_some());
+        assert!(PatternHeader::parse(&b[..PATTERN_HEADER_BYTES + 1]).is_some());
+        assert!(PatternHeader::parse(&b[..7]).is_none());
+        // The reserved word: zero only.
+        assert!(PatternHeader::parse(&forged_header(48, 0)).is_some());
+        assert!(PatternHeader::parse(&forged_header(48, 1)).is_none());
+        assert!(PatternHeader::parse(&forged_header(48, u64::MAX)).is_none());
+        // Any identity decodes when its checksum holds (the classifier judges it).
+        for v in [0, 1, u64::MAX - 1, u64::MAX] {
+            for at in [8, 16, 24, 32, 40] {
+                let h = PatternHeader::parse(&forged_header(at, v)).expect("a header");
+                let got = [
+                    h.phys_block,
+                    h.object_id,
+                    h.logical_offset,
+                    h.generation,
+                    h.seed,
+                ];
+                assert_eq!(got[(at - 8) / 8], v);
+            }
+        }
+        // The checksum: exact only.
+        let mut bad = b.clone();
+        let stored = get_u64(&bad, HEADER_CSUM_AT);
+        for delta in [1u64, u64::MAX] {
+            put_u64(&mut bad, HEADER_CSUM_AT, stored.wrapping_add(delta));
+            assert!(PatternHeader::parse(&bad).is_none());
+        }
+        let mut magic = b.clone();
+        magic[7] = 1;
+        assert!(PatternHeader::parse(&magic).is_none());
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn meta_seed(salt: u64, addr: u64) -> u64 {
     salt ^ addr.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-fn block_checksum(algorithm: Algorithm, salt: u64, addr: u64, block: &[u8]) -> u64 {
+pub(crate) fn block_checksum(algorithm: Algorithm, salt: u64, addr: u64, block: &[u8]) -> u64 {
     let head = stack_csum::checksum(algorithm, meta_seed(salt, addr), &block[..CSUM_FIELD.start]);
     stack_csum::checksum(algorithm, head, &block[CSUM_FIELD.end..])
 }
@@ -367,6 +367,235 @@ mod tests {
         )
         .unwrap();
         assert!(out.is_empty());
+    }
+
+    const BS: u32 = 1024;
+    const PER: u64 = BS as u64 - META_HEADER_BYTES as u64;
+    const ALG: Algorithm = Algorithm::Crc32c;
+    const SALT: u64 = 77;
+    const GEN: u64 = 9;
+    const START: u64 = 40;
+
+    /// A stream of `len` payload bytes at `START`.
+    fn stream(len: u64) -> Vec<u8> {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        encode_stream(MetaKind::ObjectTable, GEN, START, &payload, BS, ALG, SALT)
+    }
+
+    /// Sets header field `at` of block `index` of `bytes` and recomputes that block's
+    /// checksum, so the field checks (not the checksum) judge it.
+    fn forge(bytes: &mut [u8], index: usize, at: usize, value: &[u8]) {
+        let bs = BS as usize;
+        let block = &mut bytes[index * bs..(index + 1) * bs];
+        block[at..at + value.len()].copy_from_slice(value);
+        let csum = block_checksum(ALG, SALT, START + index as u64, block);
+        block[CSUM_FIELD].copy_from_slice(&csum.to_le_bytes());
+    }
+
+    /// The field `decode_stream` refused, or `None` when it accepted the stream.
+    fn stream_refused(bytes: &[u8], len: u64) -> Option<&'static str> {
+        let mut out = Vec::new();
+        match decode_stream(
+            bytes,
+            START,
+            MetaKind::ObjectTable,
+            GEN,
+            len,
+            ALG,
+            SALT,
+            BS,
+            &mut out,
+        ) {
+            Ok(()) => {
+                assert_eq!(out.len() as u64, len);
+                None
+            }
+            Err(FormatError::BadValue { field, .. } | FormatError::Truncated { field, .. }) => {
+                Some(field)
+            }
+            Err(FormatError::ChecksumMismatch { .. }) => Some("checksum"),
+            Err(FormatError::BadMagic { .. }) => Some("magic"),
+        }
+    }
+
+    fn block_refused(block: &[u8], addr: u64) -> Option<&'static str> {
+        match decode_block(block, addr, MetaKind::ObjectTable, ALG, SALT, BS) {
+            Ok(_) => None,
+            Err(FormatError::BadValue { field, .. } | FormatError::Truncated { field, .. }) => {
+                Some(field)
+            }
+            Err(FormatError::ChecksumMismatch { .. }) => Some("checksum"),
+            Err(FormatError::BadMagic { .. }) => Some("magic"),
+        }
+    }
+
+    /// The block checksum is on-disk data: computed here from docs/FORMAT.md alone
+    /// (`seed = salt ^ addr * 0x9E3779B97F4A7C15`), not through the encoder's helpers.
+    #[test]
+    fn block_checksum_is_pinned_to_the_format() {
+        let b = stream(10);
+        let seed = SALT ^ START.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let head = stack_csum::checksum(ALG, seed, &b[..40]);
+        let want = stack_csum::checksum(ALG, head, &b[48..BS as usize]);
+        assert_eq!(b[40..48], want.to_le_bytes());
+    }
+
+    /// Errors name the kind of block that failed, as users read it.
+    #[test]
+    fn errors_name_the_block_kind() {
+        let b = stream(10);
+        for (kind, name) in [
+            (MetaKind::ObjectTable, "object table block"),
+            (MetaKind::Checksums, "checksum block"),
+        ] {
+            let err = decode_block(&b[..10], START, kind, ALG, SALT, BS).unwrap_err();
+            assert!(
+                matches!(err, FormatError::Truncated { what, .. } if what == name),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn block_length_boundary() {
+        let b = stream(10);
+        let bs = BS as usize;
+        assert_eq!(block_refused(&b[..bs - 1], START), Some("block"));
+        assert_eq!(block_refused(&b[..bs], START), None);
+        let mut longer = b.clone();
+        longer.push(0);
+        assert_eq!(block_refused(&longer, START), Some("block"));
+    }
+
+    #[test]
+    fn header_field_boundaries() {
+        let one = |at: usize, v: &[u8]| {
+            let mut b = stream(10);
+            forge(&mut b, 0, at, v);
+            block_refused(&b, START)
+        };
+        // kind: the one asked for only.
+        assert_eq!(one(8, &[MetaKind::ObjectTable.id()]), None);
+        assert_eq!(one(8, &[MetaKind::Checksums.id()]), Some("kind"));
+        assert_eq!(one(8, &[0]), Some("kind"));
+        assert_eq!(one(8, &[3]), Some("kind"));
+        // reserved bytes: zero only.
+        assert_eq!(one(9, &[1]), Some("reserved"));
+        assert_eq!(one(10, &[0, 1]), Some("reserved"));
+        assert_eq!(one(10, &[1, 0]), Some("reserved"));
+        // payload_len <= payload per block.
+        let per = PER as u32;
+        assert_eq!(one(12, &(per - 1).to_le_bytes()), None);
+        assert_eq!(one(12, &per.to_le_bytes()), None);
+        assert_eq!(one(12, &(per + 1).to_le_bytes()), Some("payload_len"));
+        assert_eq!(one(12, &u32::MAX.to_le_bytes()), Some("payload_len"));
+        // addr: the block's own address only (the checksum is recomputed for the address
+        // the block is read from, so the field check is what refuses it).
+        assert_eq!(one(24, &(START + 1).to_le_bytes()), Some("addr"));
+        assert_eq!(one(24, &(START - 1).to_le_bytes()), Some("addr"));
+        // index < count.
+        assert_eq!(one(36, &2u32.to_le_bytes()), None); // index 0 < 2
+        let mut b = stream(10);
+        forge(&mut b, 0, 32, &1u32.to_le_bytes());
+        assert_eq!(block_refused(&b, START), Some("index"), "index == count");
+        forge(&mut b, 0, 36, &2u32.to_le_bytes());
+        assert_eq!(block_refused(&b, START), None, "index 1 < count 2");
+        forge(&mut b, 0, 32, &3u32.to_le_bytes());
+        assert_eq!(block_refused(&b, START), Some("index"), "index > count");
+        forge(&mut b, 0, 36, &0u32.to_le_bytes());
+        forge(&mut b, 0, 32, &0u32.to_le_bytes());
+        assert_eq!(block_refused(&b, START), Some("index"), "count 0");
+    }
+
+    /// The stream's length must need exactly the blocks present: one below, at and one
+    /// above each block boundary.
+    #[test]
+    fn stream_length_boundaries() {
+        let two = stream(PER + 1);
+        assert_eq!(two.len(), 2 * BS as usize);
+        for (len, ok) in [
+            (PER - 1, false),
+            (PER, false),
+            (PER + 1, true),
+            (2 * PER - 1, true),
+            (2 * PER, true),
+            (2 * PER + 1, false),
+            (u64::MAX, false),
+        ] {
+            // A stream encoded for `len` where it fits, so only the claimed length differs.
+            let bytes = if ok { stream(len) } else { two.clone() };
+            let want = (!ok).then_some("stream length");
+            assert_eq!(stream_refused(&bytes, len), want, "len {len}");
+        }
+        assert_eq!(stream_refused(&[], 0), Some("stream length"));
+        assert_eq!(
+            stream_refused(&two[..2 * BS as usize - 1], PER + 1),
+            Some("stream length")
+        );
+        let mut three = two.clone();
+        three.extend_from_slice(&[0u8; BS as usize]);
+        assert_eq!(stream_refused(&three, PER + 1), Some("stream length"));
+        // Whole blocks only: a byte past the last block is refused, not ignored.
+        let mut ragged = two.clone();
+        ragged.push(0);
+        assert_eq!(stream_refused(&ragged, PER + 1), Some("stream length"));
+        assert_eq!(stream_refused(&stream(0), 0), None);
+        assert_eq!(stream_refused(&stream(PER), PER), None);
+    }
+
+    #[test]
+    fn stream_header_boundaries() {
+        let len = PER + 10;
+        let case = |index: usize, at: usize, v: &[u8]| {
+            let mut b = stream(len);
+            forge(&mut b, index, at, v);
+            stream_refused(&b, len)
+        };
+        for index in [0usize, 1] {
+            // generation: the table's own only.
+            assert_eq!(
+                case(index, 16, &(GEN - 1).to_le_bytes()),
+                Some("generation")
+            );
+            assert_eq!(case(index, 16, &GEN.to_le_bytes()), None);
+            assert_eq!(
+                case(index, 16, &(GEN + 1).to_le_bytes()),
+                Some("generation")
+            );
+            // count: the blocks present only.
+            assert_eq!(
+                case(index, 36, &1u32.to_le_bytes()),
+                Some(if index == 1 { "index" } else { "count" })
+            );
+            assert_eq!(case(index, 36, &2u32.to_le_bytes()), None);
+            assert_eq!(case(index, 36, &3u32.to_le_bytes()), Some("count"));
+        }
+        // Errors point at the field of the block that holds it.
+        let mut b = stream(len);
+        forge(&mut b, 1, 16, &(GEN + 1).to_le_bytes());
+        let mut out = Vec::new();
+        let err = decode_stream(
+            &b,
+            START,
+            MetaKind::ObjectTable,
+            GEN,
+            len,
+            ALG,
+            SALT,
+            BS,
+            &mut out,
+        )
+        .unwrap_err();
+        assert_eq!(err.offset(), (START + 1) * u64::from(BS) + 16, "{err}");
+        // index: the block's position only.
+        assert_eq!(case(0, 32, &1u32.to_le_bytes()), Some("index"));
+        assert_eq!(case(1, 32, &0u32.to_le_bytes()), Some("index"));
+        // payload_len: a full block, then the rest.
+        let per = PER as u32;
+        assert_eq!(case(0, 12, &(per - 1).to_le_bytes()), Some("payload_len"));
+        assert_eq!(case(1, 12, &9u32.to_le_bytes()), Some("payload_len"));
+        assert_eq!(case(1, 12, &10u32.to_le_bytes()), None);
+        assert_eq!(case(1, 12, &11u32.to_le_bytes()), Some("payload_len"));
     }
 
     proptest! {

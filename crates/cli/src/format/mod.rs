@@ -6,6 +6,7 @@
 //! disk is checked against the bytes actually present before anything is allocated.
 
 mod cursor;
+pub mod fields;
 mod meta;
 mod superblock;
 mod table;
@@ -15,7 +16,7 @@ pub use meta::{
     encode_stream as encode_meta_stream, payload_per_block, stream_blocks, MetaHeader, MetaKind,
     META_HEADER_BYTES, META_MAGIC,
 };
-pub use superblock::{Superblock, SB_BYTES, SB_MAGIC, SB_SLOT_OFFSETS};
+pub use superblock::{Superblock, MAX_GENERATION, SB_BYTES, SB_MAGIC, SB_SLOT_OFFSETS};
 pub use table::{
     csum_stream_blocks, name_problem, ObjectKind, ObjectRecord, ObjectTable, Run, MAX_NAME_BYTES,
     MAX_RUN_BYTES, RUN_BYTES,
@@ -29,6 +30,12 @@ pub const MIN_BLOCK_BYTES: u32 = 512;
 pub const MAX_BLOCK_BYTES: u32 = 64 * 1024;
 /// Largest object table in bytes: bounds what opening a volume reads and holds.
 pub const MAX_TABLE_BYTES: u64 = 64 << 20;
+/// Largest volume in blocks (2^40: 512 TiB of 512-byte blocks, 4 PiB of 4 KiB ones).
+/// `format` uses at most this many blocks of a larger device and the superblock decoder
+/// refuses more, so nothing sized from a volume's geometry (the allocator's groups, byte
+/// offsets `block * block_size`) is ever built from an absurd value or overflows: with
+/// the largest block size a volume still ends below 2^56 bytes.
+pub const MAX_TOTAL_BLOCKS: u64 = 1 << 40;
 /// The sector size torn writes are judged against.
 pub const SECTOR_BYTES: usize = 512;
 
@@ -37,6 +44,9 @@ const _: () = assert!(MAX_BLOCK_BYTES.is_power_of_two());
 const _: () = assert!(MIN_BLOCK_BYTES as usize >= SB_BYTES);
 const _: () = assert!(MIN_BLOCK_BYTES as usize > META_HEADER_BYTES + 8);
 const _: () = assert!(MIN_BLOCK_BYTES as usize % SECTOR_BYTES == 0);
+const _: () = assert!(MAX_TOTAL_BLOCKS
+    .checked_mul(MAX_BLOCK_BYTES as u64)
+    .is_some());
 
 /// A decoding failure: what structure, which field, where on the device.
 #[non_exhaustive]

@@ -3,7 +3,7 @@
 use stack_csum::Algorithm;
 
 use super::cursor::{Cursor, Writer};
-use super::{block_size_ok, FormatError, FORMAT_VERSION, META_HEADER_BYTES};
+use super::{block_size_ok, FormatError, FORMAT_VERSION, MAX_TOTAL_BLOCKS, META_HEADER_BYTES};
 
 /// `"STACKVOL"`: the superblock magic.
 pub const SB_MAGIC: [u8; 8] = *b"STACKVOL";
@@ -11,10 +11,13 @@ pub const SB_MAGIC: [u8; 8] = *b"STACKVOL";
 pub const SB_BYTES: usize = 128;
 /// Byte offsets of the two superblock slots.
 pub const SB_SLOT_OFFSETS: [u64; 2] = [0, 64 * 1024];
+/// Largest generation a superblock may carry (2^63 - 1: a commit every nanosecond would
+/// take 292 years to reach it), so the next generation is always representable.
+pub const MAX_GENERATION: u64 = (1 << 63) - 1;
 /// Offset of the checksum field: the checksum covers every byte before it.
-const SB_CSUM_OFFSET: usize = 120;
+pub(crate) const SB_CSUM_OFFSET: usize = 120;
 /// Seed of the superblock checksum (always CRC32C, whatever the volume's algorithm).
-const SB_CSUM_SEED: u64 = 0;
+pub(crate) const SB_CSUM_SEED: u64 = 0;
 
 const _: () = assert!(SB_CSUM_OFFSET + 8 == SB_BYTES);
 const _: () = assert!(SB_SLOT_OFFSETS[1] % super::MAX_BLOCK_BYTES as u64 == 0);
@@ -80,6 +83,10 @@ impl Superblock {
     }
 
     /// Decodes and checks the copy read from `slot` (bytes start at that slot's offset).
+    ///
+    /// Pass the slot's whole block: every byte after the 128 encoded ones up to the
+    /// block size must be zero (bytes past the block size are ignored; a shorter slice
+    /// is checked as far as it goes).
     pub fn decode(bytes: &[u8], slot: u8) -> Result<Self, FormatError> {
         assert!(slot < 2);
         let base = SB_SLOT_OFFSETS[usize::from(slot)];
@@ -148,10 +155,22 @@ impl Superblock {
         let reserved = c.u16("reserved")?;
         c.expect_zero("reserved", 2, reserved.into())?;
         let generation = c.u64("generation")?;
+        // Commits add one to the highest generation seen: a forged value near 2^64 would
+        // wrap around and let a new commit lose to the older copy.
+        if generation > MAX_GENERATION {
+            return Err(c.bad_value("generation", 8, generation, format!("<= {MAX_GENERATION}")));
+        }
         let total_blocks = c.u64("total_blocks")?;
+        // Both slots' blocks and at least one more must fit; above the format's limit
+        // nothing may be sized from the value.
         let min_blocks = SB_SLOT_OFFSETS[1] / u64::from(block_size_bytes) + 2;
-        if total_blocks < min_blocks {
-            return Err(c.bad_value("total_blocks", 8, total_blocks, format!(">= {min_blocks}")));
+        if total_blocks < min_blocks || total_blocks > MAX_TOTAL_BLOCKS {
+            return Err(c.bad_value(
+                "total_blocks",
+                8,
+                total_blocks,
+                format!("{min_blocks}..={MAX_TOTAL_BLOCKS}"),
+            ));
         }
         let meta_start_block = c.u64("meta_start_block")?;
         if meta_start_block >= total_blocks {
@@ -196,6 +215,18 @@ impl Superblock {
         let reserved: [u8; 24] = c.array("reserved")?;
         if reserved != [0u8; 24] {
             return Err(c.bad_value("reserved", 24, 1, "all zero"));
+        }
+        // The checksum covers 120 bytes; the rest of the superblock's block is written as
+        // zeros, so any other byte there is damage the checksum cannot see.
+        let block_end = bytes.len().min(block_size_bytes as usize);
+        if let Some(i) = bytes[SB_BYTES..block_end].iter().position(|&b| b != 0) {
+            return Err(FormatError::BadValue {
+                what,
+                field: "tail",
+                offset: base + (SB_BYTES + i) as u64,
+                value: bytes[SB_BYTES + i].into(),
+                expected: "0 (the rest of the superblock's block is zero)".into(),
+            });
         }
         Ok(Superblock {
             uuid,
@@ -269,9 +300,291 @@ mod tests {
         }
     }
 
+    /// `sample()` encoded with the field at byte `at` replaced by `value` and the
+    /// checksum recomputed, so the decoder's field checks (not the checksum) judge it.
+    fn forged(sb: &Superblock, at: usize, value: &[u8]) -> Vec<u8> {
+        let mut b = sb.encode().to_vec();
+        b[at..at + value.len()].copy_from_slice(value);
+        let csum = stack_csum::checksum(Algorithm::Crc32c, SB_CSUM_SEED, &b[..SB_CSUM_OFFSET]);
+        b[SB_CSUM_OFFSET..].copy_from_slice(&csum.to_le_bytes());
+        b
+    }
+
+    /// The field the decoder refused, or `None` when it accepted the bytes.
+    fn refused(bytes: &[u8], slot: u8) -> Option<&'static str> {
+        match Superblock::decode(bytes, slot) {
+            Ok(_) => None,
+            Err(FormatError::BadValue { field, .. }) => Some(field),
+            Err(FormatError::Truncated { field, .. }) => Some(field),
+            Err(FormatError::ChecksumMismatch { .. }) => Some("checksum"),
+            Err(FormatError::BadMagic { .. }) => Some("magic"),
+        }
+    }
+
+    fn geometry(
+        bs: u32,
+        total_blocks: u64,
+        meta_start_block: u64,
+        meta_blocks: u64,
+        meta_len: u64,
+    ) -> Superblock {
+        Superblock {
+            block_size_bytes: bs,
+            total_blocks,
+            meta_start_block,
+            meta_blocks,
+            meta_len_bytes: meta_len,
+            ..sample()
+        }
+    }
+
+    /// Checks each value of a u64 field at `at` in turn: accepted or refused as `field`.
+    fn u64_cases(sb: &Superblock, at: usize, field: &str, cases: &[(u64, bool)]) {
+        for &(v, ok) in cases {
+            let got = refused(&forged(sb, at, &v.to_le_bytes()), sb.slot);
+            let want = (!ok).then_some(field);
+            assert_eq!(got, want, "{field} = {v}");
+        }
+    }
+
+    #[test]
+    fn length_boundary() {
+        let b = sample().encode();
+        assert_eq!(refused(&b[..SB_BYTES - 1], 1), Some("superblock"));
+        assert_eq!(refused(&b[..SB_BYTES], 1), None);
+        let mut longer = b.to_vec();
+        longer.push(0);
+        assert_eq!(refused(&longer, 1), None);
+        assert_eq!(refused(&b[..7], 1), Some("magic"));
+    }
+
+    #[test]
+    fn version_and_sb_len_boundaries() {
+        let sb = sample();
+        for (v, ok) in [
+            (0u32, false),
+            (FORMAT_VERSION, true),
+            (FORMAT_VERSION + 1, false),
+        ] {
+            let got = refused(&forged(&sb, 8, &v.to_le_bytes()), 1);
+            assert_eq!(got, (!ok).then_some("version"), "version {v}");
+        }
+        for (v, ok) in [(127u32, false), (128, true), (129, false)] {
+            let got = refused(&forged(&sb, 12, &v.to_le_bytes()), 1);
+            assert_eq!(got, (!ok).then_some("sb_len"), "sb_len {v}");
+        }
+    }
+
+    #[test]
+    fn block_size_boundaries() {
+        for (v, ok) in [
+            (256u32, false),
+            (511, false),
+            (512, true),
+            (513, false),
+            (4095, false),
+            (4096, true),
+            (4097, false),
+            (65535, false),
+            (65536, true),
+            (65537, false),
+            (131_072, false),
+        ] {
+            // The sample's table (2 blocks, 5000 bytes) fits every accepted block size
+            // except 512 and 65536, so the geometry is adjusted per size.
+            let payload = u64::from(v).saturating_sub(META_HEADER_BYTES as u64).max(1);
+            let adjusted = geometry(4096, 1 << 20, 20, 1, payload.min(u64::from(v)));
+            let got = refused(&forged(&adjusted, 32, &v.to_le_bytes()), 1);
+            assert_eq!(got, (!ok).then_some("block_size"), "block size {v}");
+        }
+    }
+
+    #[test]
+    fn algorithm_slot_and_reserved_boundaries() {
+        let sb = sample();
+        for (v, ok) in [(0u8, false), (1, true), (3, true), (4, false), (255, false)] {
+            let got = refused(&forged(&sb, 36, &[v]), 1);
+            assert_eq!(got, (!ok).then_some("csum_algorithm"), "algorithm {v}");
+        }
+        for (v, ok) in [(0u8, false), (1, true), (2, false)] {
+            assert_eq!(refused(&forged(&sb, 37, &[v]), 1), (!ok).then_some("slot"));
+        }
+        assert_eq!(refused(&forged(&sb, 38, &[1, 0]), 1), Some("reserved"));
+        assert_eq!(refused(&forged(&sb, 39, &[0x80]), 1), Some("reserved"));
+        assert_eq!(refused(&forged(&sb, 88, &[1]), 1), Some("features"));
+        assert_eq!(refused(&forged(&sb, 95, &[0x80]), 1), Some("features"));
+        assert_eq!(refused(&forged(&sb, 96, &[1]), 1), Some("reserved"));
+        assert_eq!(refused(&forged(&sb, 119, &[1]), 1), Some("reserved"));
+    }
+
+    /// The smallest volume holds both superblock blocks and one more: 64 KiB / block size
+    /// + 2 blocks (cargo-mutants left `<` -> `<=` and `+ 2` -> `* 2` alive here).
+    #[test]
+    fn total_blocks_boundaries() {
+        for bs in [512u32, 4096, 65536] {
+            let min = SB_SLOT_OFFSETS[1] / u64::from(bs) + 2;
+            let sb = geometry(bs, min + 10, 0, 1, 1);
+            u64_cases(
+                &sb,
+                48,
+                "total_blocks",
+                &[(0, false), (min - 1, false), (min, true), (min + 1, true)],
+            );
+        }
+        let sb = geometry(4096, 1 << 20, 0, 1, 1);
+        u64_cases(
+            &sb,
+            48,
+            "total_blocks",
+            &[
+                (MAX_TOTAL_BLOCKS - 1, true),
+                (MAX_TOTAL_BLOCKS, true),
+                (MAX_TOTAL_BLOCKS + 1, false),
+                (u64::MAX - 1, false),
+                (u64::MAX, false),
+            ],
+        );
+    }
+
+    #[test]
+    fn generation_boundaries() {
+        u64_cases(
+            &sample(),
+            40,
+            "generation",
+            &[
+                (0, true),
+                (MAX_GENERATION - 1, true),
+                (MAX_GENERATION, true),
+                (MAX_GENERATION + 1, false),
+                (u64::MAX, false),
+                // The limit is part of the format: pinned by value.
+                ((1 << 63) - 1, true),
+                (1 << 63, false),
+            ],
+        );
+    }
+
+    #[test]
+    fn meta_extent_boundaries() {
+        let total = 1000;
+        // meta_start_block < total_blocks.
+        let sb = geometry(4096, total, 10, 1, 1);
+        u64_cases(
+            &sb,
+            56,
+            "meta_start_block",
+            &[
+                (0, true),
+                (total - 1, true),
+                (total, false),
+                (total + 1, false),
+                (u64::MAX, false),
+            ],
+        );
+        // 1 <= meta_blocks <= total_blocks - meta_start_block (the payload length is
+        // set to need exactly the blocks asked for where they are accepted).
+        for (start, blocks, ok) in [
+            (10, 0, false),
+            (10, 1, true),
+            (10, total - 10, true),
+            (10, total - 9, false),
+            (total - 1, 1, true),
+            (total - 1, 2, false),
+            (10, u64::MAX, false),
+        ] {
+            let len = blocks.saturating_sub(1).saturating_mul(4048) + 1;
+            let sb = geometry(4096, total, start, 1, 1);
+            let mut b = forged(&sb, 64, &blocks.to_le_bytes());
+            b = {
+                let mut x = b.clone();
+                x[72..80].copy_from_slice(&len.to_le_bytes());
+                let csum =
+                    stack_csum::checksum(Algorithm::Crc32c, SB_CSUM_SEED, &x[..SB_CSUM_OFFSET]);
+                x[SB_CSUM_OFFSET..].copy_from_slice(&csum.to_le_bytes());
+                x
+            };
+            assert_eq!(
+                refused(&b, 1),
+                (!ok).then_some("meta_blocks"),
+                "start {start}, blocks {blocks}"
+            );
+        }
+    }
+
+    /// `meta_len_bytes` must need exactly `meta_blocks` blocks and be at most the largest
+    /// table (cargo-mutants left `meta_len_bytes > max_len` -> `==` alive here).
+    #[test]
+    fn meta_len_boundaries() {
+        let per = 4096 - META_HEADER_BYTES as u64;
+        let sb = geometry(4096, 1000, 10, 2, per + 1);
+        u64_cases(
+            &sb,
+            72,
+            "meta_len_bytes",
+            &[
+                (0, false),
+                (per - 1, false),
+                (per, false),
+                (per + 1, true),
+                (2 * per - 1, true),
+                (2 * per, true),
+                (2 * per + 1, false),
+                (2 * per + 2, false),
+                (u64::MAX, false),
+            ],
+        );
+        // One block: 1..=per.
+        let sb = geometry(4096, 1000, 10, 1, 1);
+        u64_cases(
+            &sb,
+            72,
+            "meta_len_bytes",
+            &[(0, false), (1, true), (per, true), (per + 1, false)],
+        );
+        // The largest table, in exactly the blocks it needs.
+        let max = crate::format::MAX_TABLE_BYTES;
+        let blocks = max.div_ceil(per);
+        let sb = geometry(4096, 1 << 20, 10, blocks, max);
+        u64_cases(
+            &sb,
+            72,
+            "meta_len_bytes",
+            &[(max - 1, true), (max, true), (max + 1, false)],
+        );
+    }
+
+    /// Bytes after the 128 encoded ones, up to the block size, must be zero; bytes past
+    /// the block size belong to other blocks and are not looked at.
+    #[test]
+    fn tail_of_the_block_must_be_zero() {
+        for bs in [512u32, 4096] {
+            let sb = geometry(bs, 1 << 20, 10, 1, 1);
+            let mut block = vec![0u8; bs as usize + 1];
+            block[..SB_BYTES].copy_from_slice(&sb.encode());
+            assert_eq!(refused(&block, 1), None);
+            for at in [SB_BYTES, SB_BYTES + 1, bs as usize - 1] {
+                let mut b = block.clone();
+                b[at] = 1;
+                let err = Superblock::decode(&b, 1).unwrap_err();
+                assert!(
+                    matches!(err, FormatError::BadValue { field: "tail", offset, value: 1, .. } if offset == SB_SLOT_OFFSETS[1] + at as u64),
+                    "bs {bs}, byte {at}: {err}"
+                );
+            }
+            let mut b = block.clone();
+            b[bs as usize] = 1;
+            assert_eq!(
+                refused(&b, 1),
+                None,
+                "the byte after the block is not the superblock's"
+            );
+        }
+    }
+
     proptest! {
         #[test]
-        fn prop_round_trip(uuid in any::<[u8; 16]>(), shift in 9u32..=16, gen in any::<u64>(),
+        fn prop_round_trip(uuid in any::<[u8; 16]>(), shift in 9u32..=16, gen in 0..=MAX_GENERATION,
                            total in 200u64..1u64 << 40, start_frac in 0.0f64..0.9, blocks in 1u64..50,
                            created in any::<u64>(), alg in 0usize..3) {
             let block_size_bytes = 1u32 << shift;

@@ -9,8 +9,8 @@ use super::FormatError;
 pub const MAX_NAME_BYTES: usize = 255;
 /// Encoded bytes of one run.
 pub const RUN_BYTES: usize = 32;
-const TABLE_HEADER_BYTES: usize = 16;
-const RECORD_FIXED_BYTES: usize = 48;
+pub(crate) const TABLE_HEADER_BYTES: usize = 16;
+pub(crate) const RECORD_FIXED_BYTES: usize = 48;
 /// Largest run in bytes: bounds what one checksum stream covers (and what a reader holds).
 pub const MAX_RUN_BYTES: u64 = 8 << 20;
 /// `target_size` value meaning "no target" (user data, or a fill).
@@ -115,13 +115,22 @@ impl ObjectTable {
 
     /// Encodes the table payload.
     pub fn encode(&self) -> Vec<u8> {
+        for o in &self.objects {
+            assert!(name_problem(&o.name).is_none());
+            assert!(o.id < self.next_object_id);
+            assert!(o.runs.iter().all(|r| r.data_blocks > 0));
+        }
+        self.encode_unchecked()
+    }
+
+    /// The encoding without the encoder's own checks: tests build tables the decoder
+    /// must refuse with it.
+    fn encode_unchecked(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(self.encoded_len());
         w.u32(u32::try_from(self.objects.len()).expect("over 2^32 objects"));
         w.u32(0);
         w.u64(self.next_object_id);
         for o in &self.objects {
-            assert!(name_problem(&o.name).is_none());
-            assert!(o.id < self.next_object_id);
             let (kind, seed) = match o.kind {
                 ObjectKind::File => (0u8, 0u64),
                 ObjectKind::Pattern { seed } => (1, seed),
@@ -137,7 +146,6 @@ impl ObjectTable {
             w.u32(u32::try_from(o.runs.len()).expect("over 2^32 runs"));
             w.bytes(o.name.as_bytes());
             for r in &o.runs {
-                assert!(r.data_blocks > 0);
                 w.u64(r.data_start_block);
                 w.u64(r.data_blocks);
                 w.u64(r.csum_start_block);
@@ -416,6 +424,289 @@ mod tests {
             bytes[i] = byte;
             let _ = ObjectTable::decode(&bytes, 50, 2000, 4096, 4, 10);
         }
+    }
+
+    const GEN: u64 = 5;
+    const TOTAL: u64 = 10_000;
+    const BS: u32 = 4096;
+
+    /// One file object `a` of `blocks` data blocks at block 100 (checksums at 900).
+    fn one(blocks: u64) -> ObjectTable {
+        ObjectTable {
+            next_object_id: 8,
+            objects: vec![ObjectRecord {
+                id: 7,
+                name: "a".into(),
+                size_bytes: blocks * u64::from(BS),
+                created_unix_secs: 0,
+                kind: ObjectKind::File,
+                complete: true,
+                target_size_bytes: None,
+                runs: vec![Run {
+                    data_start_block: 100,
+                    data_blocks: blocks,
+                    csum_start_block: 900,
+                    write_generation: GEN,
+                }],
+            }],
+        }
+    }
+
+    /// The field the decoder refused, or `None` when it decoded the bytes.
+    fn refused(bytes: &[u8]) -> Option<&'static str> {
+        match ObjectTable::decode(bytes, GEN, TOTAL, BS, 4, 10) {
+            Ok(t) => {
+                assert_eq!(
+                    t.encode(),
+                    bytes,
+                    "whatever decodes re-encodes to the same bytes"
+                );
+                None
+            }
+            Err(FormatError::BadValue { field, .. } | FormatError::Truncated { field, .. }) => {
+                Some(field)
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn table_refused(t: &ObjectTable) -> Option<&'static str> {
+        refused(&t.encode_unchecked())
+    }
+
+    /// Byte offset of the first record's fields in an encoded table.
+    const REC: usize = TABLE_HEADER_BYTES;
+
+    #[test]
+    fn count_boundaries() {
+        let t = one(1);
+        let bytes = t.encode();
+        let with_count = |n: u32| {
+            let mut b = bytes.clone();
+            b[..4].copy_from_slice(&n.to_le_bytes());
+            refused(&b)
+        };
+        assert_eq!(with_count(1), None);
+        assert_eq!(with_count(0), Some("end"));
+        // The one record left fits one 48-byte record: 1 is the most the check lets by.
+        let fits = (bytes.len() - 4) / RECORD_FIXED_BYTES;
+        assert_eq!(fits, 1);
+        assert_eq!(with_count(2), Some("object_count"));
+        assert_eq!(with_count(u32::MAX), Some("object_count"));
+        // run_count: 1 fits the 32 bytes left, 2 does not.
+        let with_runs = |n: u32| {
+            let mut b = bytes.clone();
+            b[REC + 44..REC + 48].copy_from_slice(&n.to_le_bytes());
+            refused(&b)
+        };
+        assert_eq!(with_runs(1), None);
+        assert_eq!(with_runs(0), Some("run_count"));
+        assert_eq!(with_runs(2), Some("run_count"));
+        assert_eq!(with_runs(u32::MAX), Some("run_count"));
+        // Trailing bytes: none allowed.
+        let mut b = bytes.clone();
+        b.push(0);
+        assert_eq!(refused(&b), Some("end"));
+        assert_eq!(refused(&bytes[..bytes.len() - 1]), Some("run_count"));
+        let empty = ObjectTable::default().encode();
+        assert_eq!(refused(&empty), None);
+        assert_eq!(
+            refused(&empty[..TABLE_HEADER_BYTES - 1]),
+            Some("next_object_id")
+        );
+    }
+
+    #[test]
+    fn id_boundaries() {
+        for (id, next, ok) in [
+            (6u64, 7u64, true),
+            (7, 7, false),
+            (8, 7, false),
+            (0, 0, false),
+            (u64::MAX - 1, u64::MAX, true),
+        ] {
+            let mut t = one(1);
+            t.next_object_id = next;
+            t.objects[0].id = id;
+            assert_eq!(
+                table_refused(&t),
+                (!ok).then_some("id"),
+                "id {id}, next {next}"
+            );
+        }
+        let mut t = one(1);
+        let mut second = t.objects[0].clone();
+        second.name = "b".into();
+        second.runs[0].data_start_block = 200;
+        second.runs[0].csum_start_block = 901;
+        t.objects.push(second.clone());
+        assert_eq!(table_refused(&t), Some("id"), "two objects with one id");
+        t.objects[1].id = 6;
+        assert_eq!(table_refused(&t), None);
+        t.objects[1].name = "a".into();
+        assert_eq!(table_refused(&t), Some("name"), "two objects with one name");
+    }
+
+    #[test]
+    fn name_boundaries() {
+        for (len, ok) in [
+            (0usize, false),
+            (1, true),
+            (MAX_NAME_BYTES - 1, true),
+            (MAX_NAME_BYTES, true),
+            (MAX_NAME_BYTES + 1, false),
+        ] {
+            let mut t = one(1);
+            t.objects[0].name = "n".repeat(len);
+            assert_eq!(
+                table_refused(&t),
+                (!ok).then_some("name"),
+                "name of {len} bytes"
+            );
+        }
+        let mut t = one(1);
+        t.objects[0].name = "a\u{1f}".into();
+        assert_eq!(table_refused(&t), Some("name"));
+        t.objects[0].name = "a ".into();
+        assert_eq!(table_refused(&t), None);
+        // Not UTF-8.
+        let mut b = one(1).encode();
+        b[REC + RECORD_FIXED_BYTES] = 0xff; // not UTF-8
+        assert_eq!(refused(&b), Some("name"));
+    }
+
+    #[test]
+    fn kind_flags_and_reserved_boundaries() {
+        let bytes = one(1).encode();
+        let patched = |at: usize, v: &[u8]| {
+            let mut b = bytes.clone();
+            b[at..at + v.len()].copy_from_slice(v);
+            refused(&b)
+        };
+        assert_eq!(patched(4, &[1]), Some("reserved"));
+        assert_eq!(patched(7, &[0x80]), Some("reserved"));
+        // kind 0 needs seed 0; kind 1 takes any seed; 2 and up are unknown.
+        assert_eq!(patched(REC + 24, &[1]), Some("kind"));
+        assert_eq!(patched(REC + 40, &[1]), None);
+        assert_eq!(patched(REC + 40, &[2]), Some("kind"));
+        assert_eq!(patched(REC + 40, &[255]), Some("kind"));
+        // flags: bit 0 only.
+        assert_eq!(patched(REC + 41, &[0]), None);
+        assert_eq!(patched(REC + 41, &[1]), None);
+        assert_eq!(patched(REC + 41, &[2]), Some("flags"));
+        assert_eq!(patched(REC + 41, &[3]), Some("flags"));
+    }
+
+    #[test]
+    fn run_boundaries() {
+        let max_run = MAX_RUN_BYTES / u64::from(BS);
+        for (blocks, ok) in [
+            (0u64, false),
+            (1, true),
+            (max_run - 1, true),
+            (max_run, true),
+            (max_run + 1, false),
+        ] {
+            let mut t = one(blocks.max(1));
+            t.objects[0].runs[0].data_blocks = blocks;
+            t.objects[0].size_bytes = blocks * u64::from(BS);
+            assert_eq!(
+                table_refused(&t),
+                (!ok).then_some("run.data_blocks"),
+                "{blocks} blocks"
+            );
+        }
+        // The data extent ends at most at the volume's end.
+        for (start, ok) in [
+            (TOTAL - 3, true),
+            (TOTAL - 2, true),
+            (TOTAL - 1, false),
+            (TOTAL, false),
+            (u64::MAX, false),
+        ] {
+            let mut t = one(2);
+            t.objects[0].runs[0].data_start_block = start;
+            assert_eq!(
+                table_refused(&t),
+                (!ok).then_some("run.data_blocks"),
+                "data at {start}"
+            );
+        }
+        // So does the checksum extent (2 blocks of 4-byte checksums: one block).
+        for (start, ok) in [
+            (TOTAL - 2, true),
+            (TOTAL - 1, true),
+            (TOTAL, false),
+            (u64::MAX, false),
+        ] {
+            let mut t = one(2);
+            t.objects[0].runs[0].csum_start_block = start;
+            assert_eq!(
+                table_refused(&t),
+                (!ok).then_some("run.csum_start"),
+                "checksums at {start}"
+            );
+        }
+        // A full run's checksums take several blocks: 2048 blocks × 4 bytes over 4048
+        // payload bytes per block = 3 blocks, all inside the volume.
+        assert_eq!(csum_stream_blocks(1012, BS, 4), 1);
+        assert_eq!(csum_stream_blocks(1013, BS, 4), 2);
+        assert_eq!(csum_stream_blocks(2048, BS, 4), 3);
+        assert_eq!(csum_stream_blocks(2048, BS, 8), 5);
+        for (start, ok) in [(TOTAL - 4, true), (TOTAL - 3, true), (TOTAL - 2, false)] {
+            let mut t = one(max_run);
+            t.objects[0].runs[0].csum_start_block = start;
+            assert_eq!(t.objects[0].runs[0].csum_blocks(BS, 4), 3);
+            assert_eq!(
+                table_refused(&t),
+                (!ok).then_some("run.csum_start"),
+                "checksums at {start}"
+            );
+        }
+        // A run's write generation is at most the table's.
+        for (g, ok) in [
+            (GEN - 1, true),
+            (GEN, true),
+            (GEN + 1, false),
+            (u64::MAX, false),
+        ] {
+            let mut t = one(1);
+            t.objects[0].runs[0].write_generation = g;
+            assert_eq!(
+                table_refused(&t),
+                (!ok).then_some("run.write_generation"),
+                "generation {g}"
+            );
+        }
+    }
+
+    /// The runs add up to exactly the blocks the size needs.
+    #[test]
+    fn size_boundaries() {
+        let bs = u64::from(BS);
+        for (size, ok) in [
+            (bs - 1, false),
+            (bs, false),
+            (bs + 1, true),
+            (2 * bs - 1, true),
+            (2 * bs, true),
+            (2 * bs + 1, false),
+            (u64::MAX, false),
+        ] {
+            let mut t = one(2);
+            t.objects[0].size_bytes = size;
+            assert_eq!(
+                table_refused(&t),
+                (!ok).then_some("run_count"),
+                "size {size}"
+            );
+        }
+        let mut t = one(1);
+        t.objects[0].runs.clear();
+        t.objects[0].size_bytes = 0;
+        assert_eq!(table_refused(&t), None, "an empty object has no runs");
+        t.objects[0].size_bytes = 1;
+        assert_eq!(table_refused(&t), Some("run_count"));
     }
 
     #[test]

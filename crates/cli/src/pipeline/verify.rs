@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use super::verify_chunk::{ChunkCheck, ChunkResult};
 use super::verify_read::{buffered_workers, direct_workers, with_readers, PIECE_BYTES, TASK_BYTES};
+use crate::format::SB_SLOT_OFFSETS;
 use crate::format::{ObjectKind, ObjectRecord, Run};
 use crate::options::{cancelled, Progress, VerifyOptions};
 use crate::report::{MetadataDamage, SuperblockState, VerifyReport};
-use crate::volume::{load_table, read_slot, CsumWindow, SlotRead, Volume};
+use crate::volume::{judge_slots, load_table, CsumWindow, Rejected, Volume};
 use crate::Error;
 
 impl Volume {
@@ -187,66 +188,76 @@ impl Volume {
         )
     }
 
+    /// Judges both slots again by the rule open used (`judge_slots`), so verify, `ls`
+    /// and `info` agree on which slot is usable; every unusable slot is metadata damage.
     fn verify_superblocks(&self, report: &mut VerifyReport) {
-        for slot in 0..2u8 {
-            let state = match read_slot(&*self.device, slot) {
-                SlotRead::Empty(why) | SlotRead::Bad(why) => {
-                    SuperblockState::Damaged { reason: why }
-                }
-                SlotRead::Valid(sb) if sb.uuid != self.sb.uuid => SuperblockState::Damaged {
-                    reason: "belongs to another volume".into(),
-                },
-                SlotRead::Valid(sb) if sb.generation == self.sb.generation => {
-                    if sb == self.sb {
-                        SuperblockState::Ok {
-                            generation: sb.generation,
-                        }
-                    } else {
-                        SuperblockState::Damaged {
-                            reason: "differs from the copy in use".into(),
-                        }
-                    }
-                }
-                SlotRead::Valid(sb) if sb.generation > self.sb.generation => {
-                    // Open fell back past this copy; say where its metadata breaks, so
-                    // the report locates the damage as exactly as `info` does.
-                    let detail = match load_table(&*self.device, &sb) {
-                        Err(e) => e.to_string(),
-                        Ok(_) => "its metadata verifies now but did not when the volume was opened"
-                            .into(),
-                    };
-                    report.metadata_ok = false;
-                    report.metadata_damage.push(MetadataDamage {
-                        what: format!(
-                            "object table of generation {} (superblock slot {slot})",
-                            sb.generation
-                        ),
-                        object: None,
-                        physical_offset: sb
-                            .meta_start_block
-                            .saturating_mul(u64::from(sb.block_size_bytes)),
-                        detail: detail.clone(),
-                    });
-                    SuperblockState::Damaged {
-                        reason: format!(
-                            "generation {} is newer than the state in use but its metadata does not verify: {detail}",
-                            sb.generation
-                        ),
-                    }
-                }
-                SlotRead::Valid(sb) => match load_table(&*self.device, &sb) {
-                    Ok(_) => SuperblockState::Ok {
-                        generation: sb.generation,
-                    },
-                    Err(e) => SuperblockState::Damaged {
-                        reason: format!(
-                            "generation {}: metadata does not verify: {e}",
-                            sb.generation
-                        ),
-                    },
-                },
+        let slots = judge_slots(&*self.device);
+        let mut states = slots.states();
+        for (slot, state) in states.iter_mut().enumerate() {
+            let SuperblockState::Ok { generation } = *state else {
+                continue;
             };
-            report.superblocks[usize::from(slot)] = Some(state);
+            let Some(sb) = slots
+                .chosen
+                .iter()
+                .chain(&slots.others)
+                .map(|(sb, _)| sb)
+                .find(|sb| usize::from(sb.slot) == slot)
+            else {
+                continue;
+            };
+            // The disk changed since open: a copy the volume in use does not account for.
+            let reason = if slot == usize::from(self.sb.slot) && *sb != self.sb {
+                Some("differs from the copy in use".to_string())
+            } else if generation > self.sb.generation {
+                Some(format!(
+                    "generation {generation} is newer than the state in use; its metadata verifies now but did not when the volume was opened"
+                ))
+            } else if sb.uuid != self.sb.uuid
+                || sb.block_size_bytes != self.sb.block_size_bytes
+                || sb.total_blocks != self.sb.total_blocks
+            {
+                Some("describes another volume than the copy in use".to_string())
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                report.metadata_ok = false;
+                report.metadata_damage.push(MetadataDamage {
+                    what: format!("superblock slot {slot} (generation {generation})"),
+                    object: None,
+                    physical_offset: SB_SLOT_OFFSETS[slot],
+                    detail: reason.clone(),
+                });
+                *state = SuperblockState::Damaged { reason };
+            }
+        }
+        for (slot, rejected) in slots.rejected.iter().enumerate() {
+            let Some(rejected) = rejected else { continue };
+            report.metadata_ok = false;
+            report.metadata_damage.push(match rejected {
+                // Say where the table breaks, as exactly as `info` does.
+                Rejected::Metadata { sb, error } => MetadataDamage {
+                    what: format!(
+                        "object table of generation {} (superblock slot {slot})",
+                        sb.generation
+                    ),
+                    object: None,
+                    physical_offset: sb
+                        .meta_start_block
+                        .saturating_mul(u64::from(sb.block_size_bytes)),
+                    detail: error.clone(),
+                },
+                other => MetadataDamage {
+                    what: format!("superblock slot {slot}"),
+                    object: None,
+                    physical_offset: SB_SLOT_OFFSETS[slot],
+                    detail: other.reason(),
+                },
+            });
+        }
+        for (slot, state) in states.into_iter().enumerate() {
+            report.superblocks[slot] = Some(state);
         }
     }
 }

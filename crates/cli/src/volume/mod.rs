@@ -23,7 +23,7 @@ use stack_csum::BlockCsum;
 
 use crate::format::{
     block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Superblock, MAX_BLOCK_BYTES,
-    SB_SLOT_OFFSETS,
+    MAX_TOTAL_BLOCKS, SB_SLOT_OFFSETS,
 };
 use crate::options::{
     uuid_string, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, VolumeInfo,
@@ -35,7 +35,7 @@ use device::{open_device, IoMode};
 
 pub(crate) use io::{read_blocks, write_blocks, IO_ALIGN_BYTES};
 pub use lock::{FileId, Holder, LockMode, VolumeLock};
-pub(crate) use open::{load_table, read_slot, SlotRead};
+pub(crate) use open::{judge_slots, load_table, read_slot, Rejected, SlotRead};
 pub(crate) use read::{encode_csum, CsumWindow};
 
 /// Blocks of free space a volume has at least, besides its superblocks.
@@ -188,7 +188,8 @@ impl Volume {
             });
         }
         let size_bytes = device.size_bytes();
-        let total_blocks = size_bytes / u64::from(bs);
+        // A device beyond the format's limit gets a volume of the limit's size.
+        let total_blocks = (size_bytes / u64::from(bs)).min(MAX_TOTAL_BLOCKS);
         if total_blocks < min_blocks(bs) {
             return Err(Error::TooSmall {
                 path,
