@@ -730,8 +730,7 @@ mod tests {
         assert!(bytes.len() as u64 > 3 * per);
         let flags = crate::format::fields::table_fields(&bytes)
             .into_iter()
-            .filter(|f| f.name == "flags")
-            .last()
+            .rfind(|f| f.name == "flags")
             .unwrap();
         bytes[flags.at] = 2;
         let err = ObjectTable::decode(&bytes, GEN, TOTAL, 512, 4, 10).unwrap_err();
