@@ -709,6 +709,40 @@ mod tests {
         assert_eq!(table_refused(&t), Some("run_count"));
     }
 
+    /// Errors name the device offset of the field even when the table spans several
+    /// blocks: block `start + off / per`, after its 48-byte header, byte `off % per`.
+    #[test]
+    fn error_offsets_map_to_the_device_across_blocks() {
+        let objects: Vec<ObjectRecord> = (0..20u64)
+            .map(|i| ObjectRecord {
+                id: i,
+                name: format!("object-{i}"),
+                size_bytes: 512,
+                ..one(1).objects[0].clone()
+            })
+            .collect();
+        let t = ObjectTable {
+            next_object_id: 20,
+            objects,
+        };
+        let mut bytes = t.encode();
+        let per = payload_per_block(512) as u64;
+        assert!(bytes.len() as u64 > 3 * per);
+        let flags = crate::format::fields::table_fields(&bytes)
+            .into_iter()
+            .rfind(|f| f.name == "flags")
+            .unwrap();
+        bytes[flags.at] = 2;
+        let err = ObjectTable::decode(&bytes, GEN, TOTAL, 512, 4, 10).unwrap_err();
+        let off = flags.at as u64;
+        assert!(off > 2 * per);
+        assert_eq!(
+            err.offset(),
+            (10 + off / per) * 512 + 48 + off % per,
+            "{err}"
+        );
+    }
+
     #[test]
     fn huge_count_is_refused_without_allocating() {
         let mut bytes = ObjectTable {
