@@ -164,7 +164,9 @@ impl Scratch {
         )
     }
 
-    /// Runs the binary with `stdin` as its input.
+    /// Runs the binary with `stdin` as its input. A process may stop reading early (a
+    /// refusal, a write that ran out of space): the broken pipe is fine then, but not
+    /// an exit status 0 without having read everything.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
         use std::io::Write;
         let mut child = self
@@ -175,13 +177,22 @@ impl Scratch {
             .spawn()
             .expect("spawning stackctl");
         let mut input = child.stdin.take().expect("piped stdin");
-        input.write_all(stdin).expect("feeding stdin");
+        let fed = input.write_all(stdin);
         drop(input);
         let output = child.wait_with_output().expect("waiting for stackctl");
-        Run::from_output(
+        let run = Run::from_output(
             output,
             &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
+        );
+        if let Err(e) = fed {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "feeding stdin: {e}"
+            );
+            assert_ne!(run.code, 0, "{args:?} exited 0 without reading its input");
+        }
+        run
     }
 
     /// Runs and asserts the exit status, showing stderr when it differs.

@@ -3,34 +3,7 @@
 //! runs out removes its partial object and gives the space back, or keeps it with
 //! `--keep-partial`, and says which.
 
-use super::harness::{bytes, Run, Scratch};
-
-/// Runs with `input` on stdin; the process may stop reading it (a broken pipe is fine).
-fn run_fed(s: &Scratch, args: &[&str], input: &[u8]) -> Run {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = s
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning stackctl");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    if let Err(e) = stdin.write_all(input) {
-        assert_eq!(
-            e.kind(),
-            std::io::ErrorKind::BrokenPipe,
-            "feeding stdin: {e}"
-        );
-    }
-    drop(stdin);
-    let output = child.wait_with_output().expect("waiting for stackctl");
-    Run::from_output(
-        output,
-        &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-    )
-}
+use super::harness::{bytes, Scratch};
 
 /// (generation, free bytes, object count) as `info --json` reports them.
 fn state(s: &Scratch, volume: &str) -> (u64, u64, u64) {
@@ -193,7 +166,7 @@ fn stdin_that_runs_out_removes_its_partial_object_and_gives_the_space_back() {
     let input = bytes(12 << 20, 5);
     // Commits every MiB, so the partial object is on the disk when the space runs out.
     let args = ["write", "v.img", "-", "--name", "s", "--commit-every", "1M"];
-    let run = run_fed(&s, &args, &input);
+    let run = s.run_with_stdin(&args, &input);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
         run.stderr.contains("removed the partial object \"s\" (")
@@ -210,7 +183,7 @@ fn stdin_that_runs_out_removes_its_partial_object_and_gives_the_space_back() {
     assert_eq!(s.json(0, &["verify", "v.img"])["clean"], true);
     // --keep-partial keeps it, incomplete, and says so.
     let keep = [&args[..], &["--keep-partial"]].concat();
-    let run = run_fed(&s, &keep, &input);
+    let run = s.run_with_stdin(&keep, &input);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
         run.stderr.contains("kept partial object \"s\", ") && run.stderr.contains("incomplete"),

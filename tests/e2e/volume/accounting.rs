@@ -4,7 +4,7 @@
 //! `free_bytes + referenced == size`, with nothing referenced twice. Used after every
 //! crash point (`crash.rs`) and after every kill of the soak (`reliability/killed.rs`).
 
-use stack_bio::Device;
+use stack_bio::{AlignedBuf, Device};
 use stackctl::format::{
     decode_meta_stream, uuid_salt, MetaKind, ObjectTable, Superblock, SB_SLOT_OFFSETS,
 };
@@ -12,7 +12,8 @@ use stackctl::{SuperblockState, Volume};
 
 /// Reads and decodes the superblock in `slot` (a whole block of `bs` bytes).
 fn superblock(device: &dyn Device, slot: u8, bs: u64) -> Result<Superblock, String> {
-    let mut buf = vec![0u8; bs as usize];
+    // Aligned, so the check also reads a device opened with O_DIRECT.
+    let mut buf = AlignedBuf::new(bs as usize, 4096);
     let at = SB_SLOT_OFFSETS[usize::from(slot)];
     device
         .read_at(&mut buf, at)
@@ -23,7 +24,7 @@ fn superblock(device: &dyn Device, slot: u8, bs: u64) -> Result<Superblock, Stri
 /// The object table `sb` points to.
 fn table(device: &dyn Device, sb: &Superblock) -> Result<ObjectTable, String> {
     let bs = u64::from(sb.block_size_bytes);
-    let mut bytes = vec![0u8; (sb.meta_blocks * bs) as usize];
+    let mut bytes = AlignedBuf::new((sb.meta_blocks * bs) as usize, 4096);
     device
         .read_at(&mut bytes, sb.meta_start_block * bs)
         .map_err(|e| format!("reading the table: {e}"))?;
