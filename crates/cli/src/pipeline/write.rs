@@ -513,6 +513,10 @@ impl Writer<'_> {
         table.objects.push(record.clone());
         self.vol
             .commit_table(table, std::mem::take(&mut self.dropped))?;
+        // Only now, after the superblock's flush returned, is the commit acknowledged.
+        if let Some(hook) = &self.opts.on_commit {
+            hook(&crate::ack::CommitRecord::of(self.vol));
+        }
         self.record = record;
         self.ready.clear();
         self.committed_bytes = self.logical;
