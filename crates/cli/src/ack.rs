@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::ObjectKind;
 use crate::options::VerifyOptions;
+use crate::report::VerifyReport;
 use crate::volume::Volume;
 use crate::Error;
 
@@ -58,7 +59,7 @@ pub enum LostHow {
     Missing,
     /// Present with fewer bytes than acknowledged.
     Short,
-    /// Present, but a different object (other kind or pattern seed): an older one.
+    /// Its id names a different object (other name, kind or pattern seed): an older one.
     Stale,
     /// Present, but blocks below the acknowledged size fail verify.
     Damaged,
@@ -161,18 +162,26 @@ impl Volume {
         records: &[CommitRecord],
         verify: &VerifyOptions,
     ) -> Result<AckedCheck, Error> {
-        let info = self.info();
-        if let Some(other) = records.iter().find(|r| r.uuid != info.uuid) {
-            return Err(Error::AckedOtherVolume {
-                acked_uuid: other.uuid.clone(),
-                volume_uuid: info.uuid,
-            });
+        self.acked_header(records)?;
+        let report = self.verify(&VerifyOptions {
+            object: None,
+            ..verify.clone()
+        })?;
+        self.check_acked_against(records, &report)
+    }
+
+    /// [`Volume::check_acked`] with a whole-volume verify report already made (so a
+    /// caller that reports the verify too reads the drive once).
+    pub fn check_acked_against(
+        &self,
+        records: &[CommitRecord],
+        report: &VerifyReport,
+    ) -> Result<AckedCheck, Error> {
+        let newest = self.acked_header(records)?;
+        if report.interrupted {
+            return Err(Error::Interrupted);
         }
-        let newest = records
-            .iter()
-            .max_by_key(|r| r.generation)
-            .ok_or(Error::NoAckedCommits)?;
-        let drive_generation = info.generation;
+        let drive_generation = self.info().generation;
         let mut check = AckedCheck {
             records: records.len() as u64,
             acked_generation: newest.generation,
@@ -183,14 +192,15 @@ impl Volume {
             lost: None,
         };
         let mut lost = Vec::new();
-        let same_generation = drive_generation == newest.generation;
-        if drive_generation >= newest.generation {
+        // Objects are compared at any generation: on an older drive they show what it
+        // holds instead of what was acknowledged.
+        {
             let held = self.objects();
             for acked in &newest.objects {
                 let Some(now) = held.iter().find(|o| o.id == acked.id) else {
                     // A newer commit may remove an object (a write out of space gives
-                    // it back); at the acknowledged generation itself it must be there.
-                    if same_generation {
+                    // it back); at the acknowledged generation or before, it is lost.
+                    if drive_generation <= newest.generation {
                         lost.push(lost_object(acked, LostHow::Missing, None, 0, None));
                     } else {
                         check.removed_later.push(acked.name.clone());
@@ -214,18 +224,12 @@ impl Volume {
                 if acked.size_bytes == 0 {
                     continue;
                 }
-                let opts = VerifyOptions {
-                    object: Some(now.name.clone()),
-                    ..verify.clone()
-                };
-                let report = self.verify(&opts)?;
-                if report.interrupted {
-                    return Err(Error::Interrupted);
-                }
                 let below: Vec<_> = report
                     .damaged
                     .iter()
+                    // An unreadable block is a failing drive, not a dropped write.
                     .filter(|d| d.object == acked.name && d.logical_offset < acked.size_bytes)
+                    .filter(|d| d.cause != crate::report::Cause::Unreadable)
                     .collect();
                 if !below.is_empty() {
                     let bytes = below
@@ -252,6 +256,21 @@ impl Volume {
             });
         }
         Ok(check)
+    }
+
+    /// The newest of `records`, once every record is known to be of this volume.
+    fn acked_header<'r>(&self, records: &'r [CommitRecord]) -> Result<&'r CommitRecord, Error> {
+        let uuid = self.info().uuid;
+        if let Some(other) = records.iter().find(|r| r.uuid != uuid) {
+            return Err(Error::AckedOtherVolume {
+                acked_uuid: other.uuid.clone(),
+                volume_uuid: uuid,
+            });
+        }
+        records
+            .iter()
+            .max_by_key(|r| r.generation)
+            .ok_or(Error::NoAckedCommits)
     }
 }
 
