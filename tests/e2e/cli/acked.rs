@@ -252,11 +252,11 @@ fn an_image_older_than_the_log_is_lost_flushes() {
                 .is_some_and(|h| h.seed != 0 && h.logical_offset == 100 * 4096 && h.object_id == 1)
         })
         .expect("block 100 of b");
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .open(s.path("v.img"))
         .unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&mut file, &[0; 4096], block as u64 * 4096).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0; 4096], block as u64 * 4096).unwrap();
     drop(file);
     let doc = s.json(1, &["verify", &v, "--acked", "log"]);
     assert_eq!(doc["verdict"]["kind"], "lost-flushes", "{doc}");
