@@ -111,9 +111,10 @@ pub struct AckedCheck {
     pub drive_generation: u64,
     /// Acknowledged bytes checked (the newest record's objects, up to their sizes).
     pub acked_bytes: u64,
-    /// Acknowledged objects the drive's newer table no longer lists: removed by a later
-    /// commit no record covers (a write that ran out of space gives its object back).
-    pub removed_later: Vec<String>,
+    /// Acknowledged objects a newer commit than the newest record removed, replaced or
+    /// made shorter (a write or resume that ran out of space is undone); only a drive at
+    /// a newer generation than acknowledged can show that, and it is no lost flush.
+    pub changed_later: Vec<String>,
     /// Set when the drive lost flushed data.
     pub lost: Option<LostFlushes>,
 }
@@ -188,39 +189,40 @@ impl Volume {
             acked_time_unix_ms: newest.time_unix_ms,
             drive_generation,
             acked_bytes: newest.objects.iter().map(|o| o.size_bytes).sum(),
-            removed_later: Vec::new(),
+            changed_later: Vec::new(),
             lost: None,
         };
         let mut lost = Vec::new();
         // Objects are compared at any generation: on an older drive they show what it
-        // holds instead of what was acknowledged.
+        // holds instead of what was acknowledged. A newer drive may legitimately have
+        // removed, replaced or shortened an object since (tables change only by commits);
+        // only damage below the acknowledged size is a loss there.
+        let newer = drive_generation > newest.generation;
         {
             let held = self.objects();
             for acked in &newest.objects {
-                let Some(now) = held.iter().find(|o| o.id == acked.id) else {
-                    // A newer commit may remove an object (a write out of space gives
-                    // it back); at the acknowledged generation or before, it is lost.
-                    if drive_generation <= newest.generation {
-                        lost.push(lost_object(acked, LostHow::Missing, None, 0, None));
-                    } else {
-                        check.removed_later.push(acked.name.clone());
+                let now = held.iter().find(|o| o.id == acked.id);
+                let seed_of = |kind: &ObjectKind| match kind {
+                    ObjectKind::Pattern { seed } => Some(*seed),
+                    ObjectKind::File => None,
+                };
+                let how = match now {
+                    None => Some(LostHow::Missing),
+                    Some(now) if seed_of(&now.kind) != acked.seed || now.name != acked.name => {
+                        Some(LostHow::Stale)
+                    }
+                    Some(now) if now.size_bytes < acked.size_bytes => Some(LostHow::Short),
+                    Some(_) => None,
+                };
+                let Some(now) = now.filter(|_| how.is_none()) else {
+                    if newer {
+                        check.changed_later.push(acked.name.clone());
+                    } else if let Some(how) = how {
+                        let size = now.map(|o| o.size_bytes);
+                        lost.push(lost_object(acked, how, size, 0, None));
                     }
                     continue;
                 };
-                let seed = match now.kind {
-                    ObjectKind::Pattern { seed } => Some(seed),
-                    ObjectKind::File => None,
-                };
-                if seed != acked.seed || now.name != acked.name {
-                    let how = LostHow::Stale;
-                    lost.push(lost_object(acked, how, Some(now.size_bytes), 0, None));
-                    continue;
-                }
-                if now.size_bytes < acked.size_bytes {
-                    let how = LostHow::Short;
-                    lost.push(lost_object(acked, how, Some(now.size_bytes), 0, None));
-                    continue;
-                }
                 if acked.size_bytes == 0 {
                     continue;
                 }
