@@ -151,6 +151,24 @@ fn ack_log_refusals_and_bad_logs() {
     );
     std::fs::write(s.path("empty.log"), "").unwrap();
     s.expect(3, &["verify", &w, "--acked", "empty.log"]);
+    // The log on stdin.
+    let run = s.run_with_stdin(&["--json", "verify", &w, "--acked", "-"], good.as_bytes());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["acked"]["records"], 1);
+    // A log that cannot be written stops the write: status 3, naming the log; what was
+    // committed stays and verifies.
+    if std::path::Path::new("/dev/full").exists() {
+        let args = ["write", &w, "--pattern", "--size", "256K", "--name", "full"];
+        let mut args = args.to_vec();
+        args.extend(["--commit-every", "64K", "--ack-log", "/dev/full"]);
+        let run = s.expect(3, &args);
+        assert!(
+            run.stderr.contains("writing the ack log /dev/full"),
+            "{}",
+            run.stderr
+        );
+        s.expect(0, &["verify", &w]);
+    }
 }
 
 /// The image a drive that dropped acknowledged flushes leaves: an older state of the
