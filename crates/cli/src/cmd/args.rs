@@ -12,7 +12,8 @@ const AFTER_HELP: &str = "\
 Exit status:
   0    clean: the command did what was asked and found no damage
   1    damage found: damaged data, checksums or metadata, or a damaged newest
-       superblock copy (any command that meets it; it still does what it can)
+       superblock copy (any command that meets it; it still does what it can), or
+       lost flushes (verify --acked)
   2    usage error (unknown option, bad size, bad checksum name, invalid object name)
   3    could not run (target missing or unreadable, not a volume, refused, out of space)
   130  interrupted (Ctrl-C); everything committed before stays on the volume
