@@ -224,6 +224,7 @@ fn honest_power_loss_at_every_crash_point_never_loses_an_acknowledged_commit() {
             assert!(got.drive_generation >= got.acked_generation);
         }
     }
+    println!("{total} crash points x {} models: {checked} images, {with_records} with acknowledged commits", modes.len());
     assert_eq!(checked, (total + 1) * modes.len() as u64);
     assert!(
         with_records >= 100,
