@@ -2,6 +2,7 @@
 //! JSON parsed back field by field, progress silent on a pipe, each refusal, Ctrl-C
 //! during a write, and the bad-input table.
 
+mod acked;
 mod bad_input;
 mod commands;
 mod commit_every;

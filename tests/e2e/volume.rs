@@ -3,6 +3,7 @@
 //! boundary, and a raw loop device.
 
 pub(crate) mod accounting;
+mod acked;
 mod crash;
 mod parallel_verify;
 mod space;

@@ -6,6 +6,9 @@
 //! "Unreadable range" needs a device that returns EIO (dm-error), which neither target
 //! can give: its rows say so instead of pretending.
 //!
+//! "Lost flushes" logs a write with `--ack-log`, then puts the image from before it back
+//! (a drive that dropped the flushes it acknowledged): `verify --acked` must say so.
+//!
 //! Columns: injected, detected (verify exits non-zero and reports it), located exactly
 //! (the reported byte range is the damaged one), cause right (the reported cause is the
 //! injected kind), false positives (reported ranges that were not damaged, or damage
@@ -464,6 +467,7 @@ fn matrix() -> Result<usize> {
                 + row.false_positives;
             print_row(csum, kind, true, &row);
         }
+        bad += lost_flush_rows(&bin, &s, csum)?;
         print_row(
             csum,
             "unreadable range",
@@ -476,6 +480,87 @@ fn matrix() -> Result<usize> {
         let _ = std::fs::remove_dir_all(&s.dir);
     }
     Ok(bad)
+}
+
+/// `verify --acked acks` on the volume (through the loop device when `s.on_loop`).
+fn verify_acked(bin: &Path, s: &Setup) -> Result<(i32, Value)> {
+    let device = if s.on_loop {
+        Some(Loop::attach(&s.dir.join("vol"))?)
+    } else {
+        None
+    };
+    let target = device.as_ref().map_or("vol", |d| d.0.as_str());
+    let mut args = vec!["--json", "verify", target, "--acked", "acks"];
+    args.extend(["--progress", "none"]);
+    if s.on_loop {
+        args.push("--direct");
+    }
+    let (code, out) = run(bin, &s.dir, &args)?;
+    drop(device);
+    let doc: Value = serde_json::from_str(&out).with_context(|| format!("verify output: {out}"))?;
+    Ok((code, doc))
+}
+
+/// Lost flushes: a pattern write logged with `--ack-log`; kept, `verify --acked` must give
+/// no verdict (a false positive otherwise); with the image from before the write put
+/// back (the drive dropped the flushes it acknowledged) it must give `lost-flushes`
+/// naming the acknowledged generation and the one the drive holds. Returns shortfalls.
+fn lost_flush_rows(bin: &Path, s: &Setup, csum: &str) -> Result<usize> {
+    let vol = s.dir.join("vol");
+    std::fs::write(&vol, &s.image)?;
+    let generation = |slot: usize| {
+        u64::from_le_bytes(s.image[slot + 40..slot + 48].try_into().unwrap_or([0; 8]))
+    };
+    let held = generation(SB_SLOTS[0]).max(generation(SB_SLOTS[1]));
+    let _ = std::fs::remove_file(s.dir.join("acks"));
+    ok(
+        bin,
+        &s.dir,
+        &[
+            "write",
+            "vol",
+            "--pattern",
+            "--name",
+            "acked",
+            "--size",
+            "512KiB",
+            "--commit-every",
+            "128K",
+            "--ack-log",
+            "acks",
+            "--progress",
+            "none",
+        ],
+    )?;
+    let log = std::fs::read_to_string(s.dir.join("acks"))?;
+    let acked = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|l| l["generation"].as_u64())
+        .max()
+        .context("the ack log has no line")?;
+    let (code, doc) = verify_acked(bin, s)?;
+    let kept = Row {
+        false_positives: usize::from(code != 0 || doc["verdict"]["kind"] == "lost-flushes")
+            + ranges(&doc).len(),
+        note: format!("exit {code}: every acknowledged commit kept"),
+        ..Row::default()
+    };
+    print_row(csum, "flushes kept", false, &kept);
+    std::fs::write(&vol, &s.image)?;
+    let (code, doc) = verify_acked(bin, s)?;
+    let verdict = &doc["verdict"];
+    let row = Row {
+        detected: code == 1 && verdict["kind"] == "lost-flushes",
+        located: verdict["acked_generation"] == acked && verdict["drive_generation"] == held,
+        cause_right: verdict["objects"][0]["how"] == "missing",
+        false_positives: ranges(&doc).len(),
+        note: format!("exit {code}: acknowledged generation {acked}, drive holds {held}"),
+    };
+    print_row(csum, "lost flushes", true, &row);
+    Ok(kept.false_positives
+        + usize::from(!row.detected || !row.located || !row.cause_right)
+        + row.false_positives)
 }
 
 fn print_row(csum: &str, kind: &str, injected: bool, row: &Row) {

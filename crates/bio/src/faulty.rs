@@ -29,6 +29,8 @@ struct Faults {
     misdirected: Vec<(Range<u64>, u64)>,
     wrap_capacity_bytes: Option<u64>,
     space_left_bytes: Option<u64>,
+    /// Flushes return success but make nothing durable (see `lie_about_flushes`).
+    lying_flushes: bool,
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +163,14 @@ impl FaultyDevice {
         assert!(capacity_bytes > 0);
         assert!(capacity_bytes <= self.inner.size_bytes());
         self.lock().faults.wrap_capacity_bytes = Some(capacity_bytes);
+    }
+
+    /// A drive that lies about flushes: each flush returns success, but under the crash
+    /// model nothing written from now on becomes durable, so a power cut
+    /// ([`FaultyDevice::crash_image`] with [`CrashMode::LoseUnflushed`]) drops writes the
+    /// program was told were flushed. Without a crash model it changes nothing.
+    pub fn lie_about_flushes(&self) {
+        self.lock().faults.lying_flushes = true;
     }
 
     /// Disarms every fault (the crash model stays).
@@ -396,7 +406,8 @@ impl Device for FaultyDevice {
         }
         self.inner.flush()?;
         state.flushes += 1;
-        if let (false, Some(crash)) = (lost, state.crash.as_mut()) {
+        let lying = state.faults.lying_flushes;
+        if let (false, false, Some(crash)) = (lost, lying, state.crash.as_mut()) {
             crash.flushed();
         }
         Ok(())

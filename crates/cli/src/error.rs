@@ -197,6 +197,19 @@ pub enum Error {
     /// The allocator failed.
     #[error(transparent)]
     Alloc(#[from] stack_alloc::Error),
+    /// Acknowledged commits (`check_acked`) name another volume than the one checked.
+    #[error(
+        "the acknowledged commits are of volume {acked_uuid}, not of this volume {volume_uuid}"
+    )]
+    AckedOtherVolume {
+        /// The UUID the records name.
+        acked_uuid: String,
+        /// The UUID of the volume checked.
+        volume_uuid: String,
+    },
+    /// `check_acked` was given no acknowledged commit to check.
+    #[error("no acknowledged commit to check (the log is empty)")]
+    NoAckedCommits,
     /// The checksum engine refused its parameters.
     #[error(transparent)]
     Csum(#[from] stack_csum::Error),

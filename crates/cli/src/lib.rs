@@ -29,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ack;
 mod error;
 pub mod format;
 mod options;
@@ -37,6 +38,7 @@ pub mod pipeline;
 mod report;
 mod volume;
 
+pub use ack::{AckedCheck, AckedObject, CommitFn, CommitRecord, LostFlushes, LostHow, LostObject};
 pub use error::{Error, NoSpaceOutcome};
 pub use format::ObjectKind;
 pub use options::{

@@ -123,6 +123,9 @@ pub struct WriteOptions {
     /// incomplete object instead of removing it (the default gives the space back; see
     /// [`crate::NoSpaceOutcome`]). A fill is not affected: running out is its end.
     pub keep_partial: bool,
+    /// Called after each durable commit of the write (its superblock's flush returned)
+    /// with the committed table: the acknowledgement `stackctl write --ack-log` logs.
+    pub on_commit: Option<crate::ack::CommitFn>,
 }
 
 impl Default for WriteOptions {
@@ -134,6 +137,7 @@ impl Default for WriteOptions {
             progress: None,
             cancel: None,
             keep_partial: false,
+            on_commit: None,
         }
     }
 }
@@ -147,6 +151,7 @@ impl fmt::Debug for WriteOptions {
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
             .field("keep_partial", &self.keep_partial)
+            .field("on_commit", &self.on_commit.is_some())
             .finish()
     }
 }

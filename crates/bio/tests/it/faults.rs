@@ -184,6 +184,29 @@ fn crash_at_every_write_keeps_exactly_the_flushed_prefix() {
 }
 
 #[test]
+fn a_lying_drive_acknowledges_flushes_and_loses_them_at_the_cut() {
+    let (_, dev) = faulty();
+    dev.write_at(&[1; 512], 0).unwrap();
+    dev.flush().unwrap();
+    dev.lie_about_flushes();
+    dev.write_at(&[2; 512], 512).unwrap();
+    dev.flush().unwrap();
+    assert_eq!(dev.flushes(), 2, "the lying flush succeeds");
+    assert_eq!(
+        read(&dev, 512, 512),
+        vec![2; 512],
+        "and reads see the write"
+    );
+    let image = dev.crash_image(CrashMode::LoseUnflushed);
+    assert_eq!(read(&image, 0, 512), vec![1; 512], "an honest flush held");
+    assert_eq!(
+        read(&image, 512, 512),
+        vec![0; 512],
+        "the acknowledged write is lost"
+    );
+}
+
+#[test]
 fn random_subset_is_seeded_and_between_the_extremes() {
     let (_, dev) = faulty();
     for i in 0..64u64 {

@@ -12,7 +12,8 @@ const AFTER_HELP: &str = "\
 Exit status:
   0    clean: the command did what was asked and found no damage
   1    damage found: damaged data, checksums or metadata, or a damaged newest
-       superblock copy (any command that meets it; it still does what it can)
+       superblock copy (any command that meets it; it still does what it can), or
+       lost flushes (verify --acked)
   2    usage error (unknown option, bad size, bad checksum name, invalid object name)
   3    could not run (target missing or unreadable, not a volume, refused, out of space)
   130  interrupted (Ctrl-C); everything committed before stays on the volume
@@ -175,6 +176,12 @@ pub struct WriteArgs {
     /// incomplete object (default: remove it and give its space back).
     #[arg(long, conflicts_with = "fill")]
     pub keep_partial: bool,
+    /// After each commit's flush returned, append one JSON line naming what is now
+    /// durable (volume UUID, generation, time, objects and sizes, pattern seeds) to PATH,
+    /// `-` for stdout (then the summary goes to stderr; not with --json). Send it off
+    /// the machine and check it after a power cut with `verify --acked`.
+    #[arg(long, value_name = "PATH")]
+    pub ack_log: Option<PathBuf>,
     /// Commit at least every SIZE bytes (and every 5 s): a crash or Ctrl-C keeps the
     /// data up to the last commit, and `--resume` continues from there. Larger is
     /// faster (each commit drains the pipeline and flushes the device twice).
@@ -214,6 +221,11 @@ pub struct VerifyArgs {
     /// Only this object (the superblocks and the object table are always checked).
     #[arg(long)]
     pub object: Option<String>,
+    /// Check an ack log (`write`/`burn-in --ack-log`; `-` reads stdin) after a power cut:
+    /// every acknowledged commit must be on the drive and intact, else the verdict is
+    /// lost-flushes (exit status 1).
+    #[arg(long, value_name = "PATH", conflicts_with = "object")]
+    pub acked: Option<PathBuf>,
     /// Insist on O_DIRECT; fail (exit 3) where it cannot serve. By default O_DIRECT is
     /// used wherever it can serve anyway.
     #[arg(long)]
@@ -278,6 +290,12 @@ pub struct BurnInArgs {
     /// Seed of the pattern (default: random, printed in the report).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// After each commit's flush returned, append one JSON line naming what is now
+    /// durable (volume UUID, generation, time, objects and sizes, pattern seeds) to PATH,
+    /// `-` for stdout (then the summary goes to stderr; not with --json). Send it off
+    /// the machine and check it after a power cut with `verify --acked`.
+    #[arg(long, value_name = "PATH")]
+    pub ack_log: Option<PathBuf>,
     /// Overwrite content that is not a stackctl volume (never a mounted device).
     #[arg(long)]
     pub force: bool,

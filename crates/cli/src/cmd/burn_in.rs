@@ -4,10 +4,13 @@
 //! (`O_DIRECT`, else each range evicted first; a fake-capacity or caching drive is caught
 //! there), unless `--cached`; its report names the source.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use serde::Serialize;
 use stackctl::{OpenOptions, Volume};
 
+use super::ack::AckLog;
 use super::args::BurnInArgs;
 use super::doc::{VerifyDoc, WrittenDoc};
 use super::format::{format_target, summary, FormatDoc, FormatRequest};
@@ -47,12 +50,25 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         cached: args.cached,
         burn_in: true,
     };
+    // The log is opened (and refused) before the format overwrites anything.
+    let ack = args
+        .ack_log
+        .as_deref()
+        .map(|path| AckLog::open(ctx, path, target))
+        .transpose()?;
     let (mut volume, format_doc, _kind) = format_target(ctx, &request)?;
+    if let (Some(ack), Some(id)) = (&ack, volume.file_id()) {
+        ack.refuse_volume(&id, target)?;
+    }
     let seed = args.seed.unwrap_or_else(random_seed);
     let reporter = ctx.reporter("burn-in");
-    let (opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()), None);
+    let (mut opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()), None);
+    opts.on_commit = ack.as_ref().map(|a| a.hook(Arc::clone(&ctx.cancel)));
     let result = volume.fill(BURN_IN_OBJECT, seed, &opts);
     phase.finish();
+    if let Some(ack) = &ack {
+        ack.check()?;
+    }
     let report = result
         .with_context(|| format!("filling {} with pattern data (seed {seed})", shown(target)))?;
     let write = WrittenDoc::new(&report, Some(seed), volume.write_source());
@@ -84,5 +100,7 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         write,
         verify,
     };
-    Outcome::new(status, "burn-in", &doc, text)
+    let mut outcome = Outcome::new(status, "burn-in", &doc, text)?;
+    outcome.human_on_stderr = ack.as_ref().is_some_and(AckLog::is_stdout);
+    Ok(outcome)
 }

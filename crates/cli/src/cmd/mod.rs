@@ -1,6 +1,7 @@
 //! The `stackctl` binary: parses the command line, runs one command, prints its summary
 //! (or `--json` document) and maps the outcome to an exit status.
 
+mod ack;
 pub mod args;
 mod burn_in;
 mod doc;
@@ -60,6 +61,8 @@ pub struct Outcome {
     pub json: serde_json::Value,
     /// The human summary.
     pub human: String,
+    /// Print the human summary on stderr: stdout carries data (`--ack-log -`).
+    pub human_on_stderr: bool,
 }
 
 impl Outcome {
@@ -80,6 +83,7 @@ impl Outcome {
             status,
             json,
             human,
+            human_on_stderr: false,
         })
     }
 }
@@ -188,6 +192,8 @@ pub fn main() -> ExitCode {
             if ctx.json {
                 let text = serde_json::to_string_pretty(&outcome.json).unwrap_or_default();
                 print_stdout(&format!("{text}\n"));
+            } else if outcome.human_on_stderr {
+                eprint!("{}", outcome.human);
             } else {
                 print_stdout(&outcome.human);
             }

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use stackctl::{VerifyOptions, Volume};
+use stackctl::{VerifyOptions, VerifyReport, Volume};
 
+use super::ack::{apply, read_log};
 use super::args::VerifyArgs;
 use super::doc::VerifyDoc;
 use super::exit::Status;
@@ -18,6 +19,16 @@ pub fn verify_volume(
     object: Option<&str>,
     command: &'static str,
 ) -> anyhow::Result<VerifyDoc> {
+    verify_report(ctx, volume, object, command).map(|(doc, _)| doc)
+}
+
+/// [`verify_volume`], with the library's report too.
+pub fn verify_report(
+    ctx: &Ctx,
+    volume: &Volume,
+    object: Option<&str>,
+    command: &'static str,
+) -> anyhow::Result<(VerifyDoc, VerifyReport)> {
     let info = volume.info();
     if let Some(name) = object {
         if volume.object(name).is_none() {
@@ -38,7 +49,7 @@ pub fn verify_volume(
     let result = volume.verify(&opts);
     phase.finish();
     let report = result.with_context(|| format!("verifying {}", info.device.path))?;
-    Ok(VerifyDoc::new(&report, &info))
+    Ok((VerifyDoc::new(&report, &info), report))
 }
 
 /// The exit status of a verify document.
@@ -54,8 +65,17 @@ pub fn status_of(doc: &VerifyDoc) -> Status {
 
 /// `stackctl verify`.
 pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    // The log is read first: a malformed one is refused before the drive is read.
+    let acked = args.acked.as_deref().map(read_log).transpose()?;
     let volume = super::lock::open(ctx, &args.target, args.direct, args.cached, true)?;
-    let doc = verify_volume(ctx, &volume, args.object.as_deref(), "verify")?;
+    let (doc, report) = verify_report(ctx, &volume, args.object.as_deref(), "verify")?;
     let human = human::verify(&doc);
-    Outcome::new(status_of(&doc), "verify", &doc, human)
+    let mut outcome = Outcome::new(status_of(&doc), "verify", &doc, human)?;
+    if let (Some((records, partial)), Some(path)) = (acked, args.acked.as_deref()) {
+        let check = volume
+            .check_acked_against(&records, &report)
+            .with_context(|| format!("checking the ack log {}", path.display()))?;
+        apply(&mut outcome, &check, partial);
+    }
+    Ok(outcome)
 }

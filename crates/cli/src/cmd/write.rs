@@ -11,6 +11,7 @@ use serde::Serialize;
 use stackctl::pipeline::PlannedWrite;
 use stackctl::{FileId, Volume, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES};
 
+use super::ack::AckLog;
 use super::args::WriteArgs;
 use super::doc::{kind_and_seed, WrittenDoc};
 use super::exit::{usage, Status};
@@ -194,10 +195,21 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         plan.push((input.clone(), name));
     }
 
+    let ack = args
+        .ack_log
+        .as_deref()
+        .map(|path| AckLog::open(ctx, path, target))
+        .transpose()?;
     let mut volume = super::lock::open(ctx, target, args.direct, args.cached, false)?;
     if let Some(id) = volume.file_id() {
         refuse_volume_inputs(&plan, &id, target)?;
+        if let Some(ack) = &ack {
+            ack.refuse_volume(&id, target)?;
+        }
     }
+    let on_commit = ack.as_ref().map(|a| a.hook(Arc::clone(&ctx.cancel)));
+    // A line that could not be written stopped the write: say so rather than "interrupted".
+    let ack_ok = || ack.as_ref().map_or(Ok(()), AckLog::check);
     let fallback = volume.info().fallback_warning;
     let reporter = ctx.reporter("write");
     let mut written: Vec<WrittenDoc> = Vec::new();
@@ -247,8 +259,10 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
             .with_context(|| format!("resuming in {}", shown(target)))?;
         let (mut opts, phase) = write_options(ctx, &reporter, false, None, args.commit_every);
         opts.keep_partial = args.keep_partial;
+        opts.on_commit.clone_from(&on_commit);
         let result = volume.resume(&name, &opts);
         phase.finish();
+        ack_ok()?;
         let report =
             result.with_context(|| format!("resuming object {name:?} in {}", shown(target)))?;
         record(report, seed, &mut written);
@@ -263,11 +277,13 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         let (mut opts, phase) =
             write_options(ctx, &reporter, args.replace, total, args.commit_every);
         opts.keep_partial = args.keep_partial;
+        opts.on_commit.clone_from(&on_commit);
         let result = match args.size {
             Some(size) if !args.fill => volume.write_pattern(&name, size, seed, &opts),
             _ => volume.fill(&name, seed, &opts),
         };
         phase.finish();
+        ack_ok()?;
         let report =
             result.with_context(|| format!("writing object {name:?} to {}", shown(target)))?;
         record(report, Some(seed), &mut written);
@@ -277,8 +293,10 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
             let (mut opts, phase) =
                 write_options(ctx, &reporter, args.replace, size, args.commit_every);
             opts.keep_partial = args.keep_partial;
+            opts.on_commit.clone_from(&on_commit);
             let result = volume.write(name, &mut reader, &opts);
             phase.finish();
+            ack_ok()?;
             let report = result.with_context(|| {
                 format!(
                     "writing object {name:?} from {} to {}",
@@ -297,7 +315,9 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
         bytes,
         source: source.name(),
     };
-    Ok(Outcome::new(Status::Clean, "write", &doc, human)?.with_fallback(fallback))
+    let mut outcome = Outcome::new(Status::Clean, "write", &doc, human)?.with_fallback(fallback);
+    outcome.human_on_stderr = ack.as_ref().is_some_and(AckLog::is_stdout);
+    Ok(outcome)
 }
 
 #[cfg(test)]

@@ -513,6 +513,10 @@ impl Writer<'_> {
         table.objects.push(record.clone());
         self.vol
             .commit_table(table, std::mem::take(&mut self.dropped))?;
+        // Only now, after the superblock's flush returned, is the commit acknowledged.
+        if let Some(hook) = &self.opts.on_commit {
+            hook(&crate::ack::CommitRecord::of(self.vol));
+        }
         self.record = record;
         self.ready.clear();
         self.committed_bytes = self.logical;
@@ -612,6 +616,10 @@ impl Writer<'_> {
                 .collect();
             table.objects.extend(resumed_from.clone());
             self.vol.commit_released(table, dropped)?;
+            // The undo is durable too: acknowledge it, so the log shows the object gone.
+            if let Some(hook) = &self.opts.on_commit {
+                hook(&crate::ack::CommitRecord::of(self.vol));
+            }
         }
         Ok(match resumed_from {
             Some(before) => NoSpaceOutcome::ResumeUndone {
