@@ -34,6 +34,7 @@ pub mod format;
 mod options;
 pub mod pattern;
 pub mod pipeline;
+pub mod probe;
 mod report;
 mod volume;
 
