@@ -48,4 +48,7 @@ pub use options::{
 pub use report::{
     Cause, DamagedRange, MetadataDamage, Source, SuperblockState, VerifyReport, MAX_LISTED_RANGES,
 };
-pub use volume::{FileId, Holder, LockMode, Volume, VolumeLock, MIN_FREE_BLOCKS};
+pub use volume::{
+    device_read_source, open_raw_device, FileId, Holder, LockMode, Volume, VolumeLock,
+    MIN_FREE_BLOCKS,
+};

@@ -24,6 +24,10 @@ const NARROW_PER_ROUND: u64 = 15;
 /// Most rounds that confirm a wrap distance (each removes at least one prime factor).
 const MAX_CONFIRM_ROUNDS: u32 = 64;
 
+pub(super) fn is_probe_header(block: &[u8]) -> bool {
+    PatternHeader::parse(block).is_some_and(|h| h.object_id == PROBE_OBJECT_ID)
+}
+
 /// What one probe block read back as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {

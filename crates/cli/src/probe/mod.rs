@@ -264,6 +264,12 @@ pub struct ProbeReport {
     pub rounds: u32,
 }
 
+/// Whether `block` (at least its first 64 bytes) starts with a probe block's header, of
+/// any run: a target whose first block is one holds an earlier probe's result.
+pub fn is_probe_block(block: &[u8]) -> bool {
+    engine::is_probe_header(block)
+}
+
 /// Probes `device` for fake capacity (see the module docs). It overwrites the probe
 /// positions: the caller has checked that the target may be overwritten.
 pub fn probe(device: &dyn Device, opts: &ProbeOptions) -> Result<ProbeReport, Error> {
