@@ -65,7 +65,10 @@ fn a_good_file_shows_no_fake_within_budget_and_is_no_volume_after() {
     let doc = s.json(0, &["probe", &target, "--budget", "400K"]);
     assert!(doc["bytes_written"].as_u64().unwrap() <= 400 << 10, "{doc}");
     let doc = s.json(0, &["probe", &target, "--budget", "1G", "--cache", "1M"]);
-    assert!(doc["bytes_written"].as_u64().unwrap() <= 256 * MIB / 100, "{doc}");
+    assert!(
+        doc["bytes_written"].as_u64().unwrap() <= 256 * MIB / 100,
+        "{doc}"
+    );
     // What it leaves is no volume.
     let run = s.expect(3, &["ls", &target]);
     assert!(run.stderr.contains("stackctl probe"), "{}", run.stderr);
@@ -96,10 +99,7 @@ fn content_is_refused_unless_forced() {
     assert!(run.stderr.contains("ext2/3/4"), "{}", run.stderr);
     assert!(run.stderr.contains("--force"), "{}", run.stderr);
     let doc = s.json(0, &["probe", ext4, "--force"]);
-    assert!(doc["forced_over"][0]
-        .as_str()
-        .unwrap()
-        .contains("ext2/3/4"));
+    assert!(doc["forced_over"][0].as_str().unwrap().contains("ext2/3/4"));
 
     let data = image(&s, "data.img", 128 * MIB, &[(300_000, b"precious")]);
     let _ = &data;
@@ -113,7 +113,15 @@ fn a_volume_with_objects_is_refused_unless_forced_an_empty_one_is_not() {
     s.volume("vol.img", "128MiB");
     s.expect(
         0,
-        &["write", "vol.img", "--pattern", "--size", "1MiB", "--name", "keep"],
+        &[
+            "write",
+            "vol.img",
+            "--pattern",
+            "--size",
+            "1MiB",
+            "--name",
+            "keep",
+        ],
     );
     let run = s.expect(3, &["probe", "vol.img"]);
     assert!(run.stderr.contains("refusing to probe"), "{}", run.stderr);

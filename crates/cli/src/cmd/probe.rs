@@ -125,6 +125,14 @@ fn human(doc: &ProbeDoc) -> String {
     out
 }
 
+/// The exit status of a verdict: 1 for a fake or lost blocks, 0 when none was found.
+fn status_of(kind: ProbeVerdictKind) -> Status {
+    match kind {
+        ProbeVerdictKind::NoFakeFound => Status::Clean,
+        ProbeVerdictKind::FakeCapacity | ProbeVerdictKind::Damaged => Status::Damage,
+    }
+}
+
 /// Whether the first block of `target` is a probe block (an earlier probe's result).
 fn holds_probe_blocks(target: &std::path::Path) -> bool {
     use std::io::Read as _;
@@ -146,7 +154,9 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
     if holds_probe_blocks(target) {
         // An earlier probe's result: probing again destroys nothing (as burn-in may
         // replace its own volume). Foreign signatures still count.
-        inspection.findings.retain(|f| !f.what.starts_with("non-zero data"));
+        inspection
+            .findings
+            .retain(|f| !f.what.starts_with("non-zero data"));
     }
     if inspection.kind == TargetKind::Missing {
         bail!("{}: does not exist", shown(target));
@@ -163,6 +173,7 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("opening {}", shown(target)))?;
     let nonce = random_seed();
     let opts = ProbeOptions {
+        block_bytes: None,
         budget_bytes: args.budget,
         cache_defeat_bytes: args.cache.unwrap_or(probe::DEFAULT_CACHE_DEFEAT_BYTES),
         nonce,
@@ -173,10 +184,7 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("probing {}", shown(target)))?;
     let elapsed_secs = started.elapsed().as_secs_f64();
     let (source, source_warning) = stackctl::device_read_source(device.as_ref());
-    let status = match report.verdict.kind {
-        ProbeVerdictKind::NoFakeFound => Status::Clean,
-        ProbeVerdictKind::FakeCapacity | ProbeVerdictKind::Damaged => Status::Damage,
-    };
+    let status = status_of(report.verdict.kind);
     let after = format!(
         "{} now holds probe blocks where it was probed; it is no volume (format or burn-in \
          it before use)",
@@ -206,4 +214,75 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
     };
     let text = human(&doc);
     Outcome::new(status, "probe", &doc, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stackctl::probe::Evidence;
+
+    fn doc(kind: ProbeVerdictKind, usable: Option<u64>, precision: Option<u64>) -> ProbeDoc {
+        ProbeDoc {
+            target: "/dev/sdz".into(),
+            advertised_bytes: 1 << 30,
+            verdict: ProbeVerdict {
+                kind,
+                usable_bytes: usable,
+                precision_bytes: precision,
+                evidence: vec![Evidence::Reappears {
+                    read_at_bytes: 4096,
+                    names_bytes: (64 << 20) + 4096,
+                    distance_bytes: 64 << 20,
+                }],
+            },
+            block_bytes: 4096,
+            blocks_written: 10,
+            bytes_written: 40960,
+            budget_bytes: 1 << 20,
+            bytes_read: 1 << 26,
+            rounds: 2,
+            elapsed_secs: 1.5,
+            source: Source::Direct,
+            source_warning: None,
+            nonce: 1,
+            forced_over: Vec::new(),
+            limits: PROBE_LIMIT.into(),
+            after: "after".into(),
+        }
+    }
+
+    /// The CLI cannot reach a wrapping device on the test machines (no device-mapper),
+    /// so the summary and status of a fake are pinned here.
+    #[test]
+    fn a_fake_leads_the_summary_and_exits_1() {
+        let fake = doc(ProbeVerdictKind::FakeCapacity, Some(64 << 20), Some(4096));
+        let text = human(&fake);
+        assert!(
+            text.starts_with(
+                "FAKE CAPACITY: /dev/sdz holds 64.0 MiB of the 1.00 GiB it reports \
+                 (67108864 bytes; exact to the 4096-byte block)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("the block read at byte 4096 is the one written at byte 67112960"));
+        assert!(text.contains("burn-in"), "{text}");
+        assert_eq!(status_of(fake.verdict.kind), Status::Damage);
+        let rough = human(&doc(
+            ProbeVerdictKind::FakeCapacity,
+            Some(64 << 20),
+            Some(1 << 20),
+        ));
+        assert!(rough.contains("less than 1.0 MiB more"), "{rough}");
+        let damaged = doc(ProbeVerdictKind::Damaged, None, None);
+        assert!(human(&damaged).starts_with("DAMAGED: /dev/sdz"));
+        assert_eq!(status_of(damaged.verdict.kind), Status::Damage);
+        let none = doc(ProbeVerdictKind::NoFakeFound, None, None);
+        assert!(human(&none).starts_with("no fake found by probing /dev/sdz"));
+        assert_eq!(status_of(none.verdict.kind), Status::Clean);
+        let json = serde_json::to_value(&fake).unwrap();
+        assert_eq!(json["verdict"]["kind"], "fake-capacity");
+        assert_eq!(json["verdict"]["usable_bytes"], 64 << 20);
+        assert_eq!(json["verdict"]["evidence"][0]["kind"], "reappears");
+        assert_eq!(json["source"], "direct");
+    }
 }

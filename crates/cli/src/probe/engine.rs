@@ -39,6 +39,51 @@ enum Read {
     Lost(Found),
 }
 
+/// Where the first round's probes go: a dense run of `dense` blocks from block 0, then
+/// one block every `spacing` blocks from `dense` on, and the last block.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    blocks: u64,
+    dense: u64,
+    spacing: u64,
+    /// Blocks kept back for confirming a wrap or narrowing a boundary.
+    reserve: u64,
+}
+
+impl Plan {
+    fn new(blocks: u64, budget_blocks: u64) -> Plan {
+        let reserve = (budget_blocks / 4).clamp(32, 512).min(budget_blocks / 2);
+        let spread = budget_blocks - reserve;
+        let dense = isqrt(blocks).clamp(1, (spread / 2).max(1));
+        let spacing = (blocks.saturating_sub(dense))
+            .div_ceil(spread.saturating_sub(dense + 1).max(1))
+            .max(dense)
+            .max(1);
+        Plan {
+            blocks,
+            dense,
+            spacing,
+            reserve,
+        }
+    }
+
+    /// The first probe at or above any wrap lands in the dense run (see the module
+    /// docs): the spacing is at most the run.
+    fn catches_every_wrap(&self) -> bool {
+        self.spacing <= self.dense
+    }
+
+    fn high(&self) -> Vec<u64> {
+        let mut high: Vec<u64> = (self.dense..self.blocks)
+            .step_by(self.spacing as usize)
+            .collect();
+        if high.last() != Some(&(self.blocks - 1)) {
+            high.push(self.blocks - 1);
+        }
+        high
+    }
+}
+
 pub(super) struct Prober<'a> {
     dev: &'a dyn Device,
     block_bytes: u64,
@@ -96,9 +141,25 @@ fn prime_factors(mut n: u64) -> Vec<u64> {
 impl<'a> Prober<'a> {
     pub(super) fn new(dev: &'a dyn Device, opts: &ProbeOptions) -> Result<Self, Error> {
         let size = dev.size_bytes();
-        let block_bytes = u64::from(dev.logical_block_size()).max(512);
         let default = default_budget_bytes(size);
         let budget_bytes = opts.budget_bytes.unwrap_or(default).min(default);
+        let lbs = u64::from(dev.logical_block_size());
+        let mut block_bytes = opts.block_bytes.unwrap_or(PROBE_BLOCK_BYTES).max(lbs);
+        if opts.block_bytes.is_none() {
+            // Smaller blocks where 4 KiB ones leave too few in the budget to catch every
+            // wrap (small devices): the budget holds 2√n blocks sooner.
+            while block_bytes / 2 >= lbs.max(512)
+                && !Plan::new(size / block_bytes, budget_bytes / block_bytes).catches_every_wrap()
+            {
+                block_bytes /= 2;
+            }
+        }
+        if !block_bytes.is_power_of_two() || block_bytes < 512 || block_bytes > 1 << 20 {
+            return Err(Error::InvalidOption {
+                option: "block_bytes",
+                reason: format!("{block_bytes}: not a power of two from 512 to 1 MiB"),
+            });
+        }
         let budget_blocks = budget_bytes / block_bytes;
         if budget_blocks < MIN_PROBE_BUDGET_BLOCKS {
             return Err(Error::ProbeBudget {
@@ -108,8 +169,7 @@ impl<'a> Prober<'a> {
                 min_bytes: MIN_PROBE_BUDGET_BLOCKS * block_bytes,
             });
         }
-        assert!(block_bytes >= 512);
-        assert!(PROBE_BLOCK_BYTES % block_bytes == 0 || block_bytes % PROBE_BLOCK_BYTES == 0);
+        assert!(block_bytes % lbs == 0);
         Ok(Prober {
             dev,
             block_bytes,
@@ -233,7 +293,12 @@ impl<'a> Prober<'a> {
     }
 
     /// Reads `start..start + count` back, block by block where a chunk fails.
-    fn read_run(&mut self, start: u64, count: u64, out: &mut Vec<(u64, Read)>) -> Result<(), Error> {
+    fn read_run(
+        &mut self,
+        start: u64,
+        count: u64,
+        out: &mut Vec<(u64, Read)>,
+    ) -> Result<(), Error> {
         let bs = self.block_bytes as usize;
         let mut at = start;
         while at < start + count {
@@ -259,7 +324,10 @@ impl<'a> Prober<'a> {
     /// start), so what the probes read next comes from the media, not a drive cache.
     fn defeat_cache(&mut self, from_block: u64) -> Result<(), Error> {
         self.dev.flush()?;
-        let total = self.cache_defeat_bytes.div_ceil(self.block_bytes).min(self.blocks);
+        let total = self
+            .cache_defeat_bytes
+            .div_ceil(self.block_bytes)
+            .min(self.blocks);
         let mut buf = self.buf(CHUNK_BLOCKS);
         let mut done = 0;
         let mut at = from_block % self.blocks;
@@ -277,18 +345,10 @@ impl<'a> Prober<'a> {
     }
 
     pub(super) fn run(mut self) -> Result<ProbeReport, Error> {
-        let n = self.blocks;
-        let reserve = (self.budget_blocks / 4).clamp(32, 512);
-        let spread = self.budget_blocks - reserve;
-        // A dense run of `dense` blocks, then probes every `spacing` blocks: with
-        // spacing <= dense, the first probe at or above any wrap lands inside the run.
-        let dense = isqrt(n).clamp(1, spread / 2);
-        let spacing = (n - dense).div_ceil(spread - dense - 1).max(dense).max(1);
-        let mut high: Vec<u64> = (dense..n).step_by(spacing as usize).collect();
-        if high.last() != Some(&(n - 1)) {
-            high.push(n - 1);
-        }
-        assert!(dense + high.len() as u64 <= spread);
+        let plan = Plan::new(self.blocks, self.budget_blocks);
+        let (dense, spacing) = (plan.dense, plan.spacing);
+        let high = plan.high();
+        assert!(dense + high.len() as u64 + plan.reserve <= self.budget_blocks);
 
         self.generation = 1;
         self.rounds = 1;
@@ -324,6 +384,7 @@ impl<'a> Prober<'a> {
                 evidence: vec![Evidence::AllRead {
                     blocks: dense + high.len() as u64,
                     spacing_bytes: spacing * self.block_bytes,
+                    catches_every_wrap: plan.catches_every_wrap(),
                 }],
             }
         };
@@ -359,7 +420,9 @@ impl<'a> Prober<'a> {
             })
             .collect();
         seen.sort_by_key(|&(b, names)| (b.abs_diff(names), b));
-        let mut g = seen.iter().fold(0, |g, &(b, names)| gcd(g, b.abs_diff(names)));
+        let mut g = seen
+            .iter()
+            .fold(0, |g, &(b, names)| gcd(g, b.abs_diff(names)));
         let mut evidence: Vec<Evidence> = seen
             .iter()
             .take(MAX_EVIDENCE)

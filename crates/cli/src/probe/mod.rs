@@ -33,7 +33,9 @@ use stack_bio::Device;
 use crate::error::bytes_and_human;
 use crate::Error;
 
-/// Bytes of one probe block (or the device's logical block size, if larger).
+/// Bytes of one probe block by default (or the device's logical block size, if larger):
+/// the precision of the usable size. Fakes' real sizes are whole MiB in practice, and a
+/// larger block means fewer probes for the same guarantee (see [`engine`]).
 pub const PROBE_BLOCK_BYTES: u64 = 4096;
 /// The most a probe writes, whatever the device's size.
 pub const MAX_PROBE_BUDGET_BYTES: u64 = 256 << 20;
@@ -48,6 +50,9 @@ pub const MAX_EVIDENCE: usize = 8;
 /// What a probe may do.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
+    /// Bytes of one probe block: a power of two, at least 512 and the device's logical
+    /// block size. `None`: [`PROBE_BLOCK_BYTES`] or the logical block size if larger.
+    pub block_bytes: Option<u64>,
     /// Most bytes the probe writes. `None`: 1% of the device or
     /// [`MAX_PROBE_BUDGET_BYTES`], whichever is smaller. Never more than that default.
     pub budget_bytes: Option<u64>,
@@ -63,6 +68,7 @@ pub struct ProbeOptions {
 impl Default for ProbeOptions {
     fn default() -> Self {
         ProbeOptions {
+            block_bytes: None,
             budget_bytes: None,
             cache_defeat_bytes: DEFAULT_CACHE_DEFEAT_BYTES,
             nonce: 0x5EED,
@@ -172,9 +178,11 @@ pub enum Evidence {
     AllRead {
         /// Probe blocks read back.
         blocks: u64,
-        /// The largest gap between two probes (a wrap shows if the usable size is at
-        /// most the advertised size minus this).
+        /// The largest gap between two probes.
         spacing_bytes: u64,
+        /// The spacing is at most the dense run at the start: a wrap at any size would
+        /// have shown (false: the budget was too small for that guarantee).
+        catches_every_wrap: bool,
     },
 }
 
@@ -219,10 +227,16 @@ impl fmt::Display for Evidence {
             Evidence::AllRead {
                 blocks,
                 spacing_bytes,
+                catches_every_wrap,
             } => write!(
                 f,
-                "all {blocks} probe blocks read back right (at most {} apart)",
-                bytes_and_human(*spacing_bytes)
+                "all {blocks} probe blocks read back right (at most {} apart): {}",
+                bytes_and_human(*spacing_bytes),
+                if *catches_every_wrap {
+                    "data reappearing at any distance would have shown"
+                } else {
+                    "the budget was too small to catch every wrap distance"
+                }
             ),
         }
     }

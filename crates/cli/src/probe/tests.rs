@@ -168,11 +168,23 @@ impl Device for Sparse {
 /// Probes with the defaults and checks what every probe must hold: within budget, and
 /// a fake verdict's precision present only with a usable size.
 fn run(device: &dyn Device) -> ProbeReport {
-    let report = probe(device, &ProbeOptions::default()).unwrap();
+    run_with(device, None)
+}
+
+/// [`run`] with probe blocks of `block_bytes` (default 4 KiB).
+fn run_with(device: &dyn Device, block_bytes: Option<u64>) -> ProbeReport {
+    let opts = ProbeOptions {
+        block_bytes,
+        ..ProbeOptions::default()
+    };
+    let report = probe(device, &opts).unwrap();
     let budget = default_budget_bytes(device.size_bytes());
     assert!(report.bytes_written <= budget, "{report:#?}");
     assert!(report.budget_bytes <= budget);
-    assert_eq!(report.bytes_written, report.blocks_written * report.block_bytes);
+    assert_eq!(
+        report.bytes_written,
+        report.blocks_written * report.block_bytes
+    );
     assert_eq!(report.advertised_bytes, device.size_bytes());
     report
 }
@@ -190,16 +202,12 @@ fn a_wrap_of_1_gib_over_64_mib_is_found_exactly_within_budget() {
     let report = run(&dev);
     assert_fake(&report, 64 * MIB);
     assert!(*dev.bytes_written.lock().unwrap() <= GIB / 100);
-    assert!(report
-        .verdict
-        .evidence
-        .iter()
-        .any(|e| matches!(e, Evidence::Reappears { distance_bytes, .. } if *distance_bytes == 64 * MIB)));
-    assert!(report
-        .verdict
-        .evidence
-        .iter()
-        .any(|e| matches!(e, Evidence::NoWrapAt { distance_bytes } if *distance_bytes == 32 * MIB)));
+    assert!(report.verdict.evidence.iter().any(
+        |e| matches!(e, Evidence::Reappears { distance_bytes, .. } if *distance_bytes == 64 * MIB)
+    ));
+    assert!(report.verdict.evidence.iter().any(
+        |e| matches!(e, Evidence::NoWrapAt { distance_bytes } if *distance_bytes == 32 * MIB)
+    ));
 }
 
 #[test]
@@ -215,7 +223,8 @@ fn wraps_of_other_ratios_and_sizes_are_exact() {
         (GIB, GIB - 512),
     ] {
         let dev = Sparse::new(advertised, Past::Wrap(real));
-        let report = run(&dev);
+        let report = run_with(&dev, Some(512));
+        assert_eq!(report.block_bytes, 512);
         assert_fake(&report, real);
     }
 }
@@ -259,9 +268,9 @@ fn honest_devices_show_no_fake_and_claim_nothing() {
 fn writes_that_stop_sticking_past_an_offset_give_that_offset() {
     for real in [64 * MIB, 333 * MIB + 1536, 4096, GIB - 512] {
         let zeros = Sparse::new(GIB, Past::Zeros(real));
-        assert_fake(&run(&zeros), real);
+        assert_fake(&run_with(&zeros, Some(512)), real);
         let old = Sparse::new(GIB, Past::OldData(real));
-        let report = run(&old);
+        let report = run_with(&old, Some(512));
         assert_fake(&report, real);
         assert!(report.verdict.evidence.iter().any(|e| matches!(
             e,
@@ -296,19 +305,27 @@ fn an_earlier_probes_blocks_do_not_pass_for_this_ones() {
 
 #[test]
 fn scattered_losses_are_damage_not_a_size() {
-    let mut dev = Sparse::new(GIB, Past::Honest);
-    // Block 2048 is the dense run's first probe above 1 MiB; the others are high probes.
-    let report = run(&dev);
-    let spacing = match report.verdict.evidence[0] {
+    let report = run(&Sparse::new(GIB, Past::Honest));
+    let spacing_bytes = match report.verdict.evidence[0] {
         Evidence::AllRead { spacing_bytes, .. } => spacing_bytes,
         ref e => panic!("{e:?}"),
     };
-    dev = Sparse::new(GIB, Past::Honest);
-    let dense = spacing / 512;
-    dev.bad_blocks = vec![dense + 3 * spacing / 512];
+    // On 1 GiB the dense run is as long as the spacing, so the fourth high probe is at
+    // 4 spacings: a bad 4 KiB there, with good probes above it.
+    let mut dev = Sparse::new(GIB, Past::Honest);
+    let first = 4 * spacing_bytes / dev.lbs;
+    dev.bad_blocks = (first..first + report.block_bytes / dev.lbs).collect();
     let report = run(&dev);
-    assert_eq!(report.verdict.kind, ProbeVerdictKind::Damaged, "{report:#?}");
+    assert_eq!(
+        report.verdict.kind,
+        ProbeVerdictKind::Damaged,
+        "{report:#?}"
+    );
     assert_eq!(report.verdict.usable_bytes, None);
+    assert!(report.verdict.evidence.contains(&Evidence::Lost {
+        at_bytes: 4 * spacing_bytes,
+        found: Found::Zeros
+    }));
     assert!(report
         .verdict
         .evidence
@@ -326,7 +343,11 @@ fn the_drive_cache_is_defeated() {
         ..ProbeOptions::default()
     };
     let report = probe(&cached(), &blind).unwrap();
-    assert_eq!(report.verdict.kind, ProbeVerdictKind::NoFakeFound, "{report:#?}");
+    assert_eq!(
+        report.verdict.kind,
+        ProbeVerdictKind::NoFakeFound,
+        "{report:#?}"
+    );
     assert_fake(&run(&cached()), 300 * MIB);
 }
 
@@ -335,6 +356,7 @@ fn a_budget_is_never_exceeded_and_a_small_one_costs_precision() {
     let dev = Sparse::new(GIB, Past::Zeros(321 * MIB + 512));
     let opts = ProbeOptions {
         budget_bytes: Some(600 * 512),
+        block_bytes: Some(512),
         ..ProbeOptions::default()
     };
     let report = probe(&dev, &opts).unwrap();
@@ -343,7 +365,10 @@ fn a_budget_is_never_exceeded_and_a_small_one_costs_precision() {
     assert_eq!(v.kind, ProbeVerdictKind::FakeCapacity);
     let usable = v.usable_bytes.unwrap();
     let precision = v.precision_bytes.unwrap();
-    assert!(usable <= 321 * MIB + 512 && 321 * MIB + 512 < usable + precision, "{v:?}");
+    assert!(
+        usable <= 321 * MIB + 512 && 321 * MIB + 512 < usable + precision,
+        "{v:?}"
+    );
     // More than the default is never taken.
     let opts = ProbeOptions {
         budget_bytes: Some(u64::MAX),
@@ -356,10 +381,21 @@ fn a_budget_is_never_exceeded_and_a_small_one_costs_precision() {
 fn too_small_a_device_is_refused() {
     let dev = MemDevice::new(2 * MIB);
     let err = probe(&dev, &ProbeOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::ProbeBudget { size_bytes, .. } if size_bytes == 2 * MIB), "{err}");
+    assert!(
+        matches!(err, Error::ProbeBudget { size_bytes, .. } if size_bytes == 2 * MIB),
+        "{err}"
+    );
     // The smallest device that can be probed, just above.
-    let ok = MemDevice::new(MIN_PROBE_BUDGET_BLOCKS * 512 * 100);
+    let ok = MemDevice::new(MIN_PROBE_BUDGET_BLOCKS * PROBE_BLOCK_BYTES * 100);
     assert!(probe(&ok, &ProbeOptions::default()).is_ok());
+    let opts = ProbeOptions {
+        block_bytes: Some(3000),
+        ..ProbeOptions::default()
+    };
+    assert!(matches!(
+        probe(&ok, &opts),
+        Err(Error::InvalidOption { .. })
+    ));
 }
 
 #[test]
