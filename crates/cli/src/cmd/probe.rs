@@ -272,7 +272,7 @@ mod tests {
             Some(64 << 20),
             Some(1 << 20),
         ));
-        assert!(rough.contains("less than 1.0 MiB more"), "{rough}");
+        assert!(rough.contains("less than 1.00 MiB more"), "{rough}");
         let damaged = doc(ProbeVerdictKind::Damaged, None, None);
         assert!(human(&damaged).starts_with("DAMAGED: /dev/sdz"));
         assert_eq!(status_of(damaged.verdict.kind), Status::Damage);
