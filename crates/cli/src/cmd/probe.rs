@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::probe::{self, ProbeOptions, ProbeVerdict, ProbeVerdictKind};
+use stackctl::probe::{self, Evidence, ProbeOptions, ProbeVerdict, ProbeVerdictKind};
 use stackctl::Source;
 
 use super::args::ProbeArgs;
@@ -89,8 +89,25 @@ fn headline(doc: &ProbeDoc) -> String {
 
 fn human(doc: &ProbeDoc) -> String {
     let mut out = headline(doc);
+    // At most 3 lines of each kind of evidence; the JSON has them all.
+    let mut shown_of_kind: Vec<(std::mem::Discriminant<Evidence>, usize)> = Vec::new();
+    let mut hidden = 0;
     for e in &doc.verdict.evidence {
-        out.push_str(&format!("  {e}\n"));
+        let kind = std::mem::discriminant(e);
+        match shown_of_kind.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) if *n >= 3 => hidden += 1,
+            Some((_, n)) => {
+                *n += 1;
+                out.push_str(&format!("  {e}\n"));
+            }
+            None => {
+                shown_of_kind.push((kind, 1));
+                out.push_str(&format!("  {e}\n"));
+            }
+        }
+    }
+    if hidden > 0 {
+        out.push_str(&format!("  ... and {hidden} more alike (see --json)\n"));
     }
     out.push_str(&format!(
         "  probed: {} blocks of {} B written ({} of a {} budget), {} read, {} round(s), \
@@ -219,7 +236,6 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stackctl::probe::Evidence;
 
     fn doc(kind: ProbeVerdictKind, usable: Option<u64>, precision: Option<u64>) -> ProbeDoc {
         ProbeDoc {
