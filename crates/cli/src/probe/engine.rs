@@ -154,7 +154,7 @@ impl<'a> Prober<'a> {
                 block_bytes /= 2;
             }
         }
-        if !block_bytes.is_power_of_two() || block_bytes < 512 || block_bytes > 1 << 20 {
+        if !block_bytes.is_power_of_two() || !(512..=1 << 20).contains(&block_bytes) {
             return Err(Error::InvalidOption {
                 option: "block_bytes",
                 reason: format!("{block_bytes}: not a power of two from 512 to 1 MiB"),
