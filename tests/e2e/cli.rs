@@ -14,6 +14,7 @@ mod exit_status;
 mod forged;
 pub(crate) mod harness;
 mod output;
+mod probe;
 mod refusals;
 mod signals;
 mod space;

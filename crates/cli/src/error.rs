@@ -115,6 +115,19 @@ pub enum Error {
         /// How long this process waited for it (`None`: it did not wait).
         waited: Option<std::time::Duration>,
     },
+    /// The device is too small for a probe: its write budget (1% of it, or what was
+    /// asked) holds fewer probe blocks than a probe needs.
+    #[error("{device}: cannot probe {size_bytes} bytes with a write budget of {budget_bytes} bytes (a probe needs at least {min_bytes}; the budget is at most 1% of the device)")]
+    ProbeBudget {
+        /// The device.
+        device: String,
+        /// Its size.
+        size_bytes: u64,
+        /// The write budget.
+        budget_bytes: u64,
+        /// The smallest budget a probe can work with.
+        min_bytes: u64,
+    },
     /// The volume was opened read-only and a change was asked for.
     #[error("the volume is open read-only")]
     ReadOnly,

@@ -35,6 +35,7 @@ pub mod format;
 mod options;
 pub mod pattern;
 pub mod pipeline;
+pub mod probe;
 mod report;
 mod volume;
 
@@ -49,4 +50,7 @@ pub use options::{
 pub use report::{
     Cause, DamagedRange, MetadataDamage, Source, SuperblockState, VerifyReport, MAX_LISTED_RANGES,
 };
-pub use volume::{FileId, Holder, LockMode, Volume, VolumeLock, MIN_FREE_BLOCKS};
+pub use volume::{
+    device_read_source, open_raw_device, FileId, Holder, LockMode, Volume, VolumeLock,
+    MIN_FREE_BLOCKS,
+};

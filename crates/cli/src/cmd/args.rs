@@ -18,7 +18,7 @@ Exit status:
   3    could not run (target missing or unreadable, not a volume, refused, out of space)
   130  interrupted (Ctrl-C); everything committed before stays on the volume
 
-A command that changes a volume (write, rm, format, burn-in) holds it exclusively;
+A command that changes a volume (write, rm, format, burn-in, probe) holds it exclusively;
 reading commands (verify, read, ls, info) share it. A volume in use is refused with
 status 3 naming the process holding it, unless --wait[=DURATION] is given.
 
@@ -92,6 +92,11 @@ pub enum Command {
     /// Test a drive or file: format, fill with pattern data, verify, report.
     #[command(name = "burn-in", after_help = AFTER_HELP)]
     BurnIn(BurnInArgs),
+    /// Screen a drive for fake capacity in seconds: write a few spread blocks (at most
+    /// 1% of it or 256 MiB), read them back from the drive, report the usable size.
+    /// It overwrites those blocks. A remapping fake can pass it; burn-in is the proof.
+    #[command(after_help = AFTER_HELP)]
+    Probe(ProbeArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -305,6 +310,33 @@ pub struct BurnInArgs {
     pub direct: bool,
     /// Go through the page cache (reports name the source "page-cache"). By default
     /// the drive is used: O_DIRECT, else each range evicted from the cache first.
+    #[arg(long, conflicts_with = "direct")]
+    pub cached: bool,
+}
+
+/// `probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The file or block device (it must exist).
+    pub target: PathBuf,
+    /// Overwrite content that is not a stackctl volume without objects (never a
+    /// mounted device).
+    #[arg(long)]
+    pub force: bool,
+    /// Write at most SIZE bytes of probes (default and upper limit: 1% of the target or
+    /// 256 MiB, whichever is smaller). A smaller budget costs precision.
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub budget: Option<u64>,
+    /// Read SIZE bytes from elsewhere on the drive between writing probes and reading
+    /// them back, so its cache cannot answer for it (default 64M).
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub cache: Option<u64>,
+    /// Insist on O_DIRECT; fail (exit 3) where it cannot serve. By default O_DIRECT is
+    /// used wherever it can serve anyway.
+    #[arg(long)]
+    pub direct: bool,
+    /// Go through the page cache (reports name the source "page-cache"; a fake then
+    /// goes unseen). By default the drive is used.
     #[arg(long, conflicts_with = "direct")]
     pub cached: bool,
 }

@@ -74,18 +74,19 @@ fn existing_objects(target: &Path) -> Result<Vec<ObjectInfo>, String> {
     Ok(volume.objects())
 }
 
-/// Why the volume on the target may not be replaced without `--force`, if it may not.
-fn volume_refusal(request: &FormatRequest<'_>) -> Option<String> {
-    let target = shown(request.target);
-    match existing_objects(request.target) {
+/// Why the volume on `path` may not be overwritten by `verb` ("format", "probe")
+/// without `--force`, if it may not. `burn_in`: burn-in's own earlier object may go.
+pub fn volume_refusal(path: &Path, burn_in: bool, verb: &str) -> Option<String> {
+    let target = shown(path);
+    match existing_objects(path) {
         Err(why) => Some(format!(
-            "refusing to format {target}: it holds a stackctl volume that cannot be opened ({why}), so its objects cannot be listed; pass --force to overwrite it"
+            "refusing to {verb} {target}: it holds a stackctl volume that cannot be opened ({why}), so its objects cannot be listed; pass --force to overwrite it"
         )),
         Ok(objects) => {
             let kept: Vec<&ObjectInfo> = objects
                 .iter()
                 .filter(|o| {
-                    !(request.burn_in
+                    !(burn_in
                         && o.name == super::burn_in::BURN_IN_OBJECT
                         && matches!(o.kind, stackctl::ObjectKind::Pattern { .. }))
                 })
@@ -103,11 +104,42 @@ fn volume_refusal(request: &FormatRequest<'_>) -> Option<String> {
                 names.push(format!("and {} more", kept.len() - names.len()));
             }
             Some(format!(
-                "refusing to format {target}: it holds a stackctl volume with {} object(s), {}: {}; pass --force to destroy them",
+                "refusing to {verb} {target}: it holds a stackctl volume with {} object(s), {}: {}; pass --force to destroy them",
                 kept.len(),
                 human_bytes(total),
                 names.join(", ")
             ))
+        }
+    }
+}
+
+/// Takes the exclusive lock on a target about to be overwritten (creating a missing
+/// file when `create`). Where the kernel refuses a block device's exclusive claim, the
+/// error says who uses it (mounted, swap, held) where the system tells.
+pub fn lock_for_overwrite(
+    ctx: &Ctx,
+    target: &Path,
+    create: bool,
+) -> anyhow::Result<stackctl::VolumeLock> {
+    match super::lock::lock(ctx, target, LockMode::Exclusive, create) {
+        Ok(lock) => Ok(lock),
+        Err(e) => {
+            let claimed = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref(),
+                    Some(stackctl::Error::Locked { claimed: true, .. })
+                )
+            });
+            if claimed {
+                if let Some(refusal) = safety::inspect_claimed(target, false)
+                    .ok()
+                    .filter(|i| !i.users.is_empty())
+                    .and_then(|i| i.refusal(target, true))
+                {
+                    bail!(refusal);
+                }
+            }
+            Err(e)
         }
     }
 }
@@ -137,29 +169,7 @@ pub fn format_target(
     }
     // The lock comes first: the checks below and the format all run under it, so no
     // process can start using the target between the checks and the write.
-    let lock = match super::lock::lock(ctx, target, LockMode::Exclusive, missing) {
-        Ok(lock) => lock,
-        Err(e) => {
-            // The kernel refused the block device's exclusive claim: say who uses it
-            // (mounted, swap, held) where the system tells, as the checks below would.
-            let claimed = e.chain().any(|c| {
-                matches!(
-                    c.downcast_ref(),
-                    Some(stackctl::Error::Locked { claimed: true, .. })
-                )
-            });
-            if claimed {
-                if let Some(refusal) = safety::inspect_claimed(target, false)
-                    .ok()
-                    .filter(|i| !i.users.is_empty())
-                    .and_then(|i| i.refusal(target, true))
-                {
-                    bail!(refusal);
-                }
-            }
-            return Err(e);
-        }
-    };
+    let lock = lock_for_overwrite(ctx, target, missing)?;
     let inspection = if lock.created() {
         safety::Inspection::missing()
     } else {
@@ -175,7 +185,7 @@ pub fn format_target(
         bail!(refusal);
     }
     if inspection.own_volume_at.is_some() && !request.force {
-        if let Some(refusal) = volume_refusal(request) {
+        if let Some(refusal) = volume_refusal(target, request.burn_in, "format") {
             bail!(refusal);
         }
     }

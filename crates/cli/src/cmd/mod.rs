@@ -10,6 +10,7 @@ mod format;
 mod human;
 mod lock;
 mod misc;
+mod probe;
 mod progress;
 mod read;
 pub mod safety;
@@ -130,6 +131,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Rm(_) => "rm",
         Command::Info(_) => "info",
         Command::BurnIn(_) => "burn-in",
+        Command::Probe(_) => "probe",
         Command::Completions(_) => "completions",
     }
 }
@@ -144,6 +146,7 @@ fn dispatch(ctx: &Ctx, command: &Command) -> anyhow::Result<Outcome> {
         Command::Rm(a) => misc::rm(ctx, a),
         Command::Info(a) => misc::info(ctx, a),
         Command::BurnIn(a) => burn_in::run(ctx, a),
+        Command::Probe(a) => probe::run(ctx, a),
         Command::Completions(a) => misc::completions(a),
     }
 }

@@ -117,30 +117,52 @@ pub(super) fn open_device(
     checked(device)
 }
 
+/// Opens the device at `path` for a command that writes raw blocks rather than a volume
+/// (`probe`), the way a volume opens it: `O_DIRECT` where it serves (for blocks of 4 KiB
+/// and whole logical blocks of the device), else buffered with each read evicted first;
+/// a file on memory buffered; `cached` asks for the page cache, `direct` insists. `lock`
+/// is the exclusive lock the caller took on `path`.
+pub fn open_raw_device(
+    path: &Path,
+    direct: bool,
+    cached: bool,
+    lock: &VolumeLock,
+) -> Result<Arc<dyn Device>, Error> {
+    let mode = IoMode::new(direct, cached)?;
+    open_device(path, mode, false, None, Some(4096), lock)
+}
+
+/// Where `device`'s reads came from so far, and why not from the drive when an eviction
+/// did not take. Ask after the reads: a range that stayed cached turns an `Evicted`
+/// device into `PageCache`.
+pub fn device_read_source(device: &dyn Device) -> (Source, Option<String>) {
+    let info = device.info();
+    if info.backing == stack_bio::Backing::Memory {
+        return (Source::Memory, None);
+    }
+    match info.reads {
+        ReadPath::Direct => (Source::Direct, None),
+        ReadPath::Evicted => (Source::Evicted, None),
+        ReadPath::Memory => (Source::Memory, None),
+        ReadPath::PageCache { stuck } => (
+            Source::PageCache,
+            stuck.map(|why| {
+                format!(
+                    "{}: an eviction from the page cache did not take ({why}); what was \
+                     read may not be what the drive holds",
+                    info.path
+                )
+            }),
+        ),
+    }
+}
+
 impl Volume {
     /// Where this volume's reads came from so far, and why not from the drive when an
     /// eviction did not take. Ask after the reads: a range that stayed cached turns an
     /// `Evicted` device into `PageCache`.
     pub fn read_source(&self) -> (Source, Option<String>) {
-        let info = self.device.info();
-        if info.backing == stack_bio::Backing::Memory {
-            return (Source::Memory, None);
-        }
-        match info.reads {
-            ReadPath::Direct => (Source::Direct, None),
-            ReadPath::Evicted => (Source::Evicted, None),
-            ReadPath::Memory => (Source::Memory, None),
-            ReadPath::PageCache { stuck } => (
-                Source::PageCache,
-                stuck.map(|why| {
-                    format!(
-                        "{}: an eviction from the page cache did not take ({why}); what was \
-                         read may not be what the drive holds",
-                        info.path
-                    )
-                }),
-            ),
-        }
+        device_read_source(self.device.as_ref())
     }
 
     /// Where this volume's writes go: `Direct` (`O_DIRECT`), `Memory`, or `PageCache`

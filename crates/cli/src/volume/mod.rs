@@ -33,6 +33,7 @@ use crate::report::SuperblockState;
 use crate::Error;
 use device::{open_device, IoMode};
 
+pub use device::{device_read_source, open_raw_device};
 pub(crate) use io::{read_blocks, write_blocks, IO_ALIGN_BYTES};
 pub use lock::{FileId, Holder, LockMode, VolumeLock};
 pub(crate) use open::{judge_slots, load_table, read_slot, Rejected, SlotRead};

@@ -47,6 +47,10 @@ pub(crate) fn read_slot(device: &dyn Device, slot: u8) -> SlotRead {
         // A data block here says more than "no magic": a device that wraps around a
         // fake capacity overwrites the superblocks with blocks written far beyond.
         return SlotRead::Empty(match PatternHeader::parse(&buf) {
+            Some(_) if crate::probe::is_probe_block(&buf) => {
+                "holds a `stackctl probe` block: the target was probed, and is no volume since"
+                    .to_string()
+            }
             Some(h) => format!(
                 "holds a data block written for byte {} (the device wraps around: fake capacity?)",
                 h.phys_block.saturating_mul(len as u64)
