@@ -4,6 +4,7 @@
 
 pub(crate) mod accounting;
 mod crash;
+mod fake;
 mod parallel_verify;
 mod space;
 

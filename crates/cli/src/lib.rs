@@ -35,6 +35,7 @@ mod options;
 pub mod pattern;
 pub mod pipeline;
 mod report;
+mod verdict;
 mod volume;
 
 pub use error::{Error, NoSpaceOutcome};
@@ -47,4 +48,5 @@ pub use options::{
 pub use report::{
     Cause, DamagedRange, MetadataDamage, Source, SuperblockState, VerifyReport, MAX_LISTED_RANGES,
 };
+pub use verdict::{judge, Verdict};
 pub use volume::{FileId, Holder, LockMode, Volume, VolumeLock, MIN_FREE_BLOCKS};
