@@ -41,8 +41,8 @@ mod volume;
 pub use error::{Error, NoSpaceOutcome};
 pub use format::ObjectKind;
 pub use options::{
-    uuid_string, DamageFn, DeviceSummary, FormatOptions, LockWait, ObjectInfo, OpenOptions,
-    Progress, ProgressFn, VerifyOptions, VolumeInfo, WriteOptions, WriteReport,
+    uuid_string, CanaryFailure, DamageFn, DeviceSummary, FormatOptions, LockWait, ObjectInfo,
+    OpenOptions, Progress, ProgressFn, VerifyOptions, VolumeInfo, WriteOptions, WriteReport,
     DEFAULT_COMMIT_EVERY_BYTES, DEFAULT_COMMIT_INTERVAL,
 };
 pub use report::{

@@ -123,6 +123,12 @@ pub struct WriteOptions {
     /// incomplete object instead of removing it (the default gives the space back; see
     /// [`crate::NoSpaceOutcome`]). A fill is not affected: running out is its end.
     pub keep_partial: bool,
+    /// A fill re-reads canaries from the device as it goes: sampled blocks of what it
+    /// already wrote, at least every max(64 MiB, 1% of the free space). Default on.
+    pub canaries: bool,
+    /// A fill stops at the first canary that does not read back what was written (a
+    /// fake capacity wrapping or losing writes); off keeps filling. Default on.
+    pub stop_at_canary: bool,
 }
 
 impl Default for WriteOptions {
@@ -134,6 +140,8 @@ impl Default for WriteOptions {
             progress: None,
             cancel: None,
             keep_partial: false,
+            canaries: true,
+            stop_at_canary: true,
         }
     }
 }
@@ -147,6 +155,8 @@ impl fmt::Debug for WriteOptions {
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
             .field("keep_partial", &self.keep_partial)
+            .field("canaries", &self.canaries)
+            .field("stop_at_canary", &self.stop_at_canary)
             .finish()
     }
 }
@@ -200,6 +210,25 @@ pub struct WriteReport {
     pub extents: u64,
     /// Whether the object is complete (false after an interruption).
     pub complete: bool,
+    /// Canary blocks a fill re-read from the device.
+    pub canaries_read: u64,
+    /// The first canary that did not read back what was written, if any.
+    pub canary_failed: Option<CanaryFailure>,
+    /// The fill stopped at that canary (without `stop_at_canary` it went on).
+    pub stopped_early: bool,
+}
+
+/// A canary block that did not read back what the fill wrote there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CanaryFailure {
+    /// Byte offset on the device of the block.
+    pub physical_offset: u64,
+    /// Byte offset of the block in the object.
+    pub logical_offset: u64,
+    /// Bytes the fill had written when it read the canary.
+    pub written_bytes: u64,
+    /// What the block held instead, in words.
+    pub found: String,
 }
 
 /// One object as listed.

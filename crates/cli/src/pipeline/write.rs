@@ -19,6 +19,7 @@ use crate::pattern::{fill_blocks, PatternHeader};
 use crate::volume::{Volume, IO_ALIGN_BYTES};
 use crate::{Error, NoSpaceOutcome};
 
+mod canary;
 mod runs;
 mod space;
 
@@ -159,6 +160,19 @@ struct Writer<'v> {
     allocs: Allocs,
     data_goal: u64,
     csum_goal: u64,
+    /// A fill's canaries (see `canary.rs`).
+    canary: Option<Canaries>,
+}
+
+/// The canary state of a fill.
+struct Canaries {
+    written: canary::Written,
+    period_bytes: u64,
+    next_at: u64,
+    rounds: u64,
+    read: u64,
+    failed: Option<crate::options::CanaryFailure>,
+    stopped: bool,
 }
 
 impl Volume {
@@ -216,7 +230,21 @@ impl Volume {
         let run_max_blocks = run_max_blocks(opts.commit_every_bytes, bs);
         let last = record.runs.last().copied();
         let allocs = Allocs::new(self.alloc_queue()?);
+        let canary =
+            (fill && opts.canaries && matches!(kind, ObjectKind::Pattern { .. })).then(|| {
+                let period_bytes = canary::period_bytes(self.free_bytes());
+                Canaries {
+                    written: canary::Written::default(),
+                    period_bytes,
+                    next_at: (record.size_bytes / period_bytes + 1) * period_bytes,
+                    rounds: 0,
+                    read: 0,
+                    failed: None,
+                    stopped: false,
+                }
+            });
         let mut w = Writer {
+            canary,
             write_generation: self.max_seen_generation.max(self.sb.generation) + 1,
             logical: record.size_bytes,
             committed_bytes: record.size_bytes,
@@ -258,6 +286,9 @@ impl Volume {
                     commits: w.commits,
                     extents: w.record.runs.len() as u64,
                     complete,
+                    canaries_read: w.canary.as_ref().map_or(0, |c| c.read),
+                    canary_failed: w.canary.as_ref().and_then(|c| c.failed.clone()),
+                    stopped_early: w.canary.as_ref().is_some_and(|c| c.stopped),
                 };
                 if complete {
                     Ok(report)
@@ -406,6 +437,11 @@ impl Writer<'_> {
             if let Some(l) = left {
                 room_bytes = room_bytes.min(l);
             }
+            if let Some(c) = &self.canary {
+                // A chunk ends where a canary round is due, so the round comes after
+                // exactly each period.
+                room_bytes = room_bytes.min(c.next_at.saturating_sub(self.logical).max(bs));
+            }
             let mut buf = pool.get();
             let n = match source {
                 Source::Reader(r) => {
@@ -470,8 +506,14 @@ impl Writer<'_> {
                 ordered.queue(pre, post)?;
             }
             run.used_blocks += blocks;
+            if let Some(c) = &mut self.canary {
+                c.written.push(phys, logical, blocks, bs);
+            }
             self.logical += n;
             self.since_commit_bytes += n;
+            if self.canary_round()? {
+                break Ok(true);
+            }
             if let Some(p) = &self.opts.progress {
                 p(Progress {
                     done_bytes: self.logical,
@@ -484,6 +526,43 @@ impl Writer<'_> {
         };
         ordered.flush();
         result
+    }
+
+    /// Reads a round of canaries when one is due; `true` when the fill must stop.
+    fn canary_round(&mut self) -> Result<bool, Error> {
+        let (ObjectKind::Pattern { seed }, Some(c)) = (self.record.kind, &self.canary) else {
+            return Ok(false);
+        };
+        if self.logical < c.next_at || c.failed.is_some() {
+            return Ok(false);
+        }
+        // The canaries must come from the drive: every bio done, nothing dirty in the
+        // page cache (an eviction cannot drop dirty pages), the drive's cache drained.
+        self.inflight.wait_idle()?;
+        self.vol.device.flush()?;
+        let stream = canary::Stream {
+            object_id: self.record.id,
+            generation: self.write_generation,
+            seed,
+            salt: self.vol.salt,
+            block_size_bytes: self.bs(),
+        };
+        let c = self.canary.as_mut().expect("checked above");
+        let (failed, read) = canary::check(
+            &*self.vol.device,
+            &c.written,
+            stream,
+            c.rounds,
+            self.logical,
+        );
+        c.rounds += 1;
+        c.read += read;
+        c.next_at = (self.logical / c.period_bytes + 1) * c.period_bytes;
+        if failed.is_some() {
+            c.failed = failed;
+            c.stopped = self.opts.stop_at_canary;
+        }
+        Ok(c.stopped)
     }
 
     fn maybe_checkpoint(&mut self) -> Result<(), Error> {
