@@ -181,6 +181,6 @@ mod tests {
     fn the_period_is_64_mib_or_one_percent() {
         assert_eq!(period_bytes(1 << 30), 64 << 20);
         assert_eq!(period_bytes(100 << 30), 1 << 30);
-        assert_eq!(period_bytes((100 << 30) + 1), (1 << 30) + (1 << 20));
+        assert_eq!(period_bytes((100 << 30) + 100), (1 << 30) + (1 << 20));
     }
 }
