@@ -6,7 +6,7 @@
 
 use anyhow::Context as _;
 use serde::Serialize;
-use stackctl::{OpenOptions, Volume};
+use stackctl::{CanaryFailure, OpenOptions, Verdict, Volume};
 
 use super::args::BurnInArgs;
 use super::doc::{VerifyDoc, WrittenDoc};
@@ -24,6 +24,9 @@ pub const BURN_IN_OBJECT: &str = "burn-in";
 pub struct BurnInDoc {
     /// No damage found.
     pub clean: bool,
+    /// The verdict on the drive (the verify step's, with the canary that stopped the
+    /// fill among a fake capacity's evidence).
+    pub verdict: Option<Verdict>,
     /// The pattern seed.
     pub seed: u64,
     /// The format step.
@@ -32,6 +35,22 @@ pub struct BurnInDoc {
     pub write: WrittenDoc,
     /// The verify step.
     pub verify: VerifyDoc,
+}
+
+/// The canary that failed during the fill, as evidence.
+fn canary_evidence(canary: &CanaryFailure, stopped: bool) -> String {
+    format!(
+        "a canary read back during the fill, after {} bytes were written, found {} at byte \
+         {}{}",
+        canary.written_bytes,
+        canary.found,
+        canary.physical_offset,
+        if stopped {
+            "; the fill stopped there"
+        } else {
+            ""
+        }
+    )
 }
 
 /// `stackctl burn-in`.
@@ -50,7 +69,9 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     let (mut volume, format_doc, _kind) = format_target(ctx, &request)?;
     let seed = args.seed.unwrap_or_else(random_seed);
     let reporter = ctx.reporter("burn-in");
-    let (opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()), None);
+    let (mut opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()), None);
+    opts.canaries = !args.no_canaries;
+    opts.stop_at_canary = !args.no_stop;
     let result = volume.fill(BURN_IN_OBJECT, seed, &opts);
     phase.finish();
     let report = result
@@ -72,13 +93,20 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         lock,
     )
     .with_context(|| format!("reopening {} to verify", shown(target)))?;
-    let verify = verify_volume(ctx, &volume, None, "burn-in")?;
+    let mut verify = verify_volume(ctx, &volume, None, "burn-in")?;
+    if let (Some(Verdict::FakeCapacity { evidence, .. }), Some(canary)) =
+        (verify.verdict.as_mut(), &write.canary_failed)
+    {
+        evidence.push(canary_evidence(canary, write.stopped_early));
+    }
     let status = status_of(&verify);
-    let mut text = summary(&format_doc);
+    let mut text = human::verdict_line(&verify);
+    text.push_str(&summary(&format_doc));
     text.push_str(&human::written(std::slice::from_ref(&write)));
     text.push_str(&human::verify(&verify));
     let doc = BurnInDoc {
         clean: verify.clean,
+        verdict: verify.verdict.clone(),
         seed,
         format: format_doc,
         write,

@@ -38,7 +38,8 @@ pub fn verify_volume(
     let result = volume.verify(&opts);
     phase.finish();
     let report = result.with_context(|| format!("verifying {}", info.device.path))?;
-    Ok(VerifyDoc::new(&report, &info))
+    let verdict = volume.verdict(&report, object);
+    Ok(VerifyDoc::new(&report, &info, verdict))
 }
 
 /// The exit status of a verify document.
@@ -56,6 +57,6 @@ pub fn status_of(doc: &VerifyDoc) -> Status {
 pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let volume = super::lock::open(ctx, &args.target, args.direct, args.cached, true)?;
     let doc = verify_volume(ctx, &volume, args.object.as_deref(), "verify")?;
-    let human = human::verify(&doc);
+    let human = format!("{}{}", human::verdict_line(&doc), human::verify(&doc));
     Outcome::new(status_of(&doc), "verify", &doc, human)
 }
