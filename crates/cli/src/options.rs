@@ -216,6 +216,9 @@ pub struct WriteReport {
     pub canary_failed: Option<CanaryFailure>,
     /// The fill stopped at that canary (without `stop_at_canary` it went on).
     pub stopped_early: bool,
+    /// Wall time spent on canaries (waiting for the writes, flushing, reading).
+    #[serde(serialize_with = "as_secs_f64")]
+    pub canary_elapsed: Duration,
 }
 
 /// A canary block that did not read back what the fill wrote there.

@@ -308,6 +308,8 @@ pub struct WrittenDoc {
     pub canary_failed: Option<CanaryFailure>,
     /// The fill stopped at that canary.
     pub stopped_early: bool,
+    /// Seconds spent on canaries (waiting for the writes, flushing, reading).
+    pub canary_secs: f64,
 }
 
 impl WrittenDoc {
@@ -329,6 +331,7 @@ impl WrittenDoc {
             canaries_read: report.canaries_read,
             canary_failed: report.canary_failed.clone(),
             stopped_early: report.stopped_early,
+            canary_secs: report.canary_elapsed.as_secs_f64(),
         }
     }
 }

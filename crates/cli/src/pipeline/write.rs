@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -166,13 +166,15 @@ struct Writer<'v> {
 
 /// The canary state of a fill.
 struct Canaries {
-    written: canary::Written,
+    /// Writes are buffered: flush before reading (asked once: `info()` costs ms).
+    flush_first: bool,
     period_bytes: u64,
     next_at: u64,
     rounds: u64,
     read: u64,
     failed: Option<crate::options::CanaryFailure>,
     stopped: bool,
+    elapsed: std::time::Duration,
 }
 
 impl Volume {
@@ -234,13 +236,14 @@ impl Volume {
             (fill && opts.canaries && matches!(kind, ObjectKind::Pattern { .. })).then(|| {
                 let period_bytes = canary::period_bytes(self.free_bytes());
                 Canaries {
-                    written: canary::Written::default(),
+                    flush_first: !self.device.info().direct,
                     period_bytes,
                     next_at: (record.size_bytes / period_bytes + 1) * period_bytes,
                     rounds: 0,
                     read: 0,
                     failed: None,
                     stopped: false,
+                    elapsed: std::time::Duration::ZERO,
                 }
             });
         let mut w = Writer {
@@ -289,6 +292,7 @@ impl Volume {
                     canaries_read: w.canary.as_ref().map_or(0, |c| c.read),
                     canary_failed: w.canary.as_ref().and_then(|c| c.failed.clone()),
                     stopped_early: w.canary.as_ref().is_some_and(|c| c.stopped),
+                    canary_elapsed: w.canary.as_ref().map_or(Default::default(), |c| c.elapsed),
                 };
                 if complete {
                     Ok(report)
@@ -506,9 +510,6 @@ impl Writer<'_> {
                 ordered.queue(pre, post)?;
             }
             run.used_blocks += blocks;
-            if let Some(c) = &mut self.canary {
-                c.written.push(phys, logical, blocks, bs);
-            }
             self.logical += n;
             self.since_commit_bytes += n;
             if self.canary_round()? {
@@ -536,27 +537,52 @@ impl Writer<'_> {
         if self.logical < c.next_at || c.failed.is_some() {
             return Ok(false);
         }
-        // The canaries must come from the drive: every bio done, nothing dirty in the
-        // page cache (an eviction cannot drop dirty pages), the drive's cache drained.
-        self.inflight.wait_idle()?;
-        self.vol.device.flush()?;
+        let started = Instant::now();
+        // The canaries must come from the drive, so they are sampled only from runs
+        // whose bios are all done (committed, ready, or sealed with none pending): no
+        // drain of the pipeline. Buffered writes are flushed first, since an eviction
+        // cannot drop dirty pages; `O_DIRECT` writes are on the drive already.
+        if c.flush_first {
+            self.vol.device.flush()?;
+        }
+        let bs = self.bs();
+        let mut written = canary::Written::default();
+        let mut logical = 0;
+        let done_sealed = self
+            .sealed
+            .iter()
+            .take_while(|s| {
+                s.pending.load(Ordering::Acquire) == 0 && !s.failed.load(Ordering::Acquire)
+            })
+            .map(|s| &s.run);
+        for r in self
+            .record
+            .runs
+            .iter()
+            .chain(&self.ready)
+            .chain(done_sealed)
+        {
+            written.push(
+                r.data_start_block,
+                logical,
+                r.data_blocks,
+                r.write_generation,
+                bs,
+            );
+            logical += r.data_blocks * bs;
+        }
         let stream = canary::Stream {
             object_id: self.record.id,
-            generation: self.write_generation,
             seed,
             salt: self.vol.salt,
             block_size_bytes: self.bs(),
         };
         let c = self.canary.as_mut().expect("checked above");
-        let (failed, read) = canary::check(
-            &*self.vol.device,
-            &c.written,
-            stream,
-            c.rounds,
-            self.logical,
-        );
+        let (failed, read) =
+            canary::check(&*self.vol.device, &written, stream, c.rounds, self.logical);
         c.rounds += 1;
         c.read += read;
+        c.elapsed += started.elapsed();
         c.next_at = (self.logical / c.period_bytes + 1) * c.period_bytes;
         if failed.is_some() {
             c.failed = failed;
