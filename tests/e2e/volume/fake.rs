@@ -132,7 +132,7 @@ fn a_16_gib_fake_over_128_mib_stops_within_one_percent() {
     stops_early(
         128 * MIB,
         16 << 30,
-        ((16 << 30) / 100 as u64).next_multiple_of(MIB),
+        ((16_u64 << 30) / 100).next_multiple_of(MIB),
     );
 }
 
