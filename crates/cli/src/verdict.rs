@@ -152,7 +152,7 @@ fn wrap(report: &VerifyReport, advertised_bytes: u64, notes: &[String]) -> Optio
     let mut evidence = vec![
         format!(
             "{blocks} blocks read back data written elsewhere, each a multiple of {distance} \
-             bytes further on (e.g. the block at byte {at} holds the data written for byte \
+             bytes away (e.g. the block at byte {at} holds the data written for byte \
              {belongs}): the drive wraps around every {distance} bytes"
         ),
         format!("{good_bytes} bytes of data read back right, no more than {distance}"),
