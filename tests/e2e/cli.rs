@@ -11,6 +11,7 @@ mod damage;
 mod device_true;
 pub(crate) mod devices;
 mod exit_status;
+mod fake;
 mod forged;
 pub(crate) mod harness;
 mod output;

@@ -5,6 +5,7 @@
 pub(crate) mod accounting;
 mod acked;
 mod crash;
+mod fake;
 mod parallel_verify;
 mod space;
 

@@ -31,6 +31,7 @@ struct Faults {
     space_left_bytes: Option<u64>,
     /// Flushes return success but make nothing durable (see `lie_about_flushes`).
     lying_flushes: bool,
+    lost_past: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +51,9 @@ pub struct FaultyDevice {
     state: Mutex<State>,
     /// I/O from the cut on fails, as on a device that lost power.
     fail_after_cut: bool,
+    /// A counterfeit: the size the device claims, larger than `inner`, whose size is all
+    /// it really holds ([`FaultyDevice::counterfeit`]).
+    advertised_bytes: Option<u64>,
 }
 
 fn overlaps(range: &Range<u64>, offset: u64, len: usize) -> bool {
@@ -87,6 +91,21 @@ impl FaultyDevice {
             name,
             state: Mutex::new(State::default()),
             fail_after_cut: false,
+            advertised_bytes: None,
+        }
+    }
+
+    /// Counterfeit flash larger than memory allows: claims `advertised_bytes` but holds
+    /// only `inner` (every offset is taken modulo its size, whatever faults are armed),
+    /// so a 4 GiB fake costs the memory of its real 1 GiB.
+    ///
+    /// # Panics
+    /// If `advertised_bytes` is smaller than `inner`.
+    pub fn counterfeit(inner: Arc<dyn Device>, advertised_bytes: u64) -> Self {
+        assert!(advertised_bytes >= inner.size_bytes() && inner.size_bytes() > 0);
+        Self {
+            advertised_bytes: Some(advertised_bytes),
+            ..Self::new(inner)
         }
     }
 
@@ -173,6 +192,13 @@ impl FaultyDevice {
         self.lock().faults.lying_flushes = true;
     }
 
+    /// Fake flash that never stores past `offset`: the part of each write at or past it
+    /// is acknowledged and lost (reads there give what was there before), the part
+    /// before it lands.
+    pub fn lose_writes_past(&self, offset: u64) {
+        self.lock().faults.lost_past = Some(offset);
+    }
+
     /// Disarms every fault (the crash model stays).
     pub fn clear_faults(&self) {
         self.lock().faults = Faults::default();
@@ -254,8 +280,9 @@ impl FaultyDevice {
     }
 
     /// Splits `[offset, offset + len)` into the pieces it occupies after wrap-around.
-    fn wrap(faults: &Faults, offset: u64, len: usize) -> Vec<(u64, Range<usize>)> {
-        let Some(cap) = faults.wrap_capacity_bytes else {
+    fn wrap(&self, faults: &Faults, offset: u64, len: usize) -> Vec<(u64, Range<usize>)> {
+        let real = self.advertised_bytes.map(|_| self.inner.size_bytes());
+        let Some(cap) = faults.wrap_capacity_bytes.or(real) else {
             return vec![(offset, 0..len)];
         };
         let mut pieces = Vec::new();
@@ -271,7 +298,7 @@ impl FaultyDevice {
 
     fn write_locked(&self, state: &mut State, mut data: Vec<u8>, offset: u64) -> Result<(), Error> {
         let len = data.len();
-        check_range(&self.name, offset, len, self.inner.size_bytes())?;
+        check_range(&self.name, offset, len, self.size_bytes())?;
         state.writes_issued += 1;
         let block = self.inner.logical_block_size();
         let fate = state
@@ -322,15 +349,19 @@ impl FaultyDevice {
         if let Some((r, to)) = f.misdirected.iter().find(|(r, _)| r.contains(&offset)) {
             hit = true;
             target = to + (offset - r.start);
-            if check_range(&self.name, target, data.len(), self.inner.size_bytes()).is_err() {
+            if check_range(&self.name, target, data.len(), self.size_bytes()).is_err() {
                 state.faults_hit += 1;
                 return Ok(());
             }
         }
+        if let Some(past) = f.lost_past.filter(|&p| p < target + data.len() as u64) {
+            data.truncate(past.saturating_sub(target) as usize);
+            hit = true;
+        }
         if hit {
             state.faults_hit += 1;
         }
-        for (at, piece) in Self::wrap(f, target, data.len()) {
+        for (at, piece) in self.wrap(f, target, data.len()) {
             self.inner.write_at(&data[piece.clone()], at)?;
             if let Some(crash) = state.crash.as_mut() {
                 match fate {
@@ -348,7 +379,7 @@ impl Device for FaultyDevice {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
         let mut state = self.lock();
         let len = buf.len();
-        check_range(&self.name, offset, len, self.inner.size_bytes())?;
+        check_range(&self.name, offset, len, self.size_bytes())?;
         if self.fail_after_cut && state.crash.as_ref().is_some_and(CrashModel::is_cut) {
             return Err(power_lost(&self.name, "read", offset, len));
         }
@@ -361,7 +392,7 @@ impl Device for FaultyDevice {
             state.faults_hit += 1;
             return Err(injected(&self.name, "read", offset, len, libc::EIO));
         }
-        for (at, piece) in Self::wrap(&state.faults, offset, len) {
+        for (at, piece) in self.wrap(&state.faults, offset, len) {
             self.inner.read_at(&mut buf[piece], at)?;
         }
         let mut hit = false;
@@ -414,7 +445,8 @@ impl Device for FaultyDevice {
     }
 
     fn size_bytes(&self) -> u64 {
-        self.inner.size_bytes()
+        self.advertised_bytes
+            .unwrap_or_else(|| self.inner.size_bytes())
     }
 
     fn logical_block_size(&self) -> u32 {
@@ -428,6 +460,7 @@ impl Device for FaultyDevice {
     fn info(&self) -> DeviceInfo {
         DeviceInfo {
             path: self.name.clone(),
+            size_bytes: self.size_bytes(),
             ..self.inner.info()
         }
     }

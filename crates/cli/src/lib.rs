@@ -37,19 +37,21 @@ pub mod pattern;
 pub mod pipeline;
 pub mod probe;
 mod report;
+mod verdict;
 mod volume;
 
 pub use ack::{AckedCheck, AckedObject, CommitFn, CommitRecord, LostFlushes, LostHow, LostObject};
 pub use error::{Error, NoSpaceOutcome};
 pub use format::ObjectKind;
 pub use options::{
-    uuid_string, DamageFn, DeviceSummary, FormatOptions, LockWait, ObjectInfo, OpenOptions,
-    Progress, ProgressFn, VerifyOptions, VolumeInfo, WriteOptions, WriteReport,
+    uuid_string, CanaryFailure, DamageFn, DeviceSummary, FormatOptions, LockWait, ObjectInfo,
+    OpenOptions, Progress, ProgressFn, VerifyOptions, VolumeInfo, WriteOptions, WriteReport,
     DEFAULT_COMMIT_EVERY_BYTES, DEFAULT_COMMIT_INTERVAL,
 };
 pub use report::{
     Cause, DamagedRange, MetadataDamage, Source, SuperblockState, VerifyReport, MAX_LISTED_RANGES,
 };
+pub use verdict::{judge, Verdict};
 pub use volume::{
     device_read_source, open_raw_device, FileId, Holder, LockMode, Volume, VolumeLock,
     MIN_FREE_BLOCKS,

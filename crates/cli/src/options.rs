@@ -126,6 +126,12 @@ pub struct WriteOptions {
     /// Called after each durable commit of the write (its superblock's flush returned)
     /// with the committed table: the acknowledgement `stackctl write --ack-log` logs.
     pub on_commit: Option<crate::ack::CommitFn>,
+    /// A fill re-reads canaries from the device as it goes: sampled blocks of what it
+    /// already wrote, at least every max(64 MiB, 1% of the free space). Default on.
+    pub canaries: bool,
+    /// A fill stops at the first canary that does not read back what was written (a
+    /// fake capacity wrapping or losing writes); off keeps filling. Default on.
+    pub stop_at_canary: bool,
 }
 
 impl Default for WriteOptions {
@@ -138,6 +144,8 @@ impl Default for WriteOptions {
             cancel: None,
             keep_partial: false,
             on_commit: None,
+            canaries: true,
+            stop_at_canary: true,
         }
     }
 }
@@ -152,6 +160,8 @@ impl fmt::Debug for WriteOptions {
             .field("cancel", &self.cancel)
             .field("keep_partial", &self.keep_partial)
             .field("on_commit", &self.on_commit.is_some())
+            .field("canaries", &self.canaries)
+            .field("stop_at_canary", &self.stop_at_canary)
             .finish()
     }
 }
@@ -205,6 +215,28 @@ pub struct WriteReport {
     pub extents: u64,
     /// Whether the object is complete (false after an interruption).
     pub complete: bool,
+    /// Canary blocks a fill re-read from the device.
+    pub canaries_read: u64,
+    /// The first canary that did not read back what was written, if any.
+    pub canary_failed: Option<CanaryFailure>,
+    /// The fill stopped at that canary (without `stop_at_canary` it went on).
+    pub stopped_early: bool,
+    /// Wall time spent on canaries (waiting for the writes, flushing, reading).
+    #[serde(serialize_with = "as_secs_f64")]
+    pub canary_elapsed: Duration,
+}
+
+/// A canary block that did not read back what the fill wrote there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CanaryFailure {
+    /// Byte offset on the device of the block.
+    pub physical_offset: u64,
+    /// Byte offset of the block in the object.
+    pub logical_offset: u64,
+    /// Bytes the fill had written when it read the canary.
+    pub written_bytes: u64,
+    /// What the block held instead, in words.
+    pub found: String,
 }
 
 /// One object as listed.

@@ -432,3 +432,41 @@ fn limit_space_fails_writes_with_enospc_and_stores_nothing() {
     dev.clear_faults();
     dev.write_at(&[4; 512], 1024).unwrap();
 }
+
+#[test]
+fn a_counterfeit_claims_more_than_it_holds_and_wraps() {
+    let mem = Arc::new(MemDevice::new(16384));
+    let dev = FaultyDevice::counterfeit(mem.clone(), 1 << 30);
+    assert_eq!(dev.size_bytes(), 1 << 30, "it claims the advertised size");
+    assert_eq!(dev.info().size_bytes, 1 << 30);
+    dev.write_at(&[7; 512], (1 << 29) + 1024).unwrap();
+    assert_eq!(
+        read(&*mem, 1024, 512),
+        vec![7; 512],
+        "stored modulo the real size"
+    );
+    assert_eq!(read(&dev, 1024, 512), vec![7; 512]);
+    assert!(
+        dev.write_at(&[7; 512], 1 << 30).is_err(),
+        "past the claim is refused"
+    );
+}
+
+#[test]
+fn writes_past_an_offset_are_lost_and_the_part_before_lands() {
+    let (mem, dev) = faulty();
+    dev.lose_writes_past(4096);
+    dev.write_at(&[9; 1024], 3584).unwrap();
+    assert_eq!(
+        read(&*mem, 3584, 512),
+        vec![9; 512],
+        "the part before lands"
+    );
+    assert_eq!(
+        read(&*mem, 4096, 512),
+        vec![0; 512],
+        "the part past is lost"
+    );
+    dev.write_at(&[9; 512], 8192).unwrap();
+    assert_eq!(read(&dev, 8192, 512), vec![0; 512]);
+}

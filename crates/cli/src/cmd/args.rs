@@ -312,6 +312,13 @@ pub struct BurnInArgs {
     /// the drive is used: O_DIRECT, else each range evicted from the cache first.
     #[arg(long, conflicts_with = "direct")]
     pub cached: bool,
+    /// Keep filling after a canary reads back data written elsewhere (fake capacity),
+    /// to list every damaged range; by default the fill stops there.
+    #[arg(long)]
+    pub no_stop: bool,
+    /// Do not re-read canaries during the fill (for comparison in benchmarks).
+    #[arg(long, hide = true)]
+    pub no_canaries: bool,
 }
 
 /// `probe`.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use stackctl::{OpenOptions, Volume};
+use stackctl::{CanaryFailure, OpenOptions, Verdict, Volume};
 
 use super::ack::AckLog;
 use super::args::BurnInArgs;
@@ -27,6 +27,9 @@ pub const BURN_IN_OBJECT: &str = "burn-in";
 pub struct BurnInDoc {
     /// No damage found.
     pub clean: bool,
+    /// The verdict on the drive (the verify step's, with the canary that stopped the
+    /// fill among a fake capacity's evidence).
+    pub verdict: Option<Verdict>,
     /// The pattern seed.
     pub seed: u64,
     /// The format step.
@@ -35,6 +38,22 @@ pub struct BurnInDoc {
     pub write: WrittenDoc,
     /// The verify step.
     pub verify: VerifyDoc,
+}
+
+/// The canary that failed during the fill, as evidence.
+fn canary_evidence(canary: &CanaryFailure, stopped: bool) -> String {
+    format!(
+        "a canary read back during the fill, after {} bytes were written, found {} at byte \
+         {}{}",
+        canary.written_bytes,
+        canary.found,
+        canary.physical_offset,
+        if stopped {
+            "; the fill stopped there"
+        } else {
+            ""
+        }
+    )
 }
 
 /// `stackctl burn-in`.
@@ -64,6 +83,8 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     let reporter = ctx.reporter("burn-in");
     let (mut opts, phase) = write_options(ctx, &reporter, false, Some(volume.free_bytes()), None);
     opts.on_commit = ack.as_ref().map(|a| a.hook(Arc::clone(&ctx.cancel)));
+    opts.canaries = !args.no_canaries;
+    opts.stop_at_canary = !args.no_stop;
     let result = volume.fill(BURN_IN_OBJECT, seed, &opts);
     phase.finish();
     if let Some(ack) = &ack {
@@ -88,13 +109,20 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         lock,
     )
     .with_context(|| format!("reopening {} to verify", shown(target)))?;
-    let verify = verify_volume(ctx, &volume, None, "burn-in")?;
+    let mut verify = verify_volume(ctx, &volume, None, "burn-in")?;
+    if let (Some(Verdict::FakeCapacity { evidence, .. }), Some(canary)) =
+        (verify.verdict.as_mut(), &write.canary_failed)
+    {
+        evidence.push(canary_evidence(canary, write.stopped_early));
+    }
     let status = status_of(&verify);
-    let mut text = summary(&format_doc);
+    let mut text = human::verdict_line(&verify);
+    text.push_str(&summary(&format_doc));
     text.push_str(&human::written(std::slice::from_ref(&write)));
     text.push_str(&human::verify(&verify));
     let doc = BurnInDoc {
         clean: verify.clean,
+        verdict: verify.verdict.clone(),
         seed,
         format: format_doc,
         write,

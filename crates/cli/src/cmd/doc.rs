@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 use stackctl::{
-    Cause, DamagedRange, ObjectInfo, ObjectKind, Source, SuperblockState, VerifyReport, VolumeInfo,
-    WriteReport,
+    CanaryFailure, Cause, DamagedRange, ObjectInfo, ObjectKind, Source, SuperblockState, Verdict,
+    VerifyReport, VolumeInfo, WriteReport,
 };
 
 /// The device and volume a command ran on.
@@ -224,6 +224,10 @@ pub struct VerifyDoc {
     pub source_warning: Option<String>,
     /// The device and volume.
     pub device: DeviceDoc,
+    /// What the findings say about the drive: `clean`, `fake-capacity` (with the
+    /// advertised and usable sizes and the evidence), `damaged` or `unreadable`; null
+    /// when verify was interrupted before it found anything.
+    pub verdict: Option<Verdict>,
 }
 
 /// Bytes per second, 0 when no time passed.
@@ -237,7 +241,8 @@ pub fn rate(bytes: u64, secs: f64) -> u64 {
 
 impl VerifyDoc {
     /// From a report and the volume it was made on.
-    pub fn new(report: &VerifyReport, info: &VolumeInfo) -> VerifyDoc {
+    pub fn new(report: &VerifyReport, info: &VolumeInfo, verdict: Verdict) -> VerifyDoc {
+        let nothing_found = report.interrupted && report.damaged.is_empty() && report.metadata_ok;
         let elapsed_secs = report.elapsed.as_secs_f64();
         VerifyDoc {
             clean: report.clean(),
@@ -267,6 +272,7 @@ impl VerifyDoc {
             source: report.source.name(),
             source_warning: report.source_warning.clone(),
             device: DeviceDoc::new(info),
+            verdict: (!nothing_found).then_some(verdict),
         }
     }
 }
@@ -296,6 +302,14 @@ pub struct WrittenDoc {
     pub seed: Option<u64>,
     /// How the data went to the device ("direct", "memory" or "page-cache").
     pub source: &'static str,
+    /// Canary blocks a fill re-read from the device (0 for other writes).
+    pub canaries_read: u64,
+    /// The first canary that did not read back what was written, if any.
+    pub canary_failed: Option<CanaryFailure>,
+    /// The fill stopped at that canary.
+    pub stopped_early: bool,
+    /// Seconds spent on canaries (waiting for the writes, flushing, reading).
+    pub canary_secs: f64,
 }
 
 impl WrittenDoc {
@@ -314,6 +328,10 @@ impl WrittenDoc {
             kind: if seed.is_some() { "pattern" } else { "file" },
             seed,
             source: source.name(),
+            canaries_read: report.canaries_read,
+            canary_failed: report.canary_failed.clone(),
+            stopped_early: report.stopped_early,
+            canary_secs: report.canary_elapsed.as_secs_f64(),
         }
     }
 }

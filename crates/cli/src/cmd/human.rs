@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::doc::{DeviceDoc, ObjectDoc, SlotDoc, VerifyDoc, VolumeDoc, WrittenDoc};
 use super::size::{human_bytes, human_rate};
+use stackctl::Verdict;
 
 /// Left-aligned text columns, each as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -113,6 +114,29 @@ fn write_source_text(source: &str) -> &'static str {
         "memory" => "memory (tmpfs: no drive behind it)",
         _ => "page-cache (buffered, flushed at each commit)",
     }
+}
+
+/// The line a summary leads with when the drive is a fake (empty otherwise):
+/// `FAKE CAPACITY: holds 64.0 MiB of the 256.0 MiB it reports`, then the evidence.
+pub fn verdict_line(doc: &VerifyDoc) -> String {
+    let Some(Verdict::FakeCapacity {
+        advertised_bytes,
+        usable_bytes,
+        evidence,
+    }) = &doc.verdict
+    else {
+        return String::new();
+    };
+    let mut out = format!(
+        "FAKE CAPACITY: holds {} of the {} it reports ({usable_bytes} of {advertised_bytes} \
+         bytes)\n",
+        human_bytes(*usable_bytes),
+        human_bytes(*advertised_bytes)
+    );
+    for line in evidence {
+        let _ = writeln!(out, "  evidence: {line}");
+    }
+    out
 }
 
 /// The verify summary, with the damage table.
@@ -277,6 +301,20 @@ pub fn written(objects: &[WrittenDoc]) -> String {
             object.extents,
             write_source_text(object.source)
         );
+        if let Some(c) = &object.canary_failed {
+            let _ = writeln!(
+                out,
+                "  canary at byte {} (after {} written) found {}{}",
+                c.physical_offset,
+                human_bytes(c.written_bytes),
+                c.found,
+                if object.stopped_early {
+                    "; the fill stopped (--no-stop keeps filling)"
+                } else {
+                    ""
+                }
+            );
+        }
     }
     if objects.len() > 1 {
         let bytes: u64 = objects.iter().map(|o| o.bytes).sum();

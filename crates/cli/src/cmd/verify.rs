@@ -49,7 +49,8 @@ pub fn verify_report(
     let result = volume.verify(&opts);
     phase.finish();
     let report = result.with_context(|| format!("verifying {}", info.device.path))?;
-    Ok((VerifyDoc::new(&report, &info), report))
+    let verdict = volume.verdict(&report, object);
+    Ok((VerifyDoc::new(&report, &info, verdict), report))
 }
 
 /// The exit status of a verify document.
@@ -69,7 +70,7 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let acked = args.acked.as_deref().map(read_log).transpose()?;
     let volume = super::lock::open(ctx, &args.target, args.direct, args.cached, true)?;
     let (doc, report) = verify_report(ctx, &volume, args.object.as_deref(), "verify")?;
-    let human = human::verify(&doc);
+    let human = format!("{}{}", human::verdict_line(&doc), human::verify(&doc));
     let mut outcome = Outcome::new(status_of(&doc), "verify", &doc, human)?;
     if let (Some((records, partial)), Some(path)) = (acked, args.acked.as_deref()) {
         let check = volume

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,6 +19,7 @@ use crate::pattern::{fill_blocks, PatternHeader};
 use crate::volume::{Volume, IO_ALIGN_BYTES};
 use crate::{Error, NoSpaceOutcome};
 
+mod canary;
 mod runs;
 mod space;
 
@@ -159,6 +160,21 @@ struct Writer<'v> {
     allocs: Allocs,
     data_goal: u64,
     csum_goal: u64,
+    /// A fill's canaries (see `canary.rs`).
+    canary: Option<Canaries>,
+}
+
+/// The canary state of a fill.
+struct Canaries {
+    /// Writes are buffered: flush before reading (asked once: `info()` costs ms).
+    flush_first: bool,
+    period_bytes: u64,
+    next_at: u64,
+    rounds: u64,
+    read: u64,
+    failed: Option<crate::options::CanaryFailure>,
+    stopped: bool,
+    elapsed: std::time::Duration,
 }
 
 impl Volume {
@@ -216,7 +232,22 @@ impl Volume {
         let run_max_blocks = run_max_blocks(opts.commit_every_bytes, bs);
         let last = record.runs.last().copied();
         let allocs = Allocs::new(self.alloc_queue()?);
+        let canary =
+            (fill && opts.canaries && matches!(kind, ObjectKind::Pattern { .. })).then(|| {
+                let period_bytes = canary::period_bytes(self.free_bytes());
+                Canaries {
+                    flush_first: !self.device.info().direct,
+                    period_bytes,
+                    next_at: (record.size_bytes / period_bytes + 1) * period_bytes,
+                    rounds: 0,
+                    read: 0,
+                    failed: None,
+                    stopped: false,
+                    elapsed: std::time::Duration::ZERO,
+                }
+            });
         let mut w = Writer {
+            canary,
             write_generation: self.max_seen_generation.max(self.sb.generation) + 1,
             logical: record.size_bytes,
             committed_bytes: record.size_bytes,
@@ -258,6 +289,10 @@ impl Volume {
                     commits: w.commits,
                     extents: w.record.runs.len() as u64,
                     complete,
+                    canaries_read: w.canary.as_ref().map_or(0, |c| c.read),
+                    canary_failed: w.canary.as_ref().and_then(|c| c.failed.clone()),
+                    stopped_early: w.canary.as_ref().is_some_and(|c| c.stopped),
+                    canary_elapsed: w.canary.as_ref().map_or(Default::default(), |c| c.elapsed),
                 };
                 if complete {
                     Ok(report)
@@ -406,6 +441,11 @@ impl Writer<'_> {
             if let Some(l) = left {
                 room_bytes = room_bytes.min(l);
             }
+            if let Some(c) = &self.canary {
+                // A chunk ends where a canary round is due, so the round comes after
+                // exactly each period.
+                room_bytes = room_bytes.min(c.next_at.saturating_sub(self.logical).max(bs));
+            }
             let mut buf = pool.get();
             let n = match source {
                 Source::Reader(r) => {
@@ -472,6 +512,9 @@ impl Writer<'_> {
             run.used_blocks += blocks;
             self.logical += n;
             self.since_commit_bytes += n;
+            if self.canary_round()? {
+                break Ok(true);
+            }
             if let Some(p) = &self.opts.progress {
                 p(Progress {
                     done_bytes: self.logical,
@@ -484,6 +527,68 @@ impl Writer<'_> {
         };
         ordered.flush();
         result
+    }
+
+    /// Reads a round of canaries when one is due; `true` when the fill must stop.
+    fn canary_round(&mut self) -> Result<bool, Error> {
+        let (ObjectKind::Pattern { seed }, Some(c)) = (self.record.kind, &self.canary) else {
+            return Ok(false);
+        };
+        if self.logical < c.next_at || c.failed.is_some() {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        // The canaries must come from the drive, so they are sampled only from runs
+        // whose bios are all done (committed, ready, or sealed with none pending): no
+        // drain of the pipeline. Buffered writes are flushed first, since an eviction
+        // cannot drop dirty pages; `O_DIRECT` writes are on the drive already.
+        if c.flush_first {
+            self.vol.device.flush()?;
+        }
+        let bs = self.bs();
+        let mut written = canary::Written::default();
+        let mut logical = 0;
+        let done_sealed = self
+            .sealed
+            .iter()
+            .take_while(|s| {
+                s.pending.load(Ordering::Acquire) == 0 && !s.failed.load(Ordering::Acquire)
+            })
+            .map(|s| &s.run);
+        for r in self
+            .record
+            .runs
+            .iter()
+            .chain(&self.ready)
+            .chain(done_sealed)
+        {
+            written.push(
+                r.data_start_block,
+                logical,
+                r.data_blocks,
+                r.write_generation,
+                bs,
+            );
+            logical += r.data_blocks * bs;
+        }
+        let stream = canary::Stream {
+            object_id: self.record.id,
+            seed,
+            salt: self.vol.salt,
+            block_size_bytes: self.bs(),
+        };
+        let c = self.canary.as_mut().expect("checked above");
+        let (failed, read) =
+            canary::check(&*self.vol.device, &written, stream, c.rounds, self.logical);
+        c.rounds += 1;
+        c.read += read;
+        c.elapsed += started.elapsed();
+        c.next_at = (self.logical / c.period_bytes + 1) * c.period_bytes;
+        if failed.is_some() {
+            c.failed = failed;
+            c.stopped = self.opts.stop_at_canary;
+        }
+        Ok(c.stopped)
     }
 
     fn maybe_checkpoint(&mut self) -> Result<(), Error> {

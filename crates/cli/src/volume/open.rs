@@ -52,8 +52,9 @@ pub(crate) fn read_slot(device: &dyn Device, slot: u8) -> SlotRead {
                     .to_string()
             }
             Some(h) => format!(
-                "holds a data block written for byte {} (the device wraps around: fake capacity?)",
-                h.phys_block.saturating_mul(len as u64)
+                "holds the data block written for volume block {} (the device wraps around: \
+                 fake capacity?)",
+                h.phys_block
             ),
             None => "no superblock magic".to_string(),
         });

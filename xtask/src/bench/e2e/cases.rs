@@ -385,3 +385,46 @@ pub fn burn_in(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
     fresh(dir)?;
     Ok(())
 }
+
+/// `burn-in-canaries`: burn-in with its canaries (the default) against `--no-canaries`,
+/// on a file on the disk (the canaries flush and read past the page cache there), to
+/// show they cost at most 3% of burn-in's time on a good device.
+pub fn burn_in_canaries(ctx: &mut Ctx, env: &mut Env) -> Result<()> {
+    let bytes = env.bytes;
+    let runs = env.runs;
+    let vol = env.disk.join("canary.vol");
+    let burn = env.stackctl("burn-in");
+    let env = &*env;
+    let size = burn_in_volume_size(bytes).to_string();
+    let (vol, size) = (&vol, &size);
+    eprintln!("  e2e: burn-in-canaries, {} MiB", bytes / MIB);
+    let run = |burn: std::process::Command, canaries: bool| {
+        move || {
+            fresh(vol)?;
+            let mut cmd = again(&burn);
+            cmd.arg(vol).args(["--size", size, "--seed", "1"]);
+            if !canaries {
+                cmd.arg("--no-canaries");
+            }
+            env.measure(&mut cmd, "stackctl burn-in", bytes)
+        }
+    };
+    let mut sides = [
+        side(dup(&burn).map(|b| run(b, true))),
+        side(burn.map(|b| run(b, false))),
+    ];
+    let res = alternate(runs, &mut sides);
+    drop(sides);
+    speed_row(
+        ctx,
+        "burn-in-canaries",
+        &res[0],
+        "burn-in --no-canaries",
+        &res[1],
+        bytes,
+        0.97,
+        "; on the disk; target: canaries cost <= 3%",
+    );
+    fresh(vol)?;
+    Ok(())
+}

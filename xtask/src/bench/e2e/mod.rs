@@ -40,6 +40,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     cases::write_verify_shm(ctx, &mut env)?;
     cases::disk(ctx, &mut env)?;
     cases::burn_in(ctx, &mut env)?;
+    cases::burn_in_canaries(ctx, &mut env)?;
     memory::memory(ctx, &mut env)?;
     eprintln!("  e2e: load average after: {}", setup::loadavg());
     for note in env.notes.drain(..) {
