@@ -34,6 +34,9 @@ pub enum Mode {
     /// Exactly at the goal block, or fail.
     Exact,
     /// As close to the goal as possible: its own group first, then the nearest groups.
+    /// The closest free extent holding `min_len` is picked, and of it the longest piece up
+    /// to `max_len`: at the goal if that fits, else ending as close to the goal as it can
+    /// (a goal past a group gets that group's last free blocks, not one block).
     Near,
     /// Anywhere: the best-fitting free extent (the goal, if any, picks the first group).
     Any,
