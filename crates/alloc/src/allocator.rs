@@ -142,7 +142,9 @@ impl Allocator {
     }
 
     /// Allocates between `req.min_len` and `req.max_len` blocks: the longest it can find
-    /// up to `max_len`, placed as `req.mode` says.
+    /// up to `max_len`, placed as `req.mode` says (for [`Mode::Near`], the longest piece
+    /// of the closest free extent that holds `min_len`; a longer extent further away is
+    /// not sought).
     pub fn alloc(&self, req: &AllocRequest) -> Result<Extent, Error> {
         req.validate(self.inner.total_blocks)?;
         let found = match req.mode {

@@ -48,7 +48,8 @@ pub enum Mode {
 pub struct AllocRequest {
     /// The shortest extent the caller accepts (at least 1).
     pub min_len: u64,
-    /// The longest extent the caller wants; the allocator returns the longest it can.
+    /// The longest extent the caller wants; the allocator returns the longest it can
+    /// where `mode` lets it look (see [`Mode::Near`]).
     pub max_len: u64,
     /// The start block is a multiple of this (at least 1).
     pub align: u64,
