@@ -142,7 +142,9 @@ impl Allocator {
     }
 
     /// Allocates between `req.min_len` and `req.max_len` blocks: the longest it can find
-    /// up to `max_len`, placed as `req.mode` says.
+    /// up to `max_len`, placed as `req.mode` says (for [`Mode::Near`], the longest piece
+    /// of the closest free extent that holds `min_len`; a longer extent further away is
+    /// not sought).
     pub fn alloc(&self, req: &AllocRequest) -> Result<Extent, Error> {
         req.validate(self.inner.total_blocks)?;
         let found = match req.mode {
@@ -528,5 +530,79 @@ mod tests {
             assert!(matches!(e, Error::InvalidGeometry { .. }), "{e}");
         }
         assert!(Allocator::from_used(MAX_GROUPS, 1, []).is_ok());
+    }
+
+    /// `alloc_near` clamped a goal past a group to that group's last block, and the group
+    /// search then started the extent at that block: a near request spilling into a lower
+    /// group got 1 block (`Extent(99, 1)`) while 100 were free. The same happened inside
+    /// the goal's own group whenever the free run at the goal was short but reached back
+    /// before it. Near now takes the longest piece (up to `max_len`) of the free extent it
+    /// picks, placed as close to the goal as it can be.
+    #[test]
+    fn near_takes_the_longest_piece_of_the_free_extent_it_picks() {
+        let a = Allocator::new(200, 100).unwrap();
+        a.mark_used(Extent::new(100, 100)).unwrap();
+        let e = a.alloc(&AllocRequest::near(150, 1, 50)).unwrap();
+        assert_eq!(
+            e,
+            Extent::new(50, 50),
+            "ends at the group's end, nearest the goal"
+        );
+        // Spilling into a higher group starts at its first block.
+        let a = Allocator::new(200, 100).unwrap();
+        a.mark_used(Extent::new(0, 100)).unwrap();
+        assert_eq!(
+            a.alloc(&AllocRequest::near(30, 1, 50)).unwrap(),
+            Extent::new(100, 50)
+        );
+        // Inside the goal's group: the free run [0, 100) ends one block past the goal.
+        let a = Allocator::new(200, 200).unwrap();
+        a.mark_used(Extent::new(100, 100)).unwrap();
+        assert_eq!(
+            a.alloc(&AllocRequest::near(99, 1, 50)).unwrap(),
+            Extent::new(50, 50)
+        );
+        // Aligned: the longest aligned piece, as close to the goal as alignment allows.
+        let a = Allocator::new(200, 100).unwrap();
+        a.mark_used(Extent::new(100, 100)).unwrap();
+        let e = a
+            .alloc(&AllocRequest::near(150, 1, 30).with_align(8))
+            .unwrap();
+        assert_eq!(e, Extent::new(64, 30));
+        // Where the goal's run is long enough, the extent still starts at the goal.
+        let a = Allocator::new(200, 100).unwrap();
+        assert_eq!(
+            a.alloc(&AllocRequest::near(20, 1, 50)).unwrap(),
+            Extent::new(20, 50)
+        );
+        a.check().unwrap();
+    }
+
+    /// `alloc_any` skips a group whose longest extent is below `max_len` in its first
+    /// passes; a group whose longest equals `max_len` must be taken there (not left to
+    /// the longest-first fallback, which would pick the longer group 1).
+    #[test]
+    fn any_takes_the_first_group_whose_longest_equals_max_len() {
+        let a = Allocator::new(300, 100).unwrap();
+        a.mark_used(Extent::new(10, 90)).unwrap();
+        assert_eq!(a.alloc(&AllocRequest::any(10)).unwrap(), Extent::new(0, 10));
+    }
+
+    #[test]
+    fn committed_generation_is_the_highest_committed() {
+        let a = Allocator::new(100, 100).unwrap();
+        assert_eq!(a.committed_generation(), 0);
+        let e = a.alloc(&AllocRequest::any(10)).unwrap();
+        a.free(e, 4).unwrap();
+        assert_eq!(a.commit(5), 10);
+        assert_eq!(a.committed_generation(), 5);
+        a.commit(3);
+        assert_eq!(
+            a.committed_generation(),
+            5,
+            "an older commit does not go back"
+        );
+        a.commit(9);
+        assert_eq!(a.committed_generation(), 9);
     }
 }

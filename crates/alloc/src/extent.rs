@@ -34,6 +34,9 @@ pub enum Mode {
     /// Exactly at the goal block, or fail.
     Exact,
     /// As close to the goal as possible: its own group first, then the nearest groups.
+    /// The closest free extent holding `min_len` is picked, and of it the longest piece up
+    /// to `max_len`: at the goal if that fits, else ending as close to the goal as it can
+    /// (a goal past a group gets that group's last free blocks, not one block).
     Near,
     /// Anywhere: the best-fitting free extent (the goal, if any, picks the first group).
     Any,
@@ -45,7 +48,8 @@ pub enum Mode {
 pub struct AllocRequest {
     /// The shortest extent the caller accepts (at least 1).
     pub min_len: u64,
-    /// The longest extent the caller wants; the allocator returns the longest it can.
+    /// The longest extent the caller wants; the allocator returns the longest it can
+    /// where `mode` lets it look (see [`Mode::Near`]).
     pub max_len: u64,
     /// The start block is a multiple of this (at least 1).
     pub align: u64,

@@ -413,17 +413,6 @@ fn first_overlap<V>(
     map.range(start..end).next().map(|(&s, _)| s)
 }
 
-/// The longest extent (up to `max_len`, at least `min_len`) in free `[s, e)` starting at
-/// or after `from`, aligned.
-fn fit_from(s: u64, e: u64, from: u64, req: &AllocRequest) -> Option<Extent> {
-    let a = align_up(from.max(s), req.align)?;
-    if a >= e {
-        return None;
-    }
-    let len = (e - a).min(req.max_len);
-    (len >= req.min_len).then_some(Extent::new(a, len))
-}
-
 /// The longest aligned extent (up to `max_len`, at least `min_len`) at the end of free
 /// `[s, e)`. Taking the tail keeps the free extent's start, so the by-start index is
 /// updated in place, and it leaves the head of a gap to a stream that starts there.
@@ -440,15 +429,39 @@ fn fit_tail(s: u64, e: u64, req: &AllocRequest) -> Option<Extent> {
     Some(Extent::new(start, len.min(e - start)))
 }
 
-/// The best placement in free `[s, e)` for `goal`, with its distance from the goal: at
-/// or after the goal if it fits there, else as late as possible before it.
+/// The best placement in free `[s, e)` for `goal`, with its distance from the goal: the
+/// longest aligned piece it holds (up to `max_len`, at least `min_len`), placed as close
+/// to the goal as it can be (at the goal if it fits there, else sliding back so it ends
+/// at `e`, or starting at `s` when the goal lies before). Distance: 0 if the piece
+/// covers the goal, else from the goal to its start (after) or to its end (before).
 fn near_candidate(s: u64, e: u64, goal: u64, req: &AllocRequest) -> Option<(u64, Extent)> {
-    if let Some(x) = fit_from(s, e, goal, req) {
-        return Some((x.start - goal, x));
+    let first = align_up(s, req.align)?;
+    if first >= e {
+        return None;
     }
-    // Only space before the goal: end the allocation as close to the goal as it can.
-    let x = fit_tail(s, e, req)?;
-    Some((goal.saturating_sub(x.end()), x))
+    let len = (e - first).min(req.max_len);
+    if len < req.min_len {
+        return None;
+    }
+    // The latest aligned start that still fits `len` (at least `first`).
+    let last = align_down(e - len, req.align).max(first);
+    // At or after the goal if the piece fits there (a stream keeps going forward), else
+    // as late as it fits, ending nearest a goal past it.
+    let start = if goal <= first {
+        first
+    } else {
+        match align_up(goal, req.align) {
+            Some(up) if up <= last => up,
+            _ => last,
+        }
+    };
+    let x = Extent::new(start, len);
+    let distance = if x.start >= goal {
+        x.start - goal
+    } else {
+        goal.saturating_sub(x.end())
+    };
+    Some((distance, x))
 }
 
 impl GroupSpace {
@@ -495,6 +508,17 @@ mod tests {
         // extent's tail ends 15 before the goal, the right one starts 63 after.
         let e = g.alloc(&AllocRequest::near(125, 4, 4), Some(125)).unwrap();
         assert_eq!(e, Extent::new(106, 4));
+        g.check(0).unwrap();
+    }
+
+    /// The left walk's pruning bound is the extent's end (`s + l`); an extent at block 0
+    /// must still be reached behind a nearer one that does not fit.
+    #[test]
+    fn near_walk_reaches_a_free_extent_at_block_0() {
+        let mut g = space(&[(0, 10), (20, 3), (55, 10)]);
+        // Goal 30: (20, 3) is too short, (55, 10) is 25 away, (0, 10)'s tail 20 away.
+        let e = g.alloc(&AllocRequest::near(30, 5, 5), Some(30)).unwrap();
+        assert_eq!(e, Extent::new(5, 5));
         g.check(0).unwrap();
     }
 

@@ -5,7 +5,8 @@
 //! its free space indexed twice, as XFS does with its bnobt and cntbt: by start block (for
 //! "near block B" and exact lookups) and by length (for "at least N blocks"), so both are
 //! logarithmic. Requests carry a length range, an alignment, a goal and a [`Mode`];
-//! the allocator returns the longest extent it can up to `max_len`, never below
+//! the allocator returns the longest extent it can up to `max_len` (for [`Mode::Near`],
+//! the longest piece of the closest free extent holding `min_len`), never below
 //! `min_len`, and [`Error::NoSpace`] says how large the largest free extent is.
 //!
 //! Freed extents stay **busy** until the generation that frees them commits, so a crash

@@ -57,6 +57,12 @@ impl AlignedBuf {
         self.len == 0
     }
 
+    /// Shortens the buffer to `len` bytes (no-op if it is not longer); the start, and so
+    /// the alignment, stays.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// The alignment the buffer was made with.
     pub fn align(&self) -> usize {
         self.align

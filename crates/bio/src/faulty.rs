@@ -13,7 +13,7 @@
 
 use crate::crash::{CrashModel, WriteFate};
 use crate::device::{check_range, total_len};
-use crate::{CrashMode, Device, DeviceInfo, Error, MemDevice};
+use crate::{AlignedBuf, CrashMode, Device, DeviceInfo, Error, MemDevice};
 use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -44,6 +44,10 @@ struct State {
 }
 
 /// A device wrapper that injects faults and models crashes (see the module docs).
+///
+/// It works over an `O_DIRECT` device: the copies it makes (vectored I/O, writes the
+/// faults may edit, the crash model's snapshot) are aligned to the inner device's
+/// logical block size; the caller's own buffers must still be aligned for `read_at`.
 #[derive(Debug)]
 pub struct FaultyDevice {
     inner: Arc<dyn Device>,
@@ -114,9 +118,9 @@ impl FaultyDevice {
     pub fn with_crash_model(self) -> Result<Self, Error> {
         let len = usize::try_from(self.inner.size_bytes())
             .expect("a crash-modelled device fits in memory");
-        let mut durable = vec![0u8; len];
+        let mut durable = self.bounce(len);
         self.inner.read_at(&mut durable, 0)?;
-        self.lock().crash = Some(CrashModel::new(durable));
+        self.lock().crash = Some(CrashModel::new(durable.to_vec()));
         Ok(self)
     }
 
@@ -126,6 +130,13 @@ impl FaultyDevice {
     pub fn failing_after_cut(mut self) -> Self {
         self.fail_after_cut = true;
         self
+    }
+
+    /// A zeroed buffer of `len` bytes the inner device accepts: aligned to its logical
+    /// block size, as `O_DIRECT` demands of buffer addresses.
+    fn bounce(&self, len: usize) -> AlignedBuf {
+        let align = (self.inner.logical_block_size().max(1) as usize).next_power_of_two();
+        AlignedBuf::new(len, align)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -296,7 +307,12 @@ impl FaultyDevice {
         pieces
     }
 
-    fn write_locked(&self, state: &mut State, mut data: Vec<u8>, offset: u64) -> Result<(), Error> {
+    fn write_locked(
+        &self,
+        state: &mut State,
+        mut data: AlignedBuf,
+        offset: u64,
+    ) -> Result<(), Error> {
         let len = data.len();
         check_range(&self.name, offset, len, self.size_bytes())?;
         state.writes_issued += 1;
@@ -409,12 +425,15 @@ impl Device for FaultyDevice {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
+        // Copied (the faults edit it) into an aligned buffer, for an O_DIRECT inner device.
+        let mut data = self.bounce(buf.len());
+        data.copy_from_slice(buf);
         let mut state = self.lock();
-        self.write_locked(&mut state, buf.to_vec(), offset)
+        self.write_locked(&mut state, data, offset)
     }
 
     fn readv_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> Result<(), Error> {
-        let mut whole = vec![0u8; total_len(bufs)];
+        let mut whole = self.bounce(total_len(bufs));
         self.read_at(&mut whole, offset)?;
         let mut at = 0;
         for buf in bufs.iter_mut() {
@@ -425,8 +444,14 @@ impl Device for FaultyDevice {
     }
 
     fn writev_at(&self, bufs: &[&[u8]], offset: u64) -> Result<(), Error> {
+        let mut data = self.bounce(total_len(bufs));
+        let mut at = 0;
+        for buf in bufs {
+            data[at..at + buf.len()].copy_from_slice(buf);
+            at += buf.len();
+        }
         let mut state = self.lock();
-        self.write_locked(&mut state, bufs.concat(), offset)
+        self.write_locked(&mut state, data, offset)
     }
 
     fn flush(&self) -> Result<(), Error> {

@@ -171,3 +171,16 @@ fn block_rejects_a_wrong_length() {
     let csum = BlockCsum::new(Algorithm::Crc32c, 0, 4096).unwrap();
     csum.block(0, &[0u8; 100]);
 }
+
+/// The getters give back what `new` was given (callers store them in superblocks).
+#[test]
+fn getters_return_what_new_was_given() {
+    for algorithm in Algorithm::ALL {
+        for (salt, block_size_bytes) in [(0x5eed_f00d_dead_beef_u64, 4096), (7, 512)] {
+            let c = BlockCsum::new(algorithm, salt, block_size_bytes).unwrap();
+            assert_eq!(c.algorithm(), algorithm);
+            assert_eq!(c.salt(), salt);
+            assert_eq!(c.block_size_bytes(), block_size_bytes);
+        }
+    }
+}

@@ -30,6 +30,16 @@ impl Model {
             .count() as u64
     }
 
+    /// The free run (within its group) around `e`, which is free.
+    fn run_around(&self, e: Extent) -> u64 {
+        let group_start = e.start / self.group_blocks * self.group_blocks;
+        let before = (group_start..e.start)
+            .rev()
+            .take_while(|&b| self.blocks[b as usize] == Block::Free)
+            .count() as u64;
+        before + self.run_from(e.start)
+    }
+
     fn largest_run(&self) -> u64 {
         let mut best = 0;
         let mut b = 0;
@@ -94,6 +104,14 @@ fn run(seed: u64, total: u64, group: u64, steps: usize) {
                                 e.len,
                                 m.run_from(e.start).min(max),
                                 "{ctx}: exact not longest"
+                            );
+                        }
+                        if mode == Mode::Near && align == 1 {
+                            // Near picks a free run by distance, then takes all it can of it.
+                            assert_eq!(
+                                e.len,
+                                m.run_around(e).min(max),
+                                "{ctx}: near took a short piece of {e:?} for {req:?}"
                             );
                         }
                         if mode == Mode::Any && align == 1 {

@@ -2,6 +2,7 @@
 
 mod concurrent;
 mod faults;
+mod faulty_direct;
 mod loopdev;
 mod queue;
 mod stamped;
