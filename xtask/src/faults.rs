@@ -9,6 +9,13 @@
 //! "Lost flushes" logs a write with `--ack-log`, then puts the image from before it back
 //! (a drive that dropped the flushes it acknowledged): `verify --acked` must say so.
 //!
+//! Fake capacity as a whole drive (rows `lib/mem`, through `stackctl`'s library on
+//! in-memory `FaultyDevice`s, once, not per algorithm): a counterfeit that wraps, filled
+//! with canaries as burn-in does, then verified and judged; one whose writes past an
+//! offset are lost; and `stackctl::probe` on the same counterfeit. The verdict must be
+//! `fake-capacity` with the exact usable size, the fill must stop early, and the probe
+//! must stay within its budget; a good device must be judged clean.
+//!
 //! Columns: injected, detected (verify exits non-zero and reports it), located exactly
 //! (the reported byte range is the damaged one), cause right (the reported cause is the
 //! injected kind), false positives (reported ranges that were not damaged, or damage
@@ -18,6 +25,13 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+use stack_bio::{Device, FaultyDevice, MemDevice};
+use stackctl::probe::{default_budget_bytes, ProbeOptions, ProbeVerdictKind};
+use stackctl::{
+    FormatOptions, OpenOptions, Verdict, VerifyOptions, Volume, WriteOptions, WriteReport,
+};
 
 const ALGORITHMS: [&str; 3] = ["crc32c", "xxh3", "xxh64"];
 const BLOCK: usize = 4096;
@@ -479,6 +493,125 @@ fn matrix() -> Result<usize> {
         );
         let _ = std::fs::remove_dir_all(&s.dir);
     }
+    bad += fake_capacity_rows()?;
+    Ok(bad)
+}
+
+const MIB: u64 = 1 << 20;
+/// The counterfeit: a 64 MiB device advertised as 256 MiB.
+const REAL: u64 = 64 * MIB;
+const ADVERTISED: u64 = 256 * MIB;
+/// The fill's canary period on it: 64 MiB or 1% of the free space, whichever is larger
+/// (`pipeline/write/canary.rs`).
+const CANARY_PERIOD: u64 = 64 * MIB;
+
+fn counterfeit() -> Arc<FaultyDevice> {
+    Arc::new(FaultyDevice::counterfeit(
+        Arc::new(MemDevice::new(REAL)),
+        ADVERTISED,
+    ))
+}
+
+/// Formats `dev`, fills it with canaries on (as burn-in does), reopens it and judges a
+/// full verify: the verdict and the fill's report.
+fn fill_and_judge(dev: Arc<dyn Device>) -> Result<(Verdict, WriteReport)> {
+    let mut vol = Volume::format_device(dev.clone(), &FormatOptions::default())?;
+    let fill = vol.fill("burn-in", 7, &WriteOptions::default())?;
+    drop(vol);
+    let vol = Volume::open_device(dev, &OpenOptions::default())?;
+    let verify = vol.verify(&VerifyOptions::default())?;
+    Ok((vol.verdict(&verify, None), fill))
+}
+
+/// A fill row: the verdict must be `fake-capacity` naming `advertised` with `usable`
+/// exactly; with `stop`, the fill must also have stopped early at a canary, within one
+/// period of `usable`.
+fn fill_row(
+    verdict: &Verdict,
+    fill: &WriteReport,
+    usable: u64,
+    advertised: u64,
+    stop: bool,
+) -> Row {
+    let (found, adv) = match verdict {
+        Verdict::FakeCapacity {
+            usable_bytes,
+            advertised_bytes,
+            ..
+        } => (Some(*usable_bytes), *advertised_bytes),
+        _ => (None, 0),
+    };
+    let stopped = fill.stopped_early && fill.bytes <= usable + CANARY_PERIOD;
+    Row {
+        detected: *verdict != Verdict::Clean && (!stop || stopped),
+        located: found == Some(usable),
+        cause_right: found.is_some() && adv == advertised,
+        false_positives: 0,
+        note: format!(
+            "{}: usable {} MiB of {} MiB; fill wrote {} MiB{}",
+            verdict.name(),
+            found.unwrap_or(0) / MIB,
+            advertised / MIB,
+            fill.bytes / MIB,
+            if fill.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// The fake-capacity rows (see the module doc). Returns shortfalls.
+fn fake_capacity_rows() -> Result<usize> {
+    let label = "lib/mem";
+    let shortfall =
+        |r: &Row| usize::from(!r.detected || !r.located || !r.cause_right) + r.false_positives;
+    let mut bad = 0;
+
+    let (verdict, fill) = fill_and_judge(Arc::new(MemDevice::new(REAL)))?;
+    let clean = Row {
+        false_positives: usize::from(verdict != Verdict::Clean || fill.canary_failed.is_some()),
+        note: format!("good {} MiB device: {}", REAL / MIB, verdict.name()),
+        ..Row::default()
+    };
+    print_row(label, "none (good device)", false, &clean);
+    bad += clean.false_positives;
+
+    let (verdict, fill) = fill_and_judge(counterfeit())?;
+    let row = fill_row(&verdict, &fill, REAL, ADVERTISED, true);
+    print_row(label, "fake cap: fill", true, &row);
+    bad += shortfall(&row);
+
+    // Past 40 MiB writes are acknowledged and lost: reads give what was there before.
+    let lost_from = 40 * MIB;
+    let dev = Arc::new(FaultyDevice::new(Arc::new(MemDevice::new(REAL))));
+    dev.lose_writes_past(lost_from);
+    let (verdict, fill) = fill_and_judge(dev)?;
+    let row = fill_row(&verdict, &fill, lost_from, REAL, false);
+    print_row(label, "fake cap: lost past", true, &row);
+    bad += shortfall(&row);
+
+    let dev = counterfeit();
+    let report = stackctl::probe::probe(dev.as_ref(), &ProbeOptions::default())?;
+    let budget = default_budget_bytes(dev.size_bytes());
+    let v = &report.verdict;
+    let fake = v.kind == ProbeVerdictKind::FakeCapacity;
+    let row = Row {
+        detected: v.kind != ProbeVerdictKind::NoFakeFound && report.bytes_written <= budget,
+        located: v.usable_bytes == Some(REAL),
+        cause_right: fake && report.advertised_bytes == ADVERTISED,
+        false_positives: 0,
+        note: format!(
+            "usable {} MiB of {} MiB; wrote {} KiB of a {} KiB budget",
+            v.usable_bytes.unwrap_or(0) / MIB,
+            report.advertised_bytes / MIB,
+            report.bytes_written >> 10,
+            budget >> 10
+        ),
+    };
+    print_row(label, "fake cap: probe", true, &row);
+    bad += shortfall(&row);
     Ok(bad)
 }
 
