@@ -8,7 +8,7 @@ const BLOCK: usize = 4096;
 
 /// A volume with one pattern object of 64 blocks and one file object; returns the
 /// physical offsets of the pattern blocks in object order.
-fn damaged_volume(s: &Scratch) -> Vec<usize> {
+pub(super) fn damaged_volume(s: &Scratch) -> Vec<usize> {
     s.volume("v.img", "8MiB");
     s.expect(
         0,

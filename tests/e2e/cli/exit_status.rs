@@ -9,25 +9,9 @@ const BLOCK: usize = 4096;
 /// Byte offsets of the two superblock slots.
 const SLOTS: [u64; 2] = [0, 64 * 1024];
 
-/// A volume with a pattern object "pat" and a file object "f.bin".
+/// A volume with a pattern object "pat" and a file object "f.bin" (damage.rs's).
 fn populated(s: &Scratch) {
-    s.volume("v.img", "8MiB");
-    s.expect(
-        0,
-        &[
-            "write",
-            "v.img",
-            "--pattern",
-            "--size",
-            "256K",
-            "--seed",
-            "5",
-            "--name",
-            "pat",
-        ],
-    );
-    std::fs::write(s.path("f.bin"), bytes(40_960, 6)).unwrap();
-    s.expect(0, &["write", "v.img", "f.bin"]);
+    super::damage::damaged_volume(s);
 }
 
 /// Physical offsets of the metadata blocks of `kind` (1 object table, 2 checksums).
