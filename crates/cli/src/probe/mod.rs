@@ -8,7 +8,7 @@
 //! P and Q share storage: the wrap distance divides |P − Q|. A probe that reads back as
 //! zeros, other data or an earlier run's block did not stick.
 //!
-//! Plan (see [`engine`]): a dense run of L ≈ √n blocks at the start, then single blocks
+//! Plan (`engine.rs`): a dense run of L ≈ √n blocks at the start, then single blocks
 //! every s ≤ L blocks up to the end, written from the top down. For any wrap R the first
 //! probe at or above R lands within the dense run and is the last write there, so a read of
 //! the dense run names it at distance exactly R. The distance is then confirmed: for each
@@ -35,7 +35,7 @@ use crate::Error;
 
 /// Bytes of one probe block by default (or the device's logical block size, if larger):
 /// the precision of the usable size. Fakes' real sizes are whole MiB in practice, and a
-/// larger block means fewer probes for the same guarantee (see [`engine`]).
+/// larger block means fewer probes for the same guarantee (see `engine.rs`).
 pub const PROBE_BLOCK_BYTES: u64 = 4096;
 /// The most a probe writes, whatever the device's size.
 pub const MAX_PROBE_BUDGET_BYTES: u64 = 256 << 20;
