@@ -241,22 +241,26 @@ fn damage_summary(doc: &VerifyDoc) -> String {
             human_bytes(bytes)
         ));
     }
-    if !doc.metadata_damage.is_empty() {
-        let mut what: Vec<&str> = doc
-            .metadata_damage
-            .iter()
-            .map(|m| {
-                if m.what.starts_with("checksum block") {
-                    "checksum blocks"
-                } else {
-                    "object table"
-                }
-            })
-            .collect();
+    // Unusable superblock copies are said once, by the slot part below.
+    let metadata: Vec<&str> = doc
+        .metadata_damage
+        .iter()
+        .filter(|m| !m.what.starts_with("superblock slot"))
+        .map(|m| {
+            if m.what.starts_with("checksum block") {
+                "checksum blocks"
+            } else {
+                "object table"
+            }
+        })
+        .collect();
+    if !metadata.is_empty() {
+        let mut what = metadata.clone();
+        what.sort_unstable();
         what.dedup();
         parts.push(format!(
             "metadata damaged ({} place(s): {})",
-            doc.metadata_damage.len(),
+            metadata.len(),
             what.join(", ")
         ));
     }
