@@ -2,7 +2,7 @@
 //! of a valid structure and a value for it (a boundary probe or raw bytes); the caller
 //! then recomputes the structure's checksum, so the decoder's field checks are reached.
 
-use stackctl::format::fields::{get, probe_values, set, Field};
+use stack_volume::format::fields::{get, probe_values, set, Field};
 
 /// Sets one of `fields` in `bytes` as `choice` says (at least 10 bytes of it are used:
 /// field index, how to pick the value, 8 value bytes); returns whether it did.

@@ -7,8 +7,8 @@ mod fields;
 
 use libfuzzer_sys::fuzz_target;
 use stack_csum::Algorithm;
-use stackctl::format::fields::{reseal_meta_block, META_HEADER_FIELDS};
-use stackctl::format::{decode_meta_block, decode_meta_stream, encode_meta_stream, MetaKind};
+use stack_volume::format::fields::{reseal_meta_block, META_HEADER_FIELDS};
+use stack_volume::format::{decode_meta_block, decode_meta_stream, encode_meta_stream, MetaKind};
 
 const BS: usize = 512;
 const START: u64 = 40;

@@ -6,8 +6,8 @@
 mod fields;
 
 use libfuzzer_sys::fuzz_target;
-use stackctl::format::fields::table_fields;
-use stackctl::format::{ObjectKind, ObjectRecord, ObjectTable, Run};
+use stack_volume::format::fields::table_fields;
+use stack_volume::format::{ObjectKind, ObjectRecord, ObjectTable, Run};
 
 fn check(bytes: &[u8]) {
     if let Ok(table) = ObjectTable::decode(bytes, 9, 4096, 512, 4, 20) {

@@ -7,8 +7,8 @@ mod fields;
 
 use libfuzzer_sys::fuzz_target;
 use stack_csum::Algorithm;
-use stackctl::format::fields::{reseal_pattern_header, PATTERN_HEADER_FIELDS};
-use stackctl::pattern::{classify_file, classify_pattern, PatternHeader};
+use stack_volume::format::fields::{reseal_pattern_header, PATTERN_HEADER_FIELDS};
+use stack_volume::pattern::{classify_file, classify_pattern, PatternHeader};
 
 const BS: usize = 512;
 

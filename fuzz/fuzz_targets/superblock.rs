@@ -7,8 +7,8 @@ mod fields;
 
 use libfuzzer_sys::fuzz_target;
 use stack_csum::Algorithm;
-use stackctl::format::fields::{reseal_superblock, SUPERBLOCK_FIELDS};
-use stackctl::format::{Superblock, SB_BYTES};
+use stack_volume::format::fields::{reseal_superblock, SUPERBLOCK_FIELDS};
+use stack_volume::format::{Superblock, SB_BYTES};
 
 fn check(bytes: &[u8], slot: u8) {
     if let Ok(sb) = Superblock::decode(bytes, slot) {

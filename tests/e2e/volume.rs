@@ -14,8 +14,8 @@ use std::io::Read;
 use std::sync::Arc;
 
 use stack_bio::{Device, FaultyDevice, MemDevice};
-use stackctl::pattern::PatternHeader;
-use stackctl::{Cause, Error, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
+use stack_volume::pattern::PatternHeader;
+use stack_volume::{Cause, Error, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 const BS: u64 = 4096;
 
@@ -200,7 +200,7 @@ fn cancelled_write_is_incomplete_and_resumable() {
     let opts = WriteOptions {
         commit_every_bytes: 1 << 20,
         cancel: Some(cancel.clone()),
-        progress: Some(Arc::new(move |p: stackctl::Progress| {
+        progress: Some(Arc::new(move |p: stack_volume::Progress| {
             if p.done_bytes >= 3 << 20 {
                 c2.store(true, std::sync::atomic::Ordering::Relaxed);
             }
@@ -374,7 +374,7 @@ fn salt(dev: &Arc<MemDevice>) -> u64 {
     dev.read_at(&mut sb, 0).unwrap();
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&sb[16..32]);
-    stackctl::format::uuid_salt(&uuid)
+    stack_volume::format::uuid_salt(&uuid)
 }
 
 #[test]

@@ -12,7 +12,7 @@
 //! Fake capacity as a whole drive (rows `lib/mem`, through `stackctl`'s library on
 //! in-memory `FaultyDevice`s, once, not per algorithm): a counterfeit that wraps, filled
 //! with canaries as burn-in does, then verified and judged; one whose writes past an
-//! offset are lost; and `stackctl::probe` on the same counterfeit. The verdict must be
+//! offset are lost; and `stack_volume::probe` on the same counterfeit. The verdict must be
 //! `fake-capacity` with the exact usable size, the fill must stop early, and the probe
 //! must stay within its budget; a good device must be judged clean.
 //!
@@ -28,8 +28,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use stack_bio::{Device, FaultyDevice, MemDevice};
-use stackctl::probe::{default_budget_bytes, ProbeOptions, ProbeVerdictKind};
-use stackctl::{
+use stack_volume::probe::{default_budget_bytes, ProbeOptions, ProbeVerdictKind};
+use stack_volume::{
     FormatOptions, OpenOptions, Verdict, VerifyOptions, Volume, WriteOptions, WriteReport,
 };
 
@@ -593,7 +593,7 @@ fn fake_capacity_rows() -> Result<usize> {
     bad += shortfall(&row);
 
     let dev = counterfeit();
-    let report = stackctl::probe::probe(dev.as_ref(), &ProbeOptions::default())?;
+    let report = stack_volume::probe::probe(dev.as_ref(), &ProbeOptions::default())?;
     let budget = default_budget_bytes(dev.size_bytes());
     let v = &report.verdict;
     let fake = v.kind == ProbeVerdictKind::FakeCapacity;

@@ -266,7 +266,7 @@ fn an_image_older_than_the_log_is_lost_flushes() {
     let block = image
         .chunks(4096)
         .position(|b| {
-            stackctl::pattern::PatternHeader::parse(b)
+            stack_volume::pattern::PatternHeader::parse(b)
                 .is_some_and(|h| h.seed != 0 && h.logical_offset == 100 * 4096 && h.object_id == 1)
         })
         .expect("block 100 of b");

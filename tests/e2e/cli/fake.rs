@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use stack_bio::{FaultyDevice, MemDevice};
-use stackctl::{FormatOptions, Volume, WriteOptions};
+use stack_volume::{FormatOptions, Volume, WriteOptions};
 
 use super::harness::Scratch;
 

@@ -146,10 +146,10 @@ fn missing_small_locked_and_misused_targets() {
     s.expect(2, &["probe"]);
 
     let target = sparse(&s, "held.img", 128 * MIB);
-    let held = stackctl::VolumeLock::acquire(
+    let held = stack_volume::VolumeLock::acquire(
         Path::new(&s.path(&target)),
-        stackctl::LockMode::Shared,
-        stackctl::LockWait::NoWait,
+        stack_volume::LockMode::Shared,
+        stack_volume::LockWait::NoWait,
         None,
     )
     .unwrap();

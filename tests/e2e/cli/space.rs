@@ -121,25 +121,26 @@ fn resume_that_cannot_fit_is_refused_and_the_object_stays() {
         // An interrupted 24 MiB pattern write (2 MiB committed), then a file that leaves
         // less room than the rest of it needs.
         let mut vol =
-            stackctl::Volume::open(&s.path("v.img"), &stackctl::OpenOptions::default()).unwrap();
+            stack_volume::Volume::open(&s.path("v.img"), &stack_volume::OpenOptions::default())
+                .unwrap();
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
-        let opts = stackctl::WriteOptions {
+        let opts = stack_volume::WriteOptions {
             commit_every_bytes: 1 << 20,
             cancel: Some(cancel),
-            progress: Some(Arc::new(move |p: stackctl::Progress| {
+            progress: Some(Arc::new(move |p: stack_volume::Progress| {
                 if p.done_bytes >= 2 << 20 {
                     flag.store(true, Ordering::Relaxed);
                 }
             })),
-            ..stackctl::WriteOptions::default()
+            ..stack_volume::WriteOptions::default()
         };
         assert!(vol.write_pattern("p", 24 << 20, 3, &opts).is_err());
         let filler = bytes(12 << 20, 9);
         vol.write(
             "filler",
             &mut &filler[..],
-            &stackctl::WriteOptions::default(),
+            &stack_volume::WriteOptions::default(),
         )
         .unwrap();
     }

@@ -387,11 +387,11 @@ fn many_processes_on_one_volume_lose_nothing_and_leak_nothing() {
     // Every block is a superblock, a block of a usable slot's table, an object's data
     // or checksum block, or free: nothing leaked (the accounting the crash tests use).
     let names: Vec<String> = {
-        let vol = stackctl::Volume::open(
+        let vol = stack_volume::Volume::open(
             &s.path(&v),
-            &stackctl::OpenOptions {
+            &stack_volume::OpenOptions {
                 read_only: true,
-                ..stackctl::OpenOptions::default()
+                ..stack_volume::OpenOptions::default()
             },
         )
         .expect("opening the volume after the run");

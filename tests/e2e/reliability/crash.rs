@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use stack_bio::{CrashMode, Device, FaultyDevice, MemDevice};
 use stack_csum::Algorithm;
-use stackctl::{FormatOptions, ObjectKind, OpenOptions, VerifyOptions, Volume, WriteOptions};
+use stack_volume::{FormatOptions, ObjectKind, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 use super::mutate::Rng;
 
@@ -74,7 +74,7 @@ fn workload(rng: &mut Rng) -> Vec<Op> {
     ops
 }
 
-fn apply(vol: &mut Volume, op: &Op, w: &WriteOptions) -> Result<(), stackctl::Error> {
+fn apply(vol: &mut Volume, op: &Op, w: &WriteOptions) -> Result<(), stack_volume::Error> {
     match op {
         Op::Write(name, data) => vol.write(name, &mut &data[..], w).map(drop),
         Op::Pattern(name, size, seed) => vol.write_pattern(name, *size, *seed, w).map(drop),

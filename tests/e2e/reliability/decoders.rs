@@ -13,11 +13,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use stack_alloc::{AllocRequest, Allocator};
 use stack_csum::Algorithm;
-use stackctl::format::{
+use stack_volume::format::{
     decode_meta_block, decode_meta_stream, encode_meta_stream, MetaKind, ObjectKind, ObjectRecord,
     ObjectTable, Run, Superblock, SB_BYTES, SB_SLOT_OFFSETS,
 };
-use stackctl::pattern::{
+use stack_volume::pattern::{
     classify_file, classify_pattern, fill_blocks, PatternHeader, PATTERN_HEADER_BYTES,
 };
 

@@ -11,11 +11,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use stack_csum::Algorithm;
-use stackctl::format::fields::{
+use stack_volume::format::fields::{
     get, probe_values, reseal_meta_block, reseal_pattern_header, reseal_superblock, set,
     table_fields, Field, META_HEADER_FIELDS, PATTERN_HEADER_FIELDS, SUPERBLOCK_FIELDS,
 };
-use stackctl::format::{
+use stack_volume::format::{
     decode_meta_stream, payload_per_block, uuid_salt, MetaKind, ObjectTable, Superblock,
     SB_SLOT_OFFSETS,
 };
@@ -185,7 +185,7 @@ fn cases(base: &Base) -> Vec<Case> {
         for field in SUPERBLOCK_FIELDS {
             let mut vals = values(get(sb_bytes, field), field.width);
             if field.name == "total_blocks" {
-                let limit = stackctl::format::MAX_TOTAL_BLOCKS;
+                let limit = stack_volume::format::MAX_TOTAL_BLOCKS;
                 vals.extend([
                     511,
                     513,

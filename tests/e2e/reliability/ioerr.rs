@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use stack_bio::{Device, FaultyDevice, MemDevice};
 use stack_csum::Algorithm;
-use stackctl::{Error, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
+use stack_volume::{Error, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 const BS: u32 = 512;
 const DEVICE_BYTES: u64 = 1 << 20;

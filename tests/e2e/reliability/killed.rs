@@ -18,7 +18,7 @@ use super::mutate::Rng;
 use crate::cli::harness::{Run, Scratch};
 use crate::volume::accounting;
 use stack_bio::{Device, FileDevice};
-use stackctl::{OpenOptions, Volume};
+use stack_volume::{OpenOptions, Volume};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::process::Stdio;
@@ -335,7 +335,7 @@ impl Soak {
     /// The highest generation of a superblock slot whose checksum holds, read from the
     /// image without a lock (a test may; `stackctl` never does).
     fn committed_generation(&self) -> u64 {
-        use stackctl::format::{Superblock, SB_SLOT_OFFSETS};
+        use stack_volume::format::{Superblock, SB_SLOT_OFFSETS};
         use std::io::{Read, Seek, SeekFrom};
         let Ok(mut file) = std::fs::File::open(self.scratch.path(VOLUME)) else {
             return 0;

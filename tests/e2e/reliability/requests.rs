@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use stack_bio::{Device, MemDevice};
 use stack_csum::Algorithm;
-use stackctl::format::{Superblock, SB_BYTES, SB_SLOT_OFFSETS};
-use stackctl::{Error, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
+use stack_volume::format::{Superblock, SB_BYTES, SB_SLOT_OFFSETS};
+use stack_volume::{Error, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 use super::alloc_track::largest_allocation;
 

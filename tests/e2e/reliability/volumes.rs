@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use stack_bio::{Device, MemDevice};
 use stack_csum::Algorithm;
-use stackctl::format::{
+use stack_volume::format::{
     decode_meta_stream, uuid_salt, MetaKind, ObjectTable, Superblock, SB_BYTES, SB_SLOT_OFFSETS,
 };
-use stackctl::{FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
+use stack_volume::{FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 use super::alloc_track::largest_allocation;
 use super::mutate::{mutate_once, Rng};

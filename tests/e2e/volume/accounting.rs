@@ -5,10 +5,10 @@
 //! crash point (`crash.rs`) and after every kill of the soak (`reliability/killed.rs`).
 
 use stack_bio::{AlignedBuf, Device};
-use stackctl::format::{
+use stack_volume::format::{
     decode_meta_stream, uuid_salt, MetaKind, ObjectTable, Superblock, SB_SLOT_OFFSETS,
 };
-use stackctl::{SuperblockState, Volume};
+use stack_volume::{SuperblockState, Volume};
 
 /// Reads and decodes the superblock in `slot` (a whole block of `bs` bytes).
 fn superblock(device: &dyn Device, slot: u8, bs: u64) -> Result<Superblock, String> {

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use stack_bio::{CrashMode, Device, FaultyDevice, MemDevice};
-use stackctl::{
+use stack_volume::{
     CommitRecord, Error, FormatOptions, LostHow, OpenOptions, VerifyOptions, Volume, WriteOptions,
 };
 
@@ -47,7 +47,7 @@ fn workload(vol: &mut Volume, opts: &WriteOptions) -> Result<(), Error> {
     Ok(())
 }
 
-fn check(image: MemDevice, records: &[CommitRecord]) -> stackctl::AckedCheck {
+fn check(image: MemDevice, records: &[CommitRecord]) -> stack_volume::AckedCheck {
     let vol = Volume::open_device(Arc::new(image), &OpenOptions::default()).unwrap();
     vol.check_acked(records, &VerifyOptions::default()).unwrap()
 }

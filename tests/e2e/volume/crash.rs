@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use stack_bio::{CrashMode, Device, FaultyDevice, MemDevice};
-use stackctl::{FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
+use stack_volume::{FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions};
 
 const VOLUME_BYTES: u64 = 2 << 20;
 
@@ -41,7 +41,7 @@ fn workload() -> Vec<Op> {
     ]
 }
 
-fn run(vol: &mut Volume, op: &Op) -> Result<(), stackctl::Error> {
+fn run(vol: &mut Volume, op: &Op) -> Result<(), stack_volume::Error> {
     let opts = WriteOptions {
         commit_every_bytes: 64 << 10,
         ..WriteOptions::default()
@@ -268,7 +268,7 @@ fn step_opts() -> WriteOptions {
     }
 }
 
-fn run_step(vol: &mut Volume, step: Step) -> Result<(), stackctl::Error> {
+fn run_step(vol: &mut Volume, step: Step) -> Result<(), stack_volume::Error> {
     match step {
         Step::Write => vol
             .write("c", &mut &content(100_000, 3)[..], &step_opts())
@@ -299,7 +299,7 @@ fn steps_base() -> Vec<u8> {
     let flag = cancel.clone();
     let opts = WriteOptions {
         cancel: Some(cancel),
-        progress: Some(Arc::new(move |p: stackctl::Progress| {
+        progress: Some(Arc::new(move |p: stack_volume::Progress| {
             if p.done_bytes >= 100 << 10 {
                 flag.store(true, std::sync::atomic::Ordering::Relaxed);
             }
@@ -307,7 +307,7 @@ fn steps_base() -> Vec<u8> {
         ..step_opts()
     };
     let err = vol.write_pattern("p", P_BYTES, 5, &opts).unwrap_err();
-    assert!(matches!(err, stackctl::Error::Interrupted), "{err}");
+    assert!(matches!(err, stack_volume::Error::Interrupted), "{err}");
     assert!(!vol.object("p").unwrap().complete);
     drop(vol);
     dev.snapshot()

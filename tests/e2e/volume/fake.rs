@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use stack_bio::{Device, FaultyDevice, MemDevice};
-use stackctl::{
+use stack_volume::{
     FormatOptions, OpenOptions, Verdict, VerifyOptions, Volume, WriteOptions, WriteReport,
 };
 
@@ -23,7 +23,7 @@ fn fill_and_judge(dev: Arc<dyn Device>, opts: &WriteOptions) -> (Verdict, WriteR
         let mut seen = std::collections::BTreeMap::new();
         for d in &verify.damaged {
             let k = match d.cause {
-                stackctl::Cause::Misdirected { belongs_at } => {
+                stack_volume::Cause::Misdirected { belongs_at } => {
                     format!("mis {}", (belongs_at as i64 - d.physical_offset as i64))
                 }
                 c => c.name().to_string(),

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use stackctl::pattern::PatternHeader;
-use stackctl::{
+use stack_volume::pattern::PatternHeader;
+use stack_volume::{
     Cause, DamagedRange, FormatOptions, OpenOptions, VerifyOptions, Volume, WriteOptions,
 };
 
@@ -182,7 +182,7 @@ fn bytes_past(blocks: &[u64], end: u64) -> u64 {
     blocks.iter().filter(|&&p| p * BS >= end).count() as u64 * BS
 }
 
-fn assert_only_unreadable_past(report: &stackctl::VerifyReport, end: u64) {
+fn assert_only_unreadable_past(report: &stack_volume::VerifyReport, end: u64) {
     for d in &report.damaged {
         assert_eq!(d.cause, Cause::Unreadable, "{d:?}");
         assert!(d.physical_offset >= end, "{d:?} before the end {end}");

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use stack_bio::{CrashMode, Device, FaultyDevice, MemDevice};
 use stack_csum::Algorithm;
-use stackctl::pipeline::PlannedWrite;
-use stackctl::{
+use stack_volume::pipeline::PlannedWrite;
+use stack_volume::{
     Error, FormatOptions, NoSpaceOutcome, OpenOptions, VerifyOptions, Volume, WriteOptions,
 };
 
@@ -191,7 +191,7 @@ fn a_resume_that_runs_out_is_undone_and_the_object_stays_as_it_was() {
         let flag = cancel.clone();
         let opts = WriteOptions {
             cancel: Some(cancel),
-            progress: Some(Arc::new(move |p: stackctl::Progress| {
+            progress: Some(Arc::new(move |p: stack_volume::Progress| {
                 if p.done_bytes >= 64 << 10 {
                     flag.store(true, Ordering::Relaxed);
                 }
@@ -312,7 +312,7 @@ fn a_replacement_that_runs_out_or_is_cancelled_keeps_the_old_object() {
     let opts = WriteOptions {
         replace: true,
         cancel: Some(cancel),
-        progress: Some(Arc::new(move |p: stackctl::Progress| {
+        progress: Some(Arc::new(move |p: stack_volume::Progress| {
             if p.done_bytes >= 256 << 10 {
                 flag.store(true, Ordering::Relaxed);
             }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context as _};
 use serde_json::json;
-use stackctl::{AckedCheck, CommitFn, CommitRecord, FileId, LostHow};
+use stack_volume::{AckedCheck, CommitFn, CommitRecord, FileId, LostHow};
 
 use super::exit::{usage, Status};
 use super::human::utc_time;
@@ -279,7 +279,7 @@ pub fn apply(outcome: &mut Outcome, check: &AckedCheck, partial_last_line: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stackctl::AckedObject;
+    use stack_volume::AckedObject;
 
     /// The line format is the contract `verify --acked` and users' scripts read: every
     /// field named, in this order.

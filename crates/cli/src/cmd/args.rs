@@ -48,7 +48,7 @@ pub struct Cli {
         default_missing_value = "forever",
         value_parser = wait_arg
     )]
-    pub wait: Option<stackctl::LockWait>,
+    pub wait: Option<stack_volume::LockWait>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -424,7 +424,7 @@ mod tests {
 
     #[test]
     fn wait_takes_an_optional_duration_anywhere() {
-        use stackctl::LockWait;
+        use stack_volume::LockWait;
         let cli = parse(&["write", "--wait", "v", "--pattern", "--size", "1M"]).unwrap();
         assert_eq!(cli.wait, Some(LockWait::Forever));
         let Command::Write(w) = cli.command else {

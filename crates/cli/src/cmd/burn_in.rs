@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use stackctl::{CanaryFailure, OpenOptions, Verdict, Volume};
+use stack_volume::{CanaryFailure, OpenOptions, Verdict, Volume};
 
 use super::ack::AckLog;
 use super::args::BurnInArgs;
@@ -104,7 +104,7 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
             direct: args.direct,
             cached: args.cached,
             read_only: true,
-            wait: stackctl::LockWait::NoWait,
+            wait: stack_volume::LockWait::NoWait,
         },
         lock,
     )

@@ -2,7 +2,7 @@
 //! from the library's reports so a change inside the library does not rename a field.
 
 use serde::Serialize;
-use stackctl::{
+use stack_volume::{
     CanaryFailure, Cause, DamagedRange, ObjectInfo, ObjectKind, Source, SuperblockState, Verdict,
     VerifyReport, VolumeInfo, WriteReport,
 };

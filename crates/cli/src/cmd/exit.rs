@@ -53,9 +53,9 @@ pub fn classify(error: &anyhow::Error) -> Status {
         if cause.is::<UsageError>() {
             return Status::Usage;
         }
-        if let Some(lib) = cause.downcast_ref::<stackctl::Error>() {
+        if let Some(lib) = cause.downcast_ref::<stack_volume::Error>() {
             return match lib {
-                stackctl::Error::Interrupted => Status::Interrupted,
+                stack_volume::Error::Interrupted => Status::Interrupted,
                 e if e.is_damage() => Status::Damage,
                 e if e.is_usage() => Status::Usage,
                 _ => Status::CouldNotRun,
@@ -94,9 +94,9 @@ mod tests {
     #[test]
     fn errors_map_to_statuses() {
         assert_eq!(classify(&usage("bad")), Status::Usage);
-        let interrupted = anyhow::Error::new(stackctl::Error::Interrupted).context("writing x");
+        let interrupted = anyhow::Error::new(stack_volume::Error::Interrupted).context("writing x");
         assert_eq!(classify(&interrupted), Status::Interrupted);
-        let missing = anyhow::Error::new(stackctl::Error::ObjectNotFound { name: "a".into() });
+        let missing = anyhow::Error::new(stack_volume::Error::ObjectNotFound { name: "a".into() });
         assert_eq!(classify(&missing), Status::CouldNotRun);
         let io: anyhow::Result<()> = Err(std::io::Error::other("disk on fire")).context("vol");
         assert_eq!(classify(&io.unwrap_err()), Status::CouldNotRun);
@@ -108,7 +108,7 @@ mod tests {
         let io: anyhow::Result<()> =
             Err(std::io::Error::other("disk on fire")).context("opening vol.img");
         assert_eq!(describe(&io.unwrap_err()), "opening vol.img: disk on fire");
-        let lib = anyhow::Error::new(stackctl::Error::NotAVolume {
+        let lib = anyhow::Error::new(stack_volume::Error::NotAVolume {
             path: "v.img".into(),
         })
         .context("opening v.img");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::{FormatOptions, LockMode, ObjectInfo, OpenOptions, Volume};
+use stack_volume::{FormatOptions, LockMode, ObjectInfo, OpenOptions, Volume};
 
 use super::args::{CsumName, FormatArgs};
 use super::doc::VolumeDoc;
@@ -88,7 +88,7 @@ pub fn volume_refusal(path: &Path, burn_in: bool, verb: &str) -> Option<String> 
                 .filter(|o| {
                     !(burn_in
                         && o.name == super::burn_in::BURN_IN_OBJECT
-                        && matches!(o.kind, stackctl::ObjectKind::Pattern { .. }))
+                        && matches!(o.kind, stack_volume::ObjectKind::Pattern { .. }))
                 })
                 .collect();
             if kept.is_empty() {
@@ -120,14 +120,14 @@ pub fn lock_for_overwrite(
     ctx: &Ctx,
     target: &Path,
     create: bool,
-) -> anyhow::Result<stackctl::VolumeLock> {
+) -> anyhow::Result<stack_volume::VolumeLock> {
     match super::lock::lock(ctx, target, LockMode::Exclusive, create) {
         Ok(lock) => Ok(lock),
         Err(e) => {
             let claimed = e.chain().any(|c| {
                 matches!(
                     c.downcast_ref(),
-                    Some(stackctl::Error::Locked { claimed: true, .. })
+                    Some(stack_volume::Error::Locked { claimed: true, .. })
                 )
             });
             if claimed {
@@ -152,7 +152,7 @@ pub fn format_target(
     let target = request.target;
     let block_size_bytes = u32::try_from(request.block_size_bytes)
         .ok()
-        .filter(|&bs| stackctl::format::block_size_ok(bs.into()))
+        .filter(|&bs| stack_volume::format::block_size_ok(bs.into()))
         .ok_or_else(|| {
             usage(format!(
                 "--block-size {}: not a power of two from 512 to 64K",
@@ -194,7 +194,7 @@ pub fn format_target(
         algorithm: request.csum.algorithm(),
         create_size_bytes: request.size_bytes,
         direct: request.direct,
-        wait: stackctl::LockWait::NoWait,
+        wait: stack_volume::LockWait::NoWait,
         cached: request.cached,
     };
     let volume = match Volume::format_locked(target, &opts, lock) {

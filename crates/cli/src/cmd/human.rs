@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::doc::{DeviceDoc, ObjectDoc, SlotDoc, VerifyDoc, VolumeDoc, WrittenDoc};
 use super::size::{human_bytes, human_rate};
-use stackctl::Verdict;
+use stack_volume::Verdict;
 
 /// Left-aligned text columns, each as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {

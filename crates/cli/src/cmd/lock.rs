@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use stackctl::{LockMode, LockWait, OpenOptions, Volume, VolumeLock};
+use stack_volume::{LockMode, LockWait, OpenOptions, Volume, VolumeLock};
 
 use super::{shown, Ctx};
 
@@ -49,7 +49,7 @@ pub fn lock(ctx: &Ctx, path: &Path, mode: LockMode, create: bool) -> anyhow::Res
         }
     };
     let first = match attempt(LockWait::NoWait) {
-        Err(stackctl::Error::Locked {
+        Err(stack_volume::Error::Locked {
             holder, claimed, ..
         }) if ctx.wait != LockWait::NoWait => {
             let who = match (holder, claimed) {

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::CommandFactory;
 use serde::Serialize;
-use stackctl::Volume;
+use stack_volume::Volume;
 
 use super::args::{Cli, CompletionsArgs, RmArgs, TargetArgs};
 use super::doc::{ObjectDoc, VolumeDoc};

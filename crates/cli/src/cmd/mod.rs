@@ -43,7 +43,7 @@ pub struct Ctx {
     /// Set by Ctrl-C.
     pub cancel: Arc<AtomicBool>,
     /// `--wait`: what to do while another process uses the volume.
-    pub wait: stackctl::LockWait,
+    pub wait: stack_volume::LockWait,
 }
 
 impl Ctx {

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::probe::{self, Evidence, ProbeOptions, ProbeVerdict, ProbeVerdictKind};
-use stackctl::Source;
+use stack_volume::probe::{self, Evidence, ProbeOptions, ProbeVerdict, ProbeVerdictKind};
+use stack_volume::Source;
 
 use super::args::ProbeArgs;
 use super::exit::Status;
@@ -186,7 +186,7 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
             bail!(refusal);
         }
     }
-    let device = stackctl::open_raw_device(target, args.direct, args.cached, &lock)
+    let device = stack_volume::open_raw_device(target, args.direct, args.cached, &lock)
         .with_context(|| format!("opening {}", shown(target)))?;
     let nonce = random_seed();
     let opts = ProbeOptions {
@@ -200,7 +200,7 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
     let report = probe::probe(device.as_ref(), &opts)
         .with_context(|| format!("probing {}", shown(target)))?;
     let elapsed_secs = started.elapsed().as_secs_f64();
-    let (source, source_warning) = stackctl::device_read_source(device.as_ref());
+    let (source, source_warning) = stack_volume::device_read_source(device.as_ref());
     let status = status_of(report.verdict.kind);
     let after = format!(
         "{} now holds probe blocks where it was probed; it is no volume (format or burn-in \

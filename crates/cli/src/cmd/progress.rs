@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use stackctl::{Progress, ProgressFn};
+use stack_volume::{Progress, ProgressFn};
 
 use super::args::ProgressMode;
 

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::FileId;
+use stack_volume::FileId;
 
 use super::args::ReadArgs;
 use super::doc::rate;

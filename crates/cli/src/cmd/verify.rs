@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use stackctl::{VerifyOptions, VerifyReport, Volume};
+use stack_volume::{VerifyOptions, VerifyReport, Volume};
 
 use super::ack::{apply, read_log};
 use super::args::VerifyArgs;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use stackctl::pipeline::PlannedWrite;
-use stackctl::{FileId, Volume, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES};
+use stack_volume::pipeline::PlannedWrite;
+use stack_volume::{FileId, Volume, WriteOptions, WriteReport, DEFAULT_COMMIT_EVERY_BYTES};
 
 use super::ack::AckLog;
 use super::args::WriteArgs;
@@ -179,7 +179,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
             (None, true) => return Err(usage("stdin (`-`) needs --name")),
             (None, false) => name_of(input)?,
         };
-        if let Some(reason) = stackctl::format::name_problem(&name) {
+        if let Some(reason) = stack_volume::format::name_problem(&name) {
             return Err(usage(format!("invalid object name {name:?}: {reason}")));
         }
         if plan.iter().any(|(_, n)| *n == name) {
@@ -254,7 +254,7 @@ pub fn run(ctx: &Ctx, args: &WriteArgs) -> anyhow::Result<Outcome> {
             .object(&name)
             .map(|o| kind_and_seed(&o.kind).1)
             .ok_or_else(|| {
-                anyhow::Error::new(stackctl::Error::ObjectNotFound { name: name.clone() })
+                anyhow::Error::new(stack_volume::Error::ObjectNotFound { name: name.clone() })
             })
             .with_context(|| format!("resuming in {}", shown(target)))?;
         let (mut opts, phase) = write_options(ctx, &reporter, false, None, args.commit_every);

@@ -16,7 +16,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use stackctl::format::{SB_MAGIC, SB_SLOT_OFFSETS};
+use stack_volume::format::{SB_MAGIC, SB_SLOT_OFFSETS};
 
 use self::inuse::{DevNum, Roots};
 use self::signature::{first_non_zero, known_signatures, Finding, HEAD_BYTES};

@@ -7,7 +7,7 @@
 //! `CD001` at 32769, FAT/exFAT/NTFS boot sectors, LVM `LABELONE` in sectors 0-3, ZFS
 //! uberblocks, squashfs `hsqs`, md RAID, f2fs, bcache.
 
-/// How many bytes of the head [`scan_head`] looks at.
+/// How many bytes at the head of a target the signature scan looks at.
 pub const HEAD_BYTES: usize = 1 << 20;
 
 /// One thing found on the target.

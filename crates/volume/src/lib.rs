@@ -1,4 +1,4 @@
-//! The library side of `stackctl`: a crash-safe volume on a file or raw block device, and
+//! `stack-volume`, the library behind `stackctl`: a crash-safe volume on a file or raw block device, and
 //! the write/verify pipelines that wire the four `stack` crates into one storage stack.
 //!
 //! A [`Volume`] holds named objects: user data (files, stdin) or a deterministic
@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use stackctl::{FormatOptions, OpenOptions, Volume, VerifyOptions, WriteOptions};
+//! use stack_volume::{FormatOptions, OpenOptions, Volume, VerifyOptions, WriteOptions};
 //!
 //! let device = Arc::new(stack_bio::MemDevice::new(4 << 20));
 //! let mut vol = Volume::format_device(device.clone(), &FormatOptions::default())?;
@@ -24,7 +24,7 @@
 //! vol.read("hello", &mut out)?;
 //! assert_eq!(out, b"hello, world");
 //! assert!(vol.verify(&VerifyOptions::default())?.clean());
-//! # Ok::<(), stackctl::Error>(())
+//! # Ok::<(), stack_volume::Error>(())
 //! ```
 
 #![forbid(unsafe_code)]
