@@ -72,11 +72,9 @@ fn parse() -> Result<Args, String> {
 
 fn run(args: &Args, create: bool) -> Result<(), Box<dyn std::error::Error>> {
     let total_bytes = args.mib << 20;
-    let opts = OpenOptions {
-        direct: args.direct,
-        create_size_bytes: create.then_some(total_bytes),
-        ..OpenOptions::default()
-    };
+    let opts = OpenOptions::new()
+        .direct(args.direct)
+        .create(create.then_some(total_bytes));
     let device: Arc<dyn Device> = Arc::new(FileDevice::open(&args.path, &opts)?);
     if device.size_bytes() < total_bytes {
         return Err(format!(
@@ -86,16 +84,14 @@ fn run(args: &Args, create: bool) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let config = QueueConfig {
-        max_in_flight_bytes: 16 << 20,
-        io_uring: args.uring,
-        ..QueueConfig::default()
-    };
+    let config = QueueConfig::default()
+        .with_max_in_flight_bytes(16 << 20)
+        .with_io_uring(args.uring);
     let end_io = Workers::builder("streams-endio")
         .min_threads(1)
         .max_threads(2)
         .build()?;
-    let queue = SubmitQueue::try_new(device, Arc::new(end_io.clone()), config.clone())?;
+    let queue = SubmitQueue::new(device, end_io.clone(), config.clone())?;
     let pool = BufferPool::new(
         (config.max_in_flight_bytes as usize / BIO_BYTES) + 4 * args.threads,
         BIO_BYTES,

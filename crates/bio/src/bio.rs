@@ -1,10 +1,14 @@
 //! `Bio`: one block I/O request with a completion that fires exactly once.
 
+use crate::error::NOT_QUEUED;
+use crate::queue::Tag;
 use crate::{AlignedBuf, Error, PooledBuf};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
-/// What a bio asks of the device.
+/// What a bio asks of the device (and, in [`Error::Io`], what failed).
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     /// Fill the buffer from the offset.
@@ -23,6 +27,12 @@ impl Op {
             Op::Write => "write",
             Op::Flush => "flush",
         }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -97,7 +107,10 @@ pub type OnComplete = Box<dyn FnOnce(BioResult) + Send + 'static>;
 /// A block I/O request: op, offset, buffer, stream and completion.
 ///
 /// The completion fires exactly once: when the I/O is done, or with
-/// [`Error::Cancelled`] if the bio is dropped before it was issued. Bios of one
+/// [`Error::Cancelled`] (naming the queue's device) if the bio is dropped before it was
+/// issued. It runs on the queue's end-I/O context (see [`crate::EndIo`]), not on the
+/// thread that submitted the bio; [`crate::SubmitQueue::submit_wait`] and
+/// [`crate::BioGroup`] wait for completions. Bios of one
 /// *stream* (see [`Bio::with_stream`]; 0 by default) are issued in submission order;
 /// bios of different streams may be reordered against each other, so they must not
 /// overlap unless a flush separates them.
@@ -107,6 +120,9 @@ pub struct Bio {
     stream: u64,
     buf: Option<BioBuf>,
     on_complete: Option<OnComplete>,
+    /// Set when a queue accepts the bio: names its device (for `Cancelled`) and counts
+    /// the bio until its completion returned (`SubmitQueue::wait_completions`).
+    tag: Option<(Arc<Tag>, u8)>,
 }
 
 impl Bio {
@@ -117,6 +133,7 @@ impl Bio {
             stream: 0,
             buf,
             on_complete: Some(on_complete),
+            tag: None,
         }
     }
 
@@ -188,6 +205,30 @@ impl Bio {
         self.buf.as_mut()
     }
 
+    /// Marks the bio as accepted by the queue `tag` belongs to, in completion epoch
+    /// `epoch`.
+    pub(crate) fn set_tag(&mut self, tag: Arc<Tag>, epoch: u8) {
+        debug_assert!(self.tag.is_none(), "a bio is queued once");
+        self.tag = Some((tag, epoch));
+    }
+
+    /// Runs `after` once the completion returned (or panicked), with its result.
+    pub(crate) fn wrap_completion(
+        &mut self,
+        after: impl FnOnce(Result<(), &Error>) + Send + 'static,
+    ) {
+        let Some(inner) = self.on_complete.take() else {
+            return;
+        };
+        self.on_complete = Some(Box::new(move |r: BioResult| {
+            let _after = After {
+                after: Some(after),
+                failure: r.result.as_ref().err().map(Error::duplicate),
+            };
+            inner(r);
+        }));
+    }
+
     /// Fires the completion with `result` and hands the buffer back.
     pub fn complete(mut self, result: Result<(), Error>) {
         self.fire(result);
@@ -197,6 +238,8 @@ impl Bio {
         let Some(on_complete) = self.on_complete.take() else {
             return;
         };
+        // Counted done even if the completion panics, so a waiter is never stuck.
+        let _done = self.tag.take().map(|(tag, epoch)| TagDone { tag, epoch });
         on_complete(BioResult {
             op: self.op,
             offset: self.offset,
@@ -207,13 +250,44 @@ impl Bio {
     }
 }
 
+/// Runs a wrapped completion's `after` when dropped: after the completion returned,
+/// or while it unwinds, so a waiter is never stuck behind a panicking callback.
+struct After<F: FnOnce(Result<(), &Error>)> {
+    after: Option<F>,
+    failure: Option<Error>,
+}
+
+impl<F: FnOnce(Result<(), &Error>)> Drop for After<F> {
+    fn drop(&mut self) {
+        if let Some(after) = self.after.take() {
+            after(self.failure.as_ref().map_or(Ok(()), Err));
+        }
+    }
+}
+
+/// Counts a tagged bio's completion as returned when dropped.
+struct TagDone {
+    tag: Arc<Tag>,
+    epoch: u8,
+}
+
+impl Drop for TagDone {
+    fn drop(&mut self) {
+        self.tag.done(self.epoch);
+    }
+}
+
 impl Drop for Bio {
     fn drop(&mut self) {
+        if self.on_complete.is_none() {
+            return;
+        }
+        let device = self
+            .tag
+            .as_ref()
+            .map_or_else(|| NOT_QUEUED.to_owned(), |(tag, _)| tag.device().to_owned());
         let offset = self.offset;
-        self.fire(Err(Error::Cancelled {
-            device: String::new(),
-            offset,
-        }));
+        self.fire(Err(Error::Cancelled { device, offset }));
     }
 }
 
@@ -248,9 +322,29 @@ mod tests {
         assert_eq!(fired.load(Ordering::SeqCst), 1);
         let f = fired.clone();
         drop(Bio::read(7, vec![0u8; 1], move |r| {
-            assert!(matches!(r.result, Err(Error::Cancelled { offset: 7, .. })));
+            match r.result {
+                Err(Error::Cancelled { offset: 7, device }) => assert_eq!(device, NOT_QUEUED),
+                other => panic!("{other:?}"),
+            }
             f.fetch_add(1, Ordering::SeqCst);
         }));
         assert_eq!(fired.load(Ordering::SeqCst), 2);
+    }
+
+    /// A bio a queue accepted and then dropped unissued was cancelled with an empty
+    /// device name; it names the queue's device, and still counts as completed.
+    #[test]
+    fn a_queued_bio_dropped_unissued_names_its_device() {
+        let tag = Arc::new(Tag::new("/dev/sdz".into()));
+        let mut bio = Bio::write(512, vec![0u8; 512], |r| match r.result {
+            Err(Error::Cancelled {
+                device,
+                offset: 512,
+            }) => assert_eq!(device, "/dev/sdz"),
+            other => panic!("{other:?}"),
+        });
+        bio.set_tag(Arc::clone(&tag), tag.enter());
+        drop(bio);
+        tag.wait(); // the drop counted the bio done: no hang
     }
 }

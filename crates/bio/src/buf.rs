@@ -118,6 +118,22 @@ struct PoolState {
 /// [`BufferPool::get`] blocks while every buffer is out; a buffer goes back to the pool
 /// when its [`PooledBuf`] lease is dropped, wherever that happens (typically in a bio's
 /// completion). Buffers are allocated on first demand, so an idle pool costs nothing.
+///
+/// **Contents are not cleared:** a buffer comes back from [`get`](Self::get) with
+/// whatever its previous lease left in it (a new one is zeroed). Overwrite all of it
+/// before writing it out, or call [`PooledBuf::zero`].
+///
+/// ```
+/// use stack_bio::BufferPool;
+/// let pool = BufferPool::new(1, 4096, 4096);
+/// let mut buf = pool.get();
+/// buf.fill(0xAB);
+/// drop(buf); // back to the pool, contents kept
+/// let mut again = pool.get();
+/// assert_eq!(again[0], 0xAB);
+/// again.zero();
+/// assert!(again.iter().all(|&b| b == 0));
+/// ```
 #[derive(Clone)]
 pub struct BufferPool {
     inner: Arc<PoolInner>,
@@ -149,7 +165,9 @@ impl BufferPool {
         }
     }
 
-    /// A buffer, waiting while all `count` are out.
+    /// A buffer (holding its previous lease's bytes), waiting while all `count` are
+    /// out. The wait runs inside [`stack_async_thread::blocking`], so a pool worker
+    /// that waits here lets its pool run other work meanwhile.
     pub fn get(&self) -> PooledBuf {
         let mut state = self.lock();
         loop {
@@ -157,11 +175,12 @@ impl BufferPool {
                 return buf;
             }
             state.waiting += 1;
-            state = self
-                .inner
-                .returned
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = stack_async_thread::blocking(|| {
+                self.inner
+                    .returned
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner())
+            });
             state.waiting -= 1;
         }
     }
@@ -243,6 +262,12 @@ impl PooledBuf {
             self.capacity()
         );
         self.len = len;
+    }
+
+    /// Sets every byte of the visible length to 0 (a pooled buffer keeps its previous
+    /// lease's bytes).
+    pub fn zero(&mut self) {
+        self.fill(0);
     }
 
     /// The pool's buffer size in bytes.

@@ -13,6 +13,7 @@ use crate::{Error, MemDevice};
 pub const CRASH_LOG_LIMIT_BYTES: u64 = 256 << 20;
 
 /// Which unflushed writes (made before the cut) a crash keeps.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashMode {
     /// Everything since the last completed flush is lost.

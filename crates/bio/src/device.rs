@@ -5,6 +5,7 @@ use crate::Error;
 use std::fmt;
 
 /// What kind of backing a device has.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
     /// A regular file.
@@ -95,6 +96,20 @@ pub enum Residency {
 }
 
 /// A description of a device, for reports and for refusing the wrong target.
+///
+/// A [`Device`] of your own builds one with [`DeviceInfo::new`] and the `with_*`
+/// methods (fields may be added in later versions, so there is no struct literal
+/// outside this crate).
+///
+/// ```
+/// use stack_bio::{Backing, DeviceInfo, DeviceKind, ReadPath};
+/// let info = DeviceInfo::new("sparse", DeviceKind::Memory, 1 << 30, 512);
+/// assert_eq!(info.backing, Backing::Memory);
+/// assert_eq!(info.reads, ReadPath::Memory);
+/// let file = DeviceInfo::new("/var/vol", DeviceKind::File, 1 << 30, 4096).with_direct(true);
+/// assert_eq!((file.backing, file.reads), (Backing::Media, ReadPath::Direct));
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
     /// The path it was opened at, or a name for in-memory devices.
@@ -118,6 +133,76 @@ pub struct DeviceInfo {
     /// Where reads come from now (a device asked to evict turns to
     /// [`ReadPath::PageCache`] once an eviction did not take).
     pub reads: ReadPath,
+}
+
+impl DeviceInfo {
+    /// A device at `path` (or named so) of `kind`, `size_bytes` long, with
+    /// `logical_block_size`; buffered, writable, no model or serial. Memory is backed
+    /// by memory and read as such; anything else is on media and read through the page
+    /// cache (without eviction).
+    pub fn new(
+        path: impl Into<String>,
+        kind: DeviceKind,
+        size_bytes: u64,
+        logical_block_size: u32,
+    ) -> Self {
+        let memory = kind == DeviceKind::Memory;
+        DeviceInfo {
+            path: path.into(),
+            kind,
+            size_bytes,
+            logical_block_size,
+            model: None,
+            serial: None,
+            direct: false,
+            read_only: false,
+            backing: if memory {
+                Backing::Memory
+            } else {
+                Backing::Media
+            },
+            reads: if memory {
+                ReadPath::Memory
+            } else {
+                ReadPath::PageCache { stuck: None }
+            },
+        }
+    }
+
+    /// Sets [`DeviceInfo::direct`] (and, on media, [`DeviceInfo::reads`] to
+    /// [`ReadPath::Direct`]).
+    pub fn with_direct(mut self, direct: bool) -> Self {
+        self.direct = direct;
+        if direct && self.backing == Backing::Media {
+            self.reads = ReadPath::Direct;
+        }
+        self
+    }
+
+    /// Sets [`DeviceInfo::read_only`].
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Sets [`DeviceInfo::backing`].
+    pub fn with_backing(mut self, backing: Backing) -> Self {
+        self.backing = backing;
+        self
+    }
+
+    /// Sets [`DeviceInfo::reads`].
+    pub fn with_reads(mut self, reads: ReadPath) -> Self {
+        self.reads = reads;
+        self
+    }
+
+    /// Sets [`DeviceInfo::model`] and [`DeviceInfo::serial`].
+    pub fn with_identity(mut self, model: Option<String>, serial: Option<String>) -> Self {
+        self.model = model;
+        self.serial = serial;
+        self
+    }
 }
 
 /// Positional I/O on something with a fixed size: a file, a block device, memory.

@@ -13,7 +13,7 @@
 
 use crate::crash::{CrashModel, WriteFate};
 use crate::device::{check_range, total_len};
-use crate::{AlignedBuf, CrashMode, Device, DeviceInfo, Error, MemDevice};
+use crate::{AlignedBuf, CrashMode, Device, DeviceInfo, Error, MemDevice, Op};
 use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,7 +43,18 @@ struct State {
     faults_hit: u64,
 }
 
-/// A device wrapper that injects faults and models crashes (see the module docs).
+/// A device wrapper that injects faults and models crashes.
+///
+/// Faults are armed on a shared device (`&self`) and stay armed until
+/// [`FaultyDevice::clear_faults`]. A write passes through them in this order: EIO on a
+/// failing range; ENOSPC past a space limit; bit flips; dropped (acknowledged, never
+/// stored); torn (only the first sectors land); misdirected (lands elsewhere); wrapped
+/// past a fake capacity. What finally lands is what the crash model records.
+///
+/// The crash model ([`FaultyDevice::with_crash_model`]) is cut at a write or at an I/O
+/// event (writes and flushes); the program either runs on unaware of the cut, or, with
+/// [`FaultyDevice::failing_after_cut`], sees every I/O from the cut on fail, as on a
+/// device that lost power. [`FaultyDevice::crash_image`] is what a reboot finds.
 ///
 /// It works over an `O_DIRECT` device: the copies it makes (vectored I/O, writes the
 /// faults may edit, the crash model's snapshot) are aligned to the inner device's
@@ -65,7 +76,7 @@ fn overlaps(range: &Range<u64>, offset: u64, len: usize) -> bool {
 }
 
 /// An injected failure of `op` at `offset` with `errno`, naming `device`.
-fn injected(device: &str, op: &'static str, offset: u64, len: usize, errno: i32) -> Error {
+fn injected(device: &str, op: Op, offset: u64, len: usize, errno: i32) -> Error {
     Error::Io {
         device: device.to_owned(),
         offset,
@@ -76,7 +87,7 @@ fn injected(device: &str, op: &'static str, offset: u64, len: usize, errno: i32)
 }
 
 /// The error of an I/O on a device whose power failed (see `failing_after_cut`).
-fn power_lost(device: &str, op: &'static str, offset: u64, len: usize) -> Error {
+fn power_lost(device: &str, op: Op, offset: u64, len: usize) -> Error {
     injected(
         &format!("{device} (power lost)"),
         op,
@@ -325,7 +336,7 @@ impl FaultyDevice {
             if let (WriteFate::Cut, Some(crash)) = (fate, state.crash.as_mut()) {
                 crash.tear(offset, &data, block);
             }
-            return Err(power_lost(&self.name, "write", offset, len));
+            return Err(power_lost(&self.name, Op::Write, offset, len));
         }
         if state
             .faults
@@ -334,12 +345,12 @@ impl FaultyDevice {
             .any(|r| overlaps(r, offset, len))
         {
             state.faults_hit += 1;
-            return Err(injected(&self.name, "write", offset, len, libc::EIO));
+            return Err(injected(&self.name, Op::Write, offset, len, libc::EIO));
         }
         if let Some(left) = state.faults.space_left_bytes {
             if left < len as u64 {
                 state.faults_hit += 1;
-                return Err(injected(&self.name, "write", offset, len, libc::ENOSPC));
+                return Err(injected(&self.name, Op::Write, offset, len, libc::ENOSPC));
             }
             state.faults.space_left_bytes = Some(left - len as u64);
         }
@@ -397,7 +408,7 @@ impl Device for FaultyDevice {
         let len = buf.len();
         check_range(&self.name, offset, len, self.size_bytes())?;
         if self.fail_after_cut && state.crash.as_ref().is_some_and(CrashModel::is_cut) {
-            return Err(power_lost(&self.name, "read", offset, len));
+            return Err(power_lost(&self.name, Op::Read, offset, len));
         }
         if state
             .faults
@@ -406,7 +417,7 @@ impl Device for FaultyDevice {
             .any(|r| overlaps(r, offset, len))
         {
             state.faults_hit += 1;
-            return Err(injected(&self.name, "read", offset, len, libc::EIO));
+            return Err(injected(&self.name, Op::Read, offset, len, libc::EIO));
         }
         for (at, piece) in self.wrap(&state.faults, offset, len) {
             self.inner.read_at(&mut buf[piece], at)?;
@@ -458,7 +469,7 @@ impl Device for FaultyDevice {
         let mut state = self.lock();
         let lost = state.crash.as_mut().is_some_and(CrashModel::begin_flush);
         if lost && self.fail_after_cut {
-            return Err(power_lost(&self.name, "flush", 0, 0));
+            return Err(power_lost(&self.name, Op::Flush, 0, 0));
         }
         self.inner.flush()?;
         state.flushes += 1;

@@ -1,7 +1,7 @@
 //! `FileDevice`: regular files and raw block devices, buffered or `O_DIRECT`.
 
 use crate::device::{check_range, total_len};
-use crate::{sys, Backing, Device, DeviceInfo, DeviceKind, Error, ReadPath, Residency};
+use crate::{sys, Backing, Device, DeviceInfo, DeviceKind, Error, Op, ReadPath, Residency};
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -18,6 +18,16 @@ pub const FILE_LOGICAL_BLOCK_SIZE: u32 = 4096;
 const MAX_INTERRUPTS: u32 = 64;
 
 /// How to open a [`FileDevice`].
+///
+/// Start from [`OpenOptions::new`] (everything off) and chain the setters; fields may
+/// be added in later versions, so there is no struct literal outside this crate.
+///
+/// ```
+/// use stack_bio::OpenOptions;
+/// let opts = OpenOptions::new().direct(true).create_size_bytes(64 << 20);
+/// assert!(opts.direct && !opts.read_only);
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpenOptions {
     /// Open with `O_DIRECT`: buffers, offsets and lengths must then be multiples of the
@@ -35,6 +45,43 @@ pub struct OpenOptions {
     /// cached is still read, and [`DeviceInfo::reads`] turns to
     /// [`ReadPath::PageCache`] naming it. Ignored with `direct` and on memory.
     pub evict_reads: bool,
+}
+
+impl OpenOptions {
+    /// Buffered, read-write, no create, no eviction: the same as `default()`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`OpenOptions::direct`].
+    pub fn direct(mut self, on: bool) -> Self {
+        self.direct = on;
+        self
+    }
+
+    /// Sets [`OpenOptions::read_only`].
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
+    /// Sets [`OpenOptions::create_size_bytes`] to `Some(bytes)`.
+    pub fn create_size_bytes(mut self, bytes: u64) -> Self {
+        self.create_size_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets [`OpenOptions::create_size_bytes`] (`None`: never create or extend).
+    pub fn create(mut self, size_bytes: Option<u64>) -> Self {
+        self.create_size_bytes = size_bytes;
+        self
+    }
+
+    /// Sets [`OpenOptions::evict_reads`].
+    pub fn evict_reads(mut self, on: bool) -> Self {
+        self.evict_reads = on;
+        self
+    }
 }
 
 /// A regular file or raw block device used as a device.
@@ -169,7 +216,7 @@ impl FileDevice {
         &self.info.path
     }
 
-    fn io_err(&self, op: &'static str, offset: u64, len: usize, source: io::Error) -> Error {
+    fn io_err(&self, op: Op, offset: u64, len: usize, source: io::Error) -> Error {
         Error::Io {
             device: self.name().to_owned(),
             offset,
@@ -260,7 +307,7 @@ impl Device for FileDevice {
                         io::ErrorKind::UnexpectedEof,
                         format!("end of file after {done} bytes"),
                     );
-                    return Err(self.io_err("read", offset, len, eof));
+                    return Err(self.io_err(Op::Read, offset, len, eof));
                 }
                 Ok(n) => {
                     done += n;
@@ -271,7 +318,7 @@ impl Device for FileDevice {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < MAX_INTERRUPTS => {
                     interrupts += 1
                 }
-                Err(e) => return Err(self.io_err("read", at, len - done, e)),
+                Err(e) => return Err(self.io_err(Op::Read, at, len - done, e)),
             }
         }
         Ok(())
@@ -297,7 +344,7 @@ impl Device for FileDevice {
                         io::ErrorKind::WriteZero,
                         format!("wrote nothing after {done} bytes"),
                     );
-                    return Err(self.io_err("write", offset, len, zero));
+                    return Err(self.io_err(Op::Write, offset, len, zero));
                 }
                 Ok(n) => {
                     done += n;
@@ -308,7 +355,7 @@ impl Device for FileDevice {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < MAX_INTERRUPTS => {
                     interrupts += 1
                 }
-                Err(e) => return Err(self.io_err("write", at, len - done, e)),
+                Err(e) => return Err(self.io_err(Op::Write, at, len - done, e)),
             }
         }
         Ok(())
@@ -320,20 +367,18 @@ impl Device for FileDevice {
         }
         self.file
             .sync_data()
-            .map_err(|e| self.io_err("flush", 0, 0, e))
+            .map_err(|e| self.io_err(Op::Flush, 0, 0, e))
     }
 
     fn start_writeback(&self, offset: u64, len: u64) -> Result<(), Error> {
         if self.info.direct || self.info.read_only || len == 0 {
             return Ok(());
         }
-        sys::start_writeback(&self.file, offset, len).map_err(|e| {
-            self.io_err(
-                "start writeback",
-                offset,
-                usize::try_from(len).unwrap_or(usize::MAX),
-                e,
-            )
+        sys::start_writeback(&self.file, offset, len).map_err(|source| Error::Writeback {
+            device: self.name().to_owned(),
+            offset,
+            len,
+            source,
         })
     }
 

@@ -9,14 +9,32 @@
 //! On top sits the [`SubmitQueue`], after the bio queueing of the btrfs seed: many
 //! threads hand it [`Bio`]s, a few submitters per device pick them in order and run
 //! several at once, merging contiguous bios into large vectored I/O, with a bound on the
-//! bytes in flight, and completions run on an end-I/O `Workers` pool. Without it, N threads writing one
+//! bytes in flight, and completions run on an end-I/O
+//! [`Workers`](stack_async_thread::Workers) pool. Without it, N threads writing one
 //! stream (or N streams) send the disk a shuffle of small writes. With
 //! [`QueueConfig::io_uring`] one thread keeps the I/Os in flight through an io_uring
-//! instead of one submitter thread per I/O, under the same rules. Between streams the
-//! queue is an anticipating C-SCAN elevator (`sched.rs`), and after each buffered write
+//! instead of one submitter thread per I/O, under the same rules
+//! ([`SubmitQueue::info`] says which engine a queue got). Between streams the queue is
+//! an anticipating C-SCAN elevator (see [`SubmitQueue`]), and after each buffered write
 //! it starts that range's writeback ([`QueueConfig::write_behind`]), so the disk works
-//! while the page cache fills. `examples/streams.rs` shows what a device is handed when
-//! N writers append through one queue.
+//! while the page cache fills. The package's `examples/streams.rs` shows what a device
+//! is handed when N writers append through one queue.
+//!
+//! What the calls wait for:
+//!
+//! | call | returns when |
+//! |---|---|
+//! | [`SubmitQueue::submit`] | the bio is queued (waits while the in-flight bound is reached) |
+//! | [`SubmitQueue::submit_wait`] | the bio's completion callback has returned |
+//! | [`BioGroup::wait`] | every bio added to the group has completed |
+//! | [`SubmitQueue::flush`] | earlier writes are durable (callbacks may still run) |
+//! | [`SubmitQueue::wait_completions`] | earlier bios' callbacks have returned |
+//! | [`SubmitQueue::flush_and_wait`] | both of the above |
+//!
+//! Every wait runs inside [`stack_async_thread::blocking`], so it may be called from a
+//! pool worker (never from a completion callback of the same queue). Errors are one
+//! typed [`Error`] naming the device; [`Error::is_unsupported`] tells a refused feature
+//! (`O_DIRECT`, io_uring) from a failure.
 //!
 //! ```
 //! use stack_async_thread::Workers;
@@ -25,12 +43,12 @@
 //!
 //! let dev = Arc::new(MemDevice::new(1 << 20));
 //! let end_io = Workers::builder("end-io").max_threads(2).build().unwrap();
-//! let queue = SubmitQueue::new(dev.clone(), end_io, QueueConfig::default());
+//! let queue = SubmitQueue::new(dev.clone(), end_io, QueueConfig::default())?;
 //! for i in 0..16u64 {
 //!     let bio = Bio::write(i * 4096, vec![i as u8; 4096], |done| done.result.unwrap());
 //!     queue.submit(bio);
 //! }
-//! queue.flush()?; // every write queued before it is durable
+//! queue.flush_and_wait()?; // durable, and every completion above has run
 //! let stats = queue.stats();
 //! assert_eq!(stats.bios, 16);
 //! assert!(stats.ios < 16, "contiguous bios were merged");
@@ -49,6 +67,7 @@ mod device;
 mod error;
 mod faulty;
 mod file;
+mod group;
 mod issue;
 mod mem;
 mod queue;
@@ -61,11 +80,13 @@ pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};
 pub use buf::{AlignedBuf, BufferPool, PooledBuf};
 pub use crash::{CrashMode, CRASH_LOG_LIMIT_BYTES};
 pub use device::{Backing, Device, DeviceInfo, DeviceKind, ReadPath, Residency};
-pub use error::Error;
+pub use error::{Error, NOT_QUEUED};
 pub use faulty::FaultyDevice;
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};
+pub use group::BioGroup;
 pub use mem::{MemDevice, MEM_LOGICAL_BLOCK_SIZE};
 pub use queue::{
-    default_submitters, EndIo, EndIoJob, InlineEndIo, QueueConfig, SubmitQueue, DEFAULT_URING_DEPTH,
+    default_submitters, EndIo, EndIoJob, Engine, InlineEndIo, QueueConfig, QueueInfo, SubmitQueue,
+    DEFAULT_URING_DEPTH, MAX_QUEUE_DEPTH,
 };
 pub use stats::{QueueStats, SeqCounter};

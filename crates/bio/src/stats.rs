@@ -68,7 +68,8 @@ impl SeqCounter {
     }
 }
 
-/// A snapshot of a [`crate::SubmitQueue`]'s counters.
+/// A snapshot of a [`crate::SubmitQueue`]'s counters (more may be added later).
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueStats {
     /// Read and write I/Os issued to the device (after merging).

@@ -442,14 +442,8 @@ impl Soak {
     fn check_accounting(&self, when: &str) -> Result<(), String> {
         let path = self.scratch.path(VOLUME);
         let device: Arc<dyn Device> = Arc::new(
-            FileDevice::open(
-                &path,
-                &stack_bio::OpenOptions {
-                    read_only: true,
-                    ..stack_bio::OpenOptions::default()
-                },
-            )
-            .map_err(|e| format!("opening the volume file: {e}"))?,
+            FileDevice::open(&path, &stack_bio::OpenOptions::new().read_only(true))
+                .map_err(|e| format!("opening the volume file: {e}"))?,
         );
         let vol = Volume::open_device(
             device.clone(),

@@ -128,11 +128,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
 /// `kernel.io_uring_disabled` may refuse it).
 fn uring_available(path: &Path) -> Result<()> {
     let dev: Arc<dyn Device> = Arc::new(open_fresh(path, false, 4096)?);
-    let config = QueueConfig {
-        io_uring: true,
-        ..QueueConfig::default()
-    };
-    SubmitQueue::try_new(dev, Arc::new(stack_bio::InlineEndIo), config)?;
+    let config = QueueConfig::default().with_io_uring(true);
+    SubmitQueue::new(dev, stack_bio::InlineEndIo, config)?;
     Ok(())
 }
 
@@ -302,11 +299,9 @@ fn bio_offset(workload: Workload, total_bios: u64, threads: usize, thread: usize
 
 fn open_fresh(path: &Path, direct: bool, total_bytes: u64) -> Result<FileDevice> {
     let _ = std::fs::remove_file(path);
-    let opts = OpenOptions {
-        direct,
-        create_size_bytes: Some(total_bytes),
-        ..OpenOptions::default()
-    };
+    let opts = OpenOptions::new()
+        .direct(direct)
+        .create_size_bytes(total_bytes);
     FileDevice::open(path, &opts).with_context(|| format!("opening {}", path.display()))
 }
 
@@ -334,17 +329,15 @@ fn run_ours(case: Case<'_>) -> Result<Sample> {
     let device: Arc<dyn Device> = Arc::new(open_fresh(path, direct, total_bytes)?);
     let total_bios = total_bytes / BIO_BYTES as u64;
     // 16 MiB in flight: the memory a pipeline would give one device.
-    let config = QueueConfig {
-        max_in_flight_bytes: 16 << 20,
-        io_uring: uring,
-        ..QueueConfig::default()
-    };
+    let config = QueueConfig::default()
+        .with_max_in_flight_bytes(16 << 20)
+        .with_io_uring(uring);
     let end_io = Workers::builder("bench-endio")
         .min_threads(1)
         .max_threads(2)
         .build()?;
     let queue = Arc::new(
-        SubmitQueue::try_new(device, Arc::new(end_io.clone()), config.clone())
+        SubmitQueue::new(device, end_io.clone(), config.clone())
             .context("starting our submission queue")?,
     );
     let in_flight_bufs = (config.max_in_flight_bytes / BIO_BYTES as u64) as usize;

@@ -24,6 +24,16 @@ const EVICT_RETRY_PAUSES_US: [u64; 5] = [0, 50, 250, 1000, 4000];
 static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
 
 impl FileDevice {
+    /// The error of a failed page-cache drop or residency check of a range.
+    fn evict_err(&self, offset: u64, len: u64, source: std::io::Error) -> Error {
+        Error::Evict {
+            device: self.name().to_owned(),
+            offset,
+            len,
+            source,
+        }
+    }
+
     /// [`Device::evict`]: drops the range (widened to [`EVICT_SPAN_BYTES`]) and checks
     /// its pages, retrying after [`EVICT_RETRY_PAUSES_US`] while some stay.
     pub(super) fn evict_range(&self, offset: u64, len: u64) -> Result<Residency, Error> {
@@ -66,7 +76,7 @@ impl FileDevice {
                 wide_end - wide_start,
                 libc::POSIX_FADV_DONTNEED,
             )
-            .map_err(|e| self.io_err("evict", offset, len as usize, e))?;
+            .map_err(|e| self.evict_err(offset, len, e))?;
             left = self.cached_bytes(start, end - start)?;
             if left.0 == 0 {
                 return Ok(Residency::Evicted);
@@ -82,7 +92,7 @@ impl FileDevice {
     /// of those dirty: `cachestat(2)`, else `mincore` over a mapping of the range.
     fn cached_bytes(&self, offset: u64, len: u64) -> Result<(u64, u64), Error> {
         let page = sys::page_size_bytes();
-        let err = |e| self.io_err("residency check", offset, len as usize, e);
+        let err = |e| self.evict_err(offset, len, e);
         if !NO_CACHESTAT.load(Ordering::Relaxed) {
             match sys::cachestat(&self.file, offset, len) {
                 Ok(st) => return Ok((st.nr_cache * page, st.nr_dirty * page)),

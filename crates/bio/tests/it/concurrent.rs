@@ -2,7 +2,7 @@
 //! barriers, exactly-once completions under errors, the bounds, and a hand-off stress.
 
 use stack_bio::{
-    Bio, BioResult, Device, DeviceInfo, EndIo, Error, FaultyDevice, InlineEndIo, MemDevice,
+    Bio, BioResult, Device, DeviceInfo, EndIo, Error, FaultyDevice, InlineEndIo, MemDevice, Op,
     QueueConfig, SubmitQueue,
 };
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -107,7 +107,7 @@ impl Device for Probe {
 
 fn queue(dev: Arc<dyn Device>, config: QueueConfig) -> SubmitQueue {
     let end_io: Arc<dyn EndIo> = Arc::new(InlineEndIo);
-    SubmitQueue::try_new(dev, end_io, config).unwrap()
+    SubmitQueue::new(dev, end_io, config).unwrap()
 }
 
 fn ok(r: BioResult) {
@@ -121,12 +121,10 @@ fn several_in_flight_keep_issue_order_and_land_byte_exact() {
     let dev = Probe::new(BIOS * BIO_BYTES as u64, Duration::from_micros(300));
     let q = queue(
         dev.clone(),
-        QueueConfig {
-            max_io_bytes: 64 << 10,
-            max_in_flight_bytes: 1 << 20,
-            submitters: 4,
-            ..QueueConfig::default()
-        },
+        QueueConfig::default()
+            .with_max_io_bytes(64 << 10)
+            .with_max_in_flight_bytes(1 << 20)
+            .with_submitters(4),
     );
     for i in 0..BIOS {
         q.submit(Bio::write(
@@ -175,13 +173,11 @@ fn overlapping_writes_reach_the_device_in_order(threads: u64) {
     let dev = Probe::new(w.device_bytes(), Duration::from_micros(30));
     let q = queue(
         dev.clone(),
-        QueueConfig {
-            max_in_flight_bytes: 128 << 10,
-            max_io_bytes: 16 << 10,
-            plug_timeout: Duration::ZERO,
-            submitters: 4,
-            ..QueueConfig::default()
-        },
+        QueueConfig::default()
+            .with_max_in_flight_bytes(128 << 10)
+            .with_max_io_bytes(16 << 10)
+            .with_plug_timeout(Duration::ZERO)
+            .with_submitters(4),
     );
     w.submit(&q, ok);
     q.flush().unwrap();
@@ -219,11 +215,9 @@ fn flush_waits_for_earlier_in_flight_writes_and_holds_later_ones() {
     let dev = Probe::new(1 << 20, Duration::ZERO);
     let q = Arc::new(queue(
         dev.clone(),
-        QueueConfig {
-            plug_timeout: Duration::ZERO,
-            submitters: 4,
-            ..QueueConfig::default()
-        },
+        QueueConfig::default()
+            .with_plug_timeout(Duration::ZERO)
+            .with_submitters(4),
     ));
     dev.set_gate(false);
     // Two disjoint writes, both held inside the device.
@@ -280,11 +274,9 @@ fn completions_fire_exactly_once_under_errors_with_several_in_flight() {
     }
     let q = Arc::new(queue(
         faulty.clone(),
-        QueueConfig {
-            max_io_bytes: 64 << 10,
-            submitters: 4,
-            ..QueueConfig::default()
-        },
+        QueueConfig::default()
+            .with_max_io_bytes(64 << 10)
+            .with_submitters(4),
     ));
     let fired: Arc<Vec<AtomicUsize>> = Arc::new((0..4 * 64).map(|_| AtomicUsize::new(0)).collect());
     let errors = Arc::new(Mutex::new(Vec::new()));
@@ -314,7 +306,7 @@ fn completions_fire_exactly_once_under_errors_with_several_in_flight() {
         .map(|e| match e {
             Error::Io {
                 offset,
-                op: "write",
+                op: Op::Write,
                 ..
             } => *offset,
             other => panic!("unexpected error {other}"),
@@ -334,12 +326,10 @@ fn bounds_hold_with_several_in_flight() {
     let bound = 256 << 10;
     let q = Arc::new(queue(
         dev.clone(),
-        QueueConfig {
-            max_in_flight_bytes: bound,
-            max_io_bytes: 64 << 10,
-            submitters: 3,
-            ..QueueConfig::default()
-        },
+        QueueConfig::default()
+            .with_max_in_flight_bytes(bound)
+            .with_max_io_bytes(64 << 10)
+            .with_submitters(3),
     ));
     std::thread::scope(|s| {
         for t in 0..6u64 {
@@ -371,10 +361,7 @@ fn bounds_hold_with_several_in_flight() {
 fn hand_off_stress() {
     for submitters in [1, 2, 4] {
         let dev = Arc::new(MemDevice::new(STRESS_DEVICE_BYTES));
-        let config = QueueConfig {
-            submitters,
-            ..stress_config()
-        };
+        let config = stress_config().with_submitters(submitters);
         hand_off_stress_on(dev.clone(), config, || dev.snapshot());
     }
 }
@@ -386,12 +373,10 @@ pub const STRESS_DEVICE_BYTES: u64 = STRESS_THREADS * STRESS_REGION;
 
 /// The queue shape of the stress: small I/Os, a small bound, no plugging.
 pub fn stress_config() -> QueueConfig {
-    QueueConfig {
-        max_io_bytes: 32 << 10,
-        max_in_flight_bytes: 96 << 10,
-        plug_timeout: Duration::ZERO,
-        ..QueueConfig::default()
-    }
+    QueueConfig::default()
+        .with_max_io_bytes(32 << 10)
+        .with_max_in_flight_bytes(96 << 10)
+        .with_plug_timeout(Duration::ZERO)
 }
 
 /// The stress on `dev` with `config`; `image` reads the whole device back.

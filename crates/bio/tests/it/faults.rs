@@ -1,6 +1,6 @@
 //! Every fault of `FaultyDevice`, and the crash model at every crash point.
 
-use stack_bio::{CrashMode, Device, Error, FaultyDevice, MemDevice};
+use stack_bio::{CrashMode, Device, Error, FaultyDevice, MemDevice, Op};
 use std::sync::Arc;
 
 const SIZE: u64 = 64 * 1024;
@@ -28,7 +28,7 @@ fn eio_on_chosen_read_and_write_ranges() {
             &err,
             Error::Io {
                 offset: 8000,
-                op: "write",
+                op: Op::Write,
                 ..
             }
         ),
@@ -42,7 +42,7 @@ fn eio_on_chosen_read_and_write_ranges() {
             &err,
             Error::Io {
                 offset: 12289,
-                op: "read",
+                op: Op::Read,
                 ..
             }
         ),
@@ -395,7 +395,7 @@ fn failing_after_cut_fails_every_io_from_the_cut_on_and_names_it() {
     assert!(err.to_string().contains("power lost"), "{err}");
     let err = dev.write_at(&[3; 512], 1024).expect_err("no power");
     match &err {
-        Error::Io { offset, op, .. } => assert_eq!((*offset, *op), (1024, "write")),
+        Error::Io { offset, op, .. } => assert_eq!((*offset, *op), (1024, Op::Write)),
         other => panic!("not an I/O error: {other}"),
     }
     let mut buf = [0u8; 512];

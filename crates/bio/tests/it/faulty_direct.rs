@@ -1,8 +1,8 @@
 //! `FaultyDevice` over an `O_DIRECT` `FileDevice`: direct calls and queued bios.
 
 use stack_bio::{
-    AlignedBuf, Bio, BioResult, CrashMode, Device, EndIo, FaultyDevice, FileDevice, InlineEndIo,
-    Op, OpenOptions, QueueConfig, SubmitQueue,
+    AlignedBuf, Bio, BioResult, CrashMode, Device, FaultyDevice, FileDevice, InlineEndIo, Op,
+    OpenOptions, QueueConfig, SubmitQueue,
 };
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -17,11 +17,7 @@ const SIZE: u64 = 1 << 20;
 fn faulty_device_over_o_direct_serves_direct_calls_and_the_queue() {
     // Not tmpfs: it refuses O_DIRECT, and the crate dir is on the build disk.
     let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
-    let opts = OpenOptions {
-        direct: true,
-        create_size_bytes: Some(SIZE),
-        ..OpenOptions::default()
-    };
+    let opts = OpenOptions::default().direct(true).create_size_bytes(SIZE);
     let file = match FileDevice::open(&dir.path().join("direct.img"), &opts) {
         Ok(file) => file,
         Err(err) => {
@@ -57,12 +53,7 @@ fn faulty_device_over_o_direct_serves_direct_calls_and_the_queue() {
     assert_eq!(dev.writes_issued(), 2);
 
     // Queued bios: contiguous ones merge into vectored I/Os.
-    let q = SubmitQueue::try_new(
-        dev.clone(),
-        Arc::new(InlineEndIo) as Arc<dyn EndIo>,
-        QueueConfig::default(),
-    )
-    .unwrap();
+    let q = SubmitQueue::new(dev.clone(), InlineEndIo, QueueConfig::default()).unwrap();
     let (tx, rx) = mpsc::channel::<BioResult>();
     let base = 16 * block as u64;
     let bios = 32usize;

@@ -88,14 +88,7 @@ fn loop_device_through_file_device() {
     ));
     drop(dev);
 
-    let direct = FileDevice::open(
-        &path,
-        &OpenOptions {
-            direct: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let direct = FileDevice::open(&path, &OpenOptions::new().direct(true)).unwrap();
     assert!(direct.info().direct);
     let align = lbs as usize;
     let buf = AlignedBuf::from_slice(&pattern, align.max(4096));
@@ -110,14 +103,7 @@ fn loop_device_through_file_device() {
     );
     drop(direct);
 
-    let ro = FileDevice::open(
-        &path,
-        &OpenOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let ro = FileDevice::open(&path, &OpenOptions::new().read_only(true)).unwrap();
     let mut head = vec![0u8; 10];
     ro.read_at(&mut head, 1 << 20).unwrap();
     assert_eq!(head, pattern[..10]);

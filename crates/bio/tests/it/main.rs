@@ -1,5 +1,6 @@
 //! The `stack-bio` integration tests: one binary, one module per area.
 
+mod api;
 mod concurrent;
 mod faults;
 mod faulty_direct;

@@ -69,7 +69,7 @@ fn end_io() -> Arc<dyn EndIo> {
 }
 
 fn queue(dev: Arc<dyn Device>, config: QueueConfig) -> SubmitQueue {
-    SubmitQueue::try_new(dev, end_io(), config).unwrap()
+    SubmitQueue::new(dev, end_io(), config).unwrap()
 }
 
 fn counting(counter: &Arc<AtomicUsize>) -> impl FnOnce(BioResult) + Send + 'static {
@@ -85,10 +85,7 @@ fn merged_writes_land_byte_exact() {
     let dev = Recorder::new(4 << 20, Duration::ZERO);
     let q = queue(
         dev.clone(),
-        QueueConfig {
-            max_io_bytes: 256 << 10,
-            ..QueueConfig::default()
-        },
+        QueueConfig::default().with_max_io_bytes(256 << 10),
     );
     let done = Arc::new(AtomicUsize::new(0));
     let mut expect = vec![0u8; 4 << 20];
@@ -161,14 +158,12 @@ fn order_is_kept_within_each_stream_under_many_writers() {
     let dev = Recorder::new(w.device_bytes(), Duration::from_micros(20));
     let q = queue(
         dev.clone(),
-        QueueConfig {
-            max_in_flight_bytes: 256 << 10,
-            max_io_bytes: 64 << 10,
+        QueueConfig::default()
+            .with_max_in_flight_bytes(256 << 10)
+            .with_max_io_bytes(64 << 10)
             // One I/O at a time, so the device's log (taken as writes finish) is the
             // issue order; `concurrent.rs` checks order with several in flight.
-            submitters: 1,
-            ..QueueConfig::default()
-        },
+            .with_submitters(1),
     );
     w.submit(&q, |r| r.result.unwrap());
     q.flush().unwrap();
@@ -226,7 +221,7 @@ fn completion_fires_exactly_once_on_success_and_on_error() {
             errors[0],
             Error::Io {
                 offset: 40960,
-                op: "write",
+                op: Op::Write,
                 ..
             }
         ),
@@ -237,7 +232,7 @@ fn completion_fires_exactly_once_on_success_and_on_error() {
         read_err.lock().unwrap().take(),
         Some(Err(Error::Io {
             offset: 0,
-            op: "read",
+            op: Op::Read,
             ..
         }))
     ));
@@ -306,11 +301,9 @@ fn bytes_in_flight_stay_bounded() {
     let bound = 256 << 10;
     let q = Arc::new(queue(
         dev,
-        QueueConfig {
-            max_in_flight_bytes: bound,
-            max_io_bytes: 64 << 10,
-            ..QueueConfig::default()
-        },
+        QueueConfig::default()
+            .with_max_in_flight_bytes(bound)
+            .with_max_io_bytes(64 << 10),
     ));
     let completed = Arc::new(AtomicU64::new(0));
     std::thread::scope(|s| {
@@ -350,7 +343,8 @@ fn completions_run_on_the_end_io_pool() {
         Arc::new(MemDevice::new(1 << 20)),
         end_io.clone(),
         QueueConfig::default(),
-    );
+    )
+    .unwrap();
     let names = Arc::new(Mutex::new(Vec::new()));
     for i in 0..16u64 {
         let names = Arc::clone(&names);
@@ -381,11 +375,9 @@ fn write_behind_starts_the_writeback_of_every_write_and_only_when_asked() {
         let dev = Recorder::new(1 << 20, Duration::ZERO);
         let q = queue(
             dev.clone(),
-            QueueConfig {
-                max_io_bytes: 16 << 10,
-                write_behind,
-                ..QueueConfig::default()
-            },
+            QueueConfig::default()
+                .with_max_io_bytes(16 << 10)
+                .with_write_behind(write_behind),
         );
         let done = Arc::new(AtomicUsize::new(0));
         for i in 0..8u64 {

@@ -15,11 +15,9 @@ use crate::stamped::{Stamped, BLOCK_BYTES};
 /// A file of `size` bytes in a fresh directory (kept alive by the returned guard).
 fn file_device(size: u64, direct: bool) -> (tempfile::TempDir, Arc<FileDevice>) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = OpenOptions {
-        direct,
-        create_size_bytes: Some(size),
-        ..OpenOptions::default()
-    };
+    let opts = OpenOptions::default()
+        .direct(direct)
+        .create_size_bytes(size);
     let dev = FileDevice::open(&dir.path().join("dev.img"), &opts).unwrap();
     (dir, Arc::new(dev))
 }
@@ -27,15 +25,13 @@ fn file_device(size: u64, direct: bool) -> (tempfile::TempDir, Arc<FileDevice>) 
 /// An io_uring queue on `dev` with `depth` I/Os in flight, or `None` (reason printed)
 /// when this kernel refuses io_uring.
 fn uring_queue(dev: Arc<dyn Device>, depth: usize, max_io_bytes: usize) -> Option<SubmitQueue> {
-    let config = QueueConfig {
-        io_uring: true,
-        submitters: depth,
-        max_io_bytes,
-        ..QueueConfig::default()
-    };
-    match SubmitQueue::try_new(dev, Arc::new(InlineEndIo), config) {
+    let config = QueueConfig::default()
+        .with_io_uring(true)
+        .with_submitters(depth)
+        .with_max_io_bytes(max_io_bytes);
+    match SubmitQueue::new(dev, InlineEndIo, config) {
         Ok(q) => Some(q),
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => panic!("{e}"),
+        Err(e @ Error::UringUnsupported { .. }) => panic!("{e}"),
         Err(e) => {
             eprintln!("skipped: io_uring is not available here: {e}");
             None
@@ -153,12 +149,10 @@ fn uring_direct_io_and_its_errors_complete_exactly_once() {
 #[test]
 fn uring_needs_a_file_device() {
     let dev: Arc<dyn Device> = Arc::new(MemDevice::new(1 << 20));
-    let config = QueueConfig {
-        io_uring: true,
-        ..QueueConfig::default()
-    };
-    let err = SubmitQueue::try_new(dev, Arc::new(InlineEndIo), config).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+    let config = QueueConfig::default().with_io_uring(true);
+    let err = SubmitQueue::new(dev, InlineEndIo, config).unwrap_err();
+    assert!(matches!(err, Error::UringUnsupported { .. }), "{err}");
+    assert!(err.is_unsupported());
     assert!(err.to_string().contains("FileDevice"), "{err}");
 }
 
@@ -221,12 +215,8 @@ fn uring_hand_off_stress() {
     // The threads' stress (random sizes, streams, sync bios, flushes) through the ring.
     for depth in [1, 2, 4] {
         let (_dir, dev) = file_device(STRESS_DEVICE_BYTES, false);
-        let config = QueueConfig {
-            io_uring: true,
-            submitters: depth,
-            ..stress_config()
-        };
-        if let Err(e) = SubmitQueue::try_new(dev.clone(), Arc::new(InlineEndIo), config.clone()) {
+        let config = stress_config().with_io_uring(true).with_submitters(depth);
+        if let Err(e) = SubmitQueue::new(dev.clone(), InlineEndIo, config.clone()) {
             eprintln!("skipped: io_uring is not available here: {e}");
             return;
         }

@@ -58,10 +58,7 @@ pub struct FormatRequest<'a> {
 /// Opened on a device of its own, read-only and without the volume lock: the caller is
 /// about to overwrite the target and already holds whatever it needs.
 fn existing_objects(target: &Path) -> Result<Vec<ObjectInfo>, String> {
-    let opts = stack_bio::OpenOptions {
-        read_only: true,
-        ..stack_bio::OpenOptions::default()
-    };
+    let opts = stack_bio::OpenOptions::new().read_only(true);
     let device = stack_bio::FileDevice::open(target, &opts).map_err(|e| e.to_string())?;
     let volume = Volume::open_device(
         Arc::new(device),

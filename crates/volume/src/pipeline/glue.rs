@@ -57,25 +57,15 @@ impl IoQueue {
     pub(crate) fn new(device: Arc<dyn Device>, end_io: Option<Workers>) -> Result<Self, Error> {
         // The pipelines hand over whole chunks in stream order: nothing to wait for, so no
         // plugging; merging still joins chunks that are queued together.
-        let config = QueueConfig {
-            max_io_bytes: super::CHUNK_BYTES * 4,
-            max_in_flight_bytes: (super::CHUNK_BYTES * super::POOL_BUFFERS * 2) as u64,
-            plug_timeout: std::time::Duration::ZERO,
-            ..QueueConfig::default()
-        };
+        let config = QueueConfig::default()
+            .with_max_io_bytes(super::CHUNK_BYTES * 4)
+            .with_max_in_flight_bytes((super::CHUNK_BYTES * super::POOL_BUFFERS * 2) as u64)
+            .with_plug_timeout(std::time::Duration::ZERO);
         let end_io: Arc<dyn EndIo> = match end_io {
             Some(pool) => Arc::new(PoolEndIo(pool)),
             None => Arc::new(InlineEndIo),
         };
-        let queue = SubmitQueue::try_new(device.clone(), end_io, config).map_err(|source| {
-            Error::Device(stack_bio::Error::Io {
-                device: device.info().path,
-                offset: 0,
-                len: 0,
-                op: "start submitter",
-                source,
-            })
-        })?;
+        let queue = SubmitQueue::new(device, end_io, config)?;
         Ok(IoQueue {
             queue: Arc::new(queue),
         })

@@ -150,18 +150,12 @@ impl Device for Sparse {
     }
 
     fn info(&self) -> DeviceInfo {
-        DeviceInfo {
-            path: "sparse".into(),
-            kind: DeviceKind::Memory,
-            size_bytes: self.size_bytes,
-            logical_block_size: self.lbs as u32,
-            model: None,
-            serial: None,
-            direct: false,
-            read_only: false,
-            backing: stack_bio::Backing::Memory,
-            reads: stack_bio::ReadPath::Memory,
-        }
+        DeviceInfo::new(
+            "sparse",
+            DeviceKind::Memory,
+            self.size_bytes,
+            self.lbs as u32,
+        )
     }
 }
 

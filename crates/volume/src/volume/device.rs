@@ -65,12 +65,10 @@ pub(super) fn open_device(
         Ok(Arc::new(device))
     };
     let buffered = |evict_reads: bool| -> Result<Arc<dyn Device>, Error> {
-        let opts = stack_bio::OpenOptions {
-            direct: false,
-            read_only,
-            create_size_bytes,
-            evict_reads,
-        };
+        let opts = stack_bio::OpenOptions::new()
+            .read_only(read_only)
+            .create(create_size_bytes)
+            .evict_reads(evict_reads);
         checked(FileDevice::open(path, &opts)?)
     };
     if mode == IoMode::Cached {
@@ -80,12 +78,10 @@ pub(super) fn open_device(
         path: path.to_path_buf(),
         reason,
     };
-    let opts = stack_bio::OpenOptions {
-        direct: true,
-        read_only,
-        create_size_bytes,
-        evict_reads: false,
-    };
+    let opts = stack_bio::OpenOptions::new()
+        .direct(true)
+        .read_only(read_only)
+        .create(create_size_bytes);
     let device = match FileDevice::open(path, &opts) {
         Ok(device) => device,
         Err(stack_bio::Error::DirectRefused { source, .. }) => {
@@ -216,11 +212,7 @@ mod tests {
         for (bs, path) in &paths {
             let direct_ok = FileDevice::open(
                 path,
-                &stack_bio::OpenOptions {
-                    direct: true,
-                    read_only: true,
-                    ..Default::default()
-                },
+                &stack_bio::OpenOptions::new().direct(true).read_only(true),
             )
             .is_ok();
             let vol = open(path, false, false).unwrap();
