@@ -1,6 +1,6 @@
 //! [`Ordered`]: parallel work whose second half runs strictly in queue order.
 
-use crate::error::{panic_message, Result};
+use crate::error::{panic_message, Error, Result};
 use crate::sync::lock;
 use crate::workers::Workers;
 use std::collections::BTreeMap;
@@ -68,12 +68,74 @@ impl Ordered {
 
     /// Queues `func` on the pool; `ordered_func` gets its result in queue order.
     ///
-    /// A panicking `func` is caught and counted (here and in the pool's stats); its
-    /// `ordered_func` is skipped and the stream goes on with the next one.
+    /// **A panicking `func` skips its `ordered_func`:** the panic is caught and counted
+    /// (in [`panics`](Self::panics) and the pool's [`Stats::panics`](crate::Stats)),
+    /// and the stream goes on with the next item, so nothing in the ordered half sees
+    /// the hole. When the ordered half must know (a writer that must not skip a
+    /// block), use [`queue_result`](Self::queue_result). A panicking `ordered_func` is
+    /// caught and counted the same way.
     pub fn queue<T: Send + 'static>(
         &self,
         func: impl FnOnce() -> T + Send + 'static,
         ordered_func: impl FnOnce(T) + Send + 'static,
+    ) -> Result<()> {
+        self.queue_inner(func, ordered_func, None::<fn(Error)>)
+    }
+
+    /// Like [`queue`](Self::queue), but `ordered_func` runs, in its turn, even when
+    /// `func` panicked: with `Err(`[`Error::Panicked`]`)` naming the pool and the panic
+    /// message instead of the value.
+    ///
+    /// ```
+    /// use stack_async_thread::{Error, Workers};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let pool = Workers::builder("csum").build()?;
+    /// let stream = pool.ordered();
+    /// let out = Arc::new(Mutex::new(Vec::new()));
+    /// for i in 0..3u32 {
+    ///     let out = Arc::clone(&out);
+    ///     stream.queue_result(
+    ///         move || if i == 1 { panic!("bad block {i}") } else { i },
+    ///         move |r| out.lock().unwrap().push(r.map_err(|e| e.to_string())),
+    ///     )?;
+    /// }
+    /// stream.flush();
+    /// let out = out.lock().unwrap();
+    /// assert_eq!(out[0], Ok(0));
+    /// assert!(out[1].as_ref().unwrap_err().contains("bad block 1"));
+    /// assert_eq!(out[2], Ok(2));
+    /// assert_eq!(stream.panics(), 1);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn queue_result<T: Send + 'static>(
+        &self,
+        func: impl FnOnce() -> T + Send + 'static,
+        ordered_func: impl FnOnce(Result<T>) + Send + 'static,
+    ) -> Result<()> {
+        let ordered_func = Arc::new(Mutex::new(Some(ordered_func)));
+        let on_panic = Arc::clone(&ordered_func);
+        let take = |cell: &Mutex<Option<_>>| lock(cell).take();
+        self.queue_inner(
+            func,
+            move |v| {
+                if let Some(f) = take(&ordered_func) {
+                    f(Ok(v));
+                }
+            },
+            Some(move |e| {
+                if let Some(f) = take(&on_panic) {
+                    f(Err(e));
+                }
+            }),
+        )
+    }
+
+    fn queue_inner<T: Send + 'static>(
+        &self,
+        func: impl FnOnce() -> T + Send + 'static,
+        ordered_func: impl FnOnce(T) + Send + 'static,
+        on_panic: Option<impl FnOnce(Error) + Send + 'static>,
     ) -> Result<()> {
         // Take the number and queue under the lock so numbers reach the pool in order
         // and a refused item can fill its hole at once.
@@ -87,8 +149,13 @@ impl Ordered {
                 Ok(v) => Some(Box::new(move || ordered_func(v))),
                 Err(p) => {
                     shared.panics.fetch_add(1, Ordering::Relaxed);
-                    pool.record_panic(panic_message(&*p));
-                    None
+                    let message = panic_message(&*p);
+                    pool.record_panic(message.clone());
+                    let error = Error::Panicked {
+                        pool: pool.name().to_owned(),
+                        message,
+                    };
+                    on_panic.map(|f| -> OrderedFn { Box::new(move || f(error)) })
                 }
             };
             finish(&shared, &pool, seq, entry);

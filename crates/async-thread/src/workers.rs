@@ -214,19 +214,23 @@ impl WorkersBuilder {
         self
     }
 
-    /// Most worker threads (default twice the cores, at least 4; at most 1024).
+    /// Most worker threads (default twice the cores, at least 4; at most
+    /// [`MAX_THREADS`](crate::MAX_THREADS), 1024).
     pub fn max_threads(mut self, n: usize) -> Self {
         self.cfg.max_threads = n;
         self
     }
 
-    /// Pending items at which a worker counts as busy (default 64).
+    /// Pending items at which a worker counts as busy (default
+    /// [`DEFAULT_BUSY_THRESHOLD`], 64). Lower it to 2–4 for CPU-bound items: see
+    /// "Tuning" in the crate docs.
     pub fn busy_threshold(mut self, n: usize) -> Self {
         self.cfg.busy_threshold = n;
         self
     }
 
-    /// Idle time after which a thread beyond `min_threads` retires (default 2 s).
+    /// Idle time after which a thread beyond `min_threads` retires (default
+    /// [`DEFAULT_IDLE_TIMEOUT`], 2 s).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.idle_timeout = timeout;
         self
@@ -251,7 +255,7 @@ impl WorkersBuilder {
         self
     }
 
-    /// Watchdog period (default 10 ms).
+    /// Watchdog period (default [`DEFAULT_WATCHDOG_INTERVAL`], 10 ms).
     ///
     /// It also bounds a latency the queue path trades for throughput: a producer wakes
     /// an idle worker to take work from a busy one only when a few items (4) wait

@@ -15,7 +15,8 @@ pub const DEFAULT_MAX_ACTIVE: usize = 16;
 
 /// A workqueue: at most `max_active` items run at once, each on a worker created on
 /// demand through the [`Spawner`]; with a rescuer (made at construction), work still
-/// runs when no worker can be created (cmwq's mayday after a 10 ms grace). This is
+/// runs when no worker can be created (cmwq's mayday after
+/// [`RESCUE_GRACE`](crate::RESCUE_GRACE), 10 ms). This is
 /// what XFS moved allocation to: fill in the arguments, `queue_and_wait`.
 ///
 /// Cheap to clone; the last clone dropped shuts it down, running everything queued.
@@ -112,7 +113,8 @@ impl WorkQueueBuilder {
         }
     }
 
-    /// Most items running at once, i.e. most worker threads (default 16).
+    /// Most items running at once, i.e. most worker threads (default
+    /// [`DEFAULT_MAX_ACTIVE`], 16).
     pub fn max_active(mut self, n: usize) -> Self {
         self.cfg.max_threads = n;
         self

@@ -161,6 +161,51 @@ fn ordered_survives_a_panicking_func() {
     assert_eq!(pool.stats().panics, 1);
 }
 
+/// A panicking `func` used to leave its ordered half silently skipped; with
+/// `queue_result` the ordered half runs in its turn and gets `Error::Panicked`.
+#[test]
+fn ordered_queue_result_reports_a_panicking_func_in_order() {
+    let pool = Workers::builder("ord-result")
+        .max_threads(2)
+        .build()
+        .unwrap();
+    let stream = pool.ordered();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..10_u32 {
+        let out = Arc::clone(&out);
+        stream
+            .queue_result(
+                move || {
+                    assert!(i != 4, "func {i} fails");
+                    i
+                },
+                move |r| {
+                    let v = match r {
+                        Ok(v) => Ok(v),
+                        Err(Error::Panicked { pool, message }) => Err((pool, message)),
+                        Err(other) => panic!("{other}"),
+                    };
+                    out.lock().unwrap().push(v);
+                },
+            )
+            .unwrap();
+    }
+    stream.flush();
+    let out = out.lock().unwrap();
+    assert_eq!(out.len(), 10, "every ordered half ran");
+    for (i, v) in out.iter().enumerate() {
+        match v {
+            Ok(v) => assert_eq!(*v as usize, i),
+            Err((pool, message)) => {
+                assert_eq!(i, 4);
+                assert_eq!(pool, "ord-result");
+                assert!(message.contains("func 4 fails"), "{message}");
+            }
+        }
+    }
+    assert_eq!(stream.panics(), 1);
+}
+
 /// Only the rescuer thread can be created: every item still runs, by the rescuer,
 /// and `queue_and_wait` returns.
 #[test]

@@ -86,6 +86,12 @@ impl OpenOptions {
 
 /// A regular file or raw block device used as a device.
 ///
+/// Its reads, writes and flushes are synchronous system calls: on a worker of a
+/// `stack-async-thread` pool, call them inside [`stack_async_thread::blocking`] (a
+/// debug build warns once per call site and thread otherwise; see
+/// [`stack_async_thread::warn_unmarked_blocking`]). Through a [`crate::SubmitQueue`]
+/// they run on the queue's own submitter threads instead.
+///
 /// A block device's size and logical block size come from the kernel (`BLKGETSIZE64`,
 /// `BLKSSZGET`); a regular file's size is its length at open and its logical block size
 /// is [`FILE_LOGICAL_BLOCK_SIZE`]. The size is fixed: I/O past it is refused.
@@ -270,14 +276,17 @@ impl Device for FileDevice {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        stack_async_thread::warn_unmarked_blocking("FileDevice::read_at");
         self.readv_at(&mut [buf], offset)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
+        stack_async_thread::warn_unmarked_blocking("FileDevice::write_at");
         self.writev_at(&[buf], offset)
     }
 
     fn readv_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> Result<(), Error> {
+        stack_async_thread::warn_unmarked_blocking("FileDevice::readv_at");
         let len = total_len(bufs);
         self.check(
             offset,
@@ -325,6 +334,7 @@ impl Device for FileDevice {
     }
 
     fn writev_at(&self, bufs: &[&[u8]], offset: u64) -> Result<(), Error> {
+        stack_async_thread::warn_unmarked_blocking("FileDevice::writev_at");
         let len = total_len(bufs);
         self.check(
             offset,
@@ -362,6 +372,7 @@ impl Device for FileDevice {
     }
 
     fn flush(&self) -> Result<(), Error> {
+        stack_async_thread::warn_unmarked_blocking("FileDevice::flush");
         if self.info.read_only {
             return Ok(());
         }

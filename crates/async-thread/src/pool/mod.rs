@@ -12,6 +12,7 @@ mod slot;
 mod worker;
 
 pub use worker::blocking;
+pub(crate) use worker::current_worker_pool;
 
 use crate::error::{panic_message, Error, Result};
 use crate::spawner::Spawner;

@@ -51,6 +51,16 @@ pub(super) fn set_running_color(color: Option<usize>) {
     RUNNING_COLOR.with(|c| c.set(color));
 }
 
+/// The name of the pool whose *worker* the calling thread is (not its helper thread).
+pub(crate) fn current_worker_pool() -> Option<String> {
+    CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|cur| cur.slot.is_some())
+            .map(|cur| cur.pool.name().to_owned())
+    })
+}
+
 /// Whether the calling thread is one of `pool`'s own threads.
 pub(super) fn on_pool_thread(pool: &Inner) -> bool {
     CURRENT.with(|c| {
@@ -185,9 +195,14 @@ fn steal(pool: &Arc<Inner>, idx: usize, look: &mut Look) -> Option<Task> {
 /// returns: producers stop choosing it, and if work waits behind it the pool wakes an
 /// idle worker or starts a new one (below `max_threads`) that takes that work over.
 /// That is how an item waiting for an item queued behind it still finishes.
-/// [`Completion::wait`](crate::Completion::wait), `flush` and `drain` call it for you.
-/// Elsewhere it just runs `f`.
+/// [`Completion::wait`](crate::Completion::wait), `flush` and `drain` call it for you,
+/// as do the waits of `stack-bio` and `stack-alloc`. Elsewhere it just runs `f`.
+///
+/// Wrap your own waits in it when they run on a pool worker: a lock another item
+/// holds, a channel receive, synchronous disk I/O. A library can flag a blocking call
+/// made without it with [`warn_unmarked_blocking`](crate::warn_unmarked_blocking).
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let _marked = crate::warn::Marked::enter();
     let ctx = CURRENT.with(|c| {
         c.borrow()
             .as_ref()
