@@ -82,13 +82,9 @@ pub enum Error {
         /// What does not hold.
         what: String,
     },
-    /// The workqueue could not run the allocation (shut down, or the work panicked).
+    /// The [`AllocQueue`](crate::AllocQueue)'s workqueue could not run the allocation
+    /// (shut down, the work panicked, a thread or setting refused), with its typed
+    /// error.
     #[error("allocation queue: {0}")]
     Queue(#[from] stack_async_thread::Error),
-    /// One slot of a batch whose hand-off failed; `reason` is the queue's error.
-    #[error("allocation batch not run: {reason}")]
-    QueueFailed {
-        /// The queue error, as text (it is shared by every slot of the batch).
-        reason: String,
-    },
 }

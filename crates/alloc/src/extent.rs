@@ -29,6 +29,7 @@ impl Extent {
 }
 
 /// Where an allocation may be placed relative to its goal.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Exactly at the goal block, or fail.
@@ -44,6 +45,17 @@ pub enum Mode {
 
 /// What the caller wants: between `min_len` and `max_len` blocks, the start a multiple of
 /// `align`, placed by `mode` relative to `goal`.
+///
+/// Build one with [`any`](Self::any), [`near`](Self::near), [`exact`](Self::exact) or
+/// [`new`](Self::new) and the `with_*` methods (fields may be added later, so there is
+/// no struct literal outside this crate).
+///
+/// ```
+/// use stack_alloc::{AllocRequest, Mode};
+/// let req = AllocRequest::new(Mode::Near, Some(5000), 8, 64).with_align(8);
+/// assert_eq!(req, AllocRequest::near(5000, 8, 64).with_align(8));
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocRequest {
     /// The shortest extent the caller accepts (at least 1).
@@ -60,6 +72,30 @@ pub struct AllocRequest {
 }
 
 impl AllocRequest {
+    /// Between `min_len` and `max_len` blocks placed by `mode` relative to `goal`,
+    /// unaligned.
+    pub const fn new(mode: Mode, goal: Option<u64>, min_len: u64, max_len: u64) -> Self {
+        Self {
+            min_len,
+            max_len,
+            align: 1,
+            goal,
+            mode,
+        }
+    }
+
+    /// The same request with another goal.
+    pub const fn with_goal(mut self, goal: Option<u64>) -> Self {
+        self.goal = goal;
+        self
+    }
+
+    /// The same request with another mode.
+    pub const fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
     /// `len` blocks anywhere, unaligned.
     pub const fn any(len: u64) -> Self {
         Self {

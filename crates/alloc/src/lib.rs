@@ -42,5 +42,5 @@ pub use allocator::{Allocator, MAX_GROUPS};
 pub use error::Error;
 pub use extent::{AllocRequest, Extent, Mode};
 pub use persist::{FORMAT_VERSION, MAGIC};
-pub use queue::{AllocQueue, MAX_BATCH};
+pub use queue::{AllocQueue, AllocQueueBuilder, QueueStream, DEFAULT_ALLOC_QUEUE_NAME, MAX_BATCH};
 pub use stream::{Stream, DEFAULT_STREAM_RESERVE_BLOCKS};

@@ -8,7 +8,6 @@
 use super::{alternate, time, Ctx, Row, Sense};
 use anyhow::{ensure, Context, Result};
 use stack_alloc::{AllocQueue, AllocRequest, Allocator, Extent};
-use std::sync::Arc;
 
 const BLOCK_BYTES: u64 = 4096;
 const GIB_BLOCKS: u64 = (1 << 30) / BLOCK_BYTES;
@@ -157,7 +156,7 @@ fn queue(ctx: &mut Ctx) -> Result<()> {
     let reqs = if ctx.quick { 100_000 } else { 400_000 };
     const BATCH: usize = 256;
     let run = |queued: bool| -> Result<f64> {
-        let a = Arc::new(Allocator::new(total, total / 4)?);
+        let a = Allocator::new(total, total / 4)?;
         let q = AllocQueue::new(a.clone())?;
         let mut rng = Rng(11);
         let mut held: Vec<Extent> = Vec::with_capacity(reqs);
@@ -168,7 +167,7 @@ fn queue(ctx: &mut Ctx) -> Result<()> {
                     .map(|_| AllocRequest::any(rng.size().min(16)))
                     .collect();
                 if queued {
-                    for r in q.alloc_batch(batch) {
+                    for r in q.alloc_batch(batch)? {
                         held.push(r?);
                     }
                 } else {

@@ -28,13 +28,7 @@ fn no_early_reuse_in_a_million_ops() {
                     Mode::Near
                 };
                 let goal = Some(rng.below(total));
-                let req = AllocRequest {
-                    min_len: 1,
-                    max_len: len,
-                    align: 1,
-                    goal,
-                    mode,
-                };
+                let req = AllocRequest::new(mode, goal, 1, len);
                 if let Ok(e) = a.alloc(&req) {
                     for b in e.start..e.end() {
                         let g = busy_gen[b as usize];

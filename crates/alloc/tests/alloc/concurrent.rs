@@ -19,13 +19,7 @@ fn threads_never_get_overlapping_extents() {
                         let mode = [Mode::Any, Mode::Near][rng.below(2) as usize];
                         let goal = Some(rng.below(total));
                         let len = rng.range(1, 32);
-                        let req = AllocRequest {
-                            min_len: 1,
-                            max_len: len,
-                            align: 1,
-                            goal,
-                            mode,
-                        };
+                        let req = AllocRequest::new(mode, goal, 1, len);
                         held.push(a.alloc(&req).unwrap());
                     } else {
                         let e = held.swap_remove(rng.below(held.len() as u64) as usize);

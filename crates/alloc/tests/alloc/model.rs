@@ -83,13 +83,7 @@ fn run(seed: u64, total: u64, group: u64, steps: usize) {
                     Mode::Exact => Some(rng.below(total) / align * align),
                     _ => (rng.below(2) == 0).then(|| rng.below(total)),
                 };
-                let req = AllocRequest {
-                    min_len: min,
-                    max_len: max,
-                    align,
-                    goal,
-                    mode,
-                };
+                let req = AllocRequest::new(mode, goal, min, max).with_align(align);
                 match a.alloc(&req) {
                     Ok(e) => {
                         assert!(e.len >= min && e.len <= max, "{ctx}: {e:?} for {req:?}");

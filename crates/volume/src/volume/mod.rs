@@ -326,7 +326,7 @@ impl Volume {
         if let Some(q) = self.alloc_queue.get() {
             return Ok(q);
         }
-        let queue = AllocQueue::new(Arc::new(self.alloc.clone()))?;
+        let queue = AllocQueue::new(self.alloc.clone())?;
         Ok(self.alloc_queue.get_or_init(|| queue))
     }
 
