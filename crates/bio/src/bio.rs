@@ -345,6 +345,6 @@ mod tests {
         });
         bio.set_tag(Arc::clone(&tag), tag.enter());
         drop(bio);
-        tag.wait(); // the drop counted the bio done: no hang
+        tag.wait(crate::queue::flip_epoch); // the drop counted the bio done: no hang
     }
 }

@@ -16,6 +16,7 @@ use crate::stats::{QueueStats, SeqCounter};
 use crate::{Device, DeviceInfo, DeviceKind, Error};
 use stack_async_thread::{blocking, Workers};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering as AtomicOrdering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -286,27 +287,31 @@ impl EndIo for InlineEndIo {
 /// unissued) and the count of bios whose completion has not returned yet, in two
 /// epochs, so [`SubmitQueue::wait_completions`] waits for the bios accepted before it
 /// and never for later ones (SRCU's two counters).
+///
+/// The epoch is read and its count raised under the queue lock (in `push`), and a
+/// waiter flips the epoch under the same lock, so every bio is counted in the epoch
+/// its `submit` saw; counts fall without any lock (an atomic per completion), and the
+/// mutex is only taken to wake a waiter when a count reaches 0.
 #[derive(Debug)]
 pub(crate) struct Tag {
     device: String,
-    counts: Mutex<TagCounts>,
-    /// Signalled when an epoch's count reaches 0.
+    /// The epoch new bios are counted in (0 or 1); flipped under the queue lock.
+    epoch: AtomicU8,
+    outstanding: [AtomicU64; 2],
+    /// With `drained`: a waiter sleeps until its epoch's count is 0.
+    sleep: Mutex<()>,
     drained: Condvar,
     /// One waiter at a time flips the epoch and waits for the old one.
     waiter: Mutex<()>,
-}
-
-#[derive(Debug, Default)]
-struct TagCounts {
-    epoch: u8,
-    outstanding: [u64; 2],
 }
 
 impl Tag {
     pub(crate) fn new(device: String) -> Tag {
         Tag {
             device,
-            counts: Mutex::new(TagCounts::default()),
+            epoch: AtomicU8::new(0),
+            outstanding: [AtomicU64::new(0), AtomicU64::new(0)],
+            sleep: Mutex::new(()),
             drained: Condvar::new(),
             waiter: Mutex::new(()),
         }
@@ -316,40 +321,40 @@ impl Tag {
         &self.device
     }
 
-    fn lock(&self) -> MutexGuard<'_, TagCounts> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Counts a newly accepted bio; returns its epoch.
+    /// Counts a newly accepted bio; returns its epoch. Called under the queue lock.
     pub(crate) fn enter(&self) -> u8 {
-        let mut c = self.lock();
-        let epoch = c.epoch;
-        c.outstanding[usize::from(epoch)] += 1;
+        let epoch = self.epoch.load(AtomicOrdering::Relaxed);
+        self.outstanding[usize::from(epoch)].fetch_add(1, AtomicOrdering::SeqCst);
         epoch
     }
 
     /// A bio of `epoch` finished its completion.
     pub(crate) fn done(&self, epoch: u8) {
-        let mut c = self.lock();
-        let n = &mut c.outstanding[usize::from(epoch)];
-        assert!(*n > 0, "a bio's completion counted twice");
-        *n -= 1;
-        if *n == 0 {
+        let before = self.outstanding[usize::from(epoch)].fetch_sub(1, AtomicOrdering::SeqCst);
+        assert!(before > 0, "a bio's completion counted twice");
+        if before == 1 {
+            // Under the mutex, so a waiter between its check and its sleep is not missed.
+            let _sleep = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
             self.drained.notify_all();
         }
     }
 
-    /// Waits until every bio counted before the call finished its completion.
-    pub(crate) fn wait(&self) {
+    /// Waits until every bio counted before the call finished its completion. `flip`
+    /// flips the epoch under the queue lock (see [`Tag`]).
+    pub(crate) fn wait(&self, flip: impl FnOnce(&AtomicU8) -> u8) {
         let _one = self.waiter.lock().unwrap_or_else(|e| e.into_inner());
-        let mut c = self.lock();
         // The other epoch is empty: the previous waiter waited for it under `waiter`.
-        let old = c.epoch;
-        c.epoch ^= 1;
-        while c.outstanding[usize::from(old)] > 0 {
-            c = self.drained.wait(c).unwrap_or_else(|e| e.into_inner());
+        let old = usize::from(flip(&self.epoch));
+        let mut sleep = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        while self.outstanding[old].load(AtomicOrdering::SeqCst) > 0 {
+            sleep = self.drained.wait(sleep).unwrap_or_else(|e| e.into_inner());
         }
     }
+}
+
+/// Flips `epoch` (0 ↔ 1) and returns the old value.
+pub(crate) fn flip_epoch(epoch: &AtomicU8) -> u8 {
+    epoch.fetch_xor(1, AtomicOrdering::Relaxed)
 }
 
 /// What a queue's engine issues through.
@@ -820,7 +825,12 @@ impl SubmitQueue {
     /// Never call it from a completion callback of this queue: it would wait for
     /// itself.
     pub fn wait_completions(&self) {
-        blocking(|| self.shared.tag.wait());
+        blocking(|| {
+            self.shared.tag.wait(|epoch| {
+                let _queue = self.shared.lock();
+                flip_epoch(epoch)
+            })
+        });
     }
 
     /// [`flush`](Self::flush), then [`wait_completions`](Self::wait_completions): every
@@ -935,6 +945,32 @@ mod tests {
 
         shared.push(Bio::flush(|_| {}), false);
         assert_eq!(signals(&shared), 1, "a flush is never plugged");
+    }
+
+    /// `wait_completions` waits for the bios counted before it and returns while bios
+    /// counted after it are still outstanding (else a steady writer would starve it).
+    #[test]
+    fn a_completion_wait_ignores_bios_counted_after_it() {
+        let tag = Arc::new(Tag::new("d".into()));
+        let first = tag.enter();
+        let (flipped_tx, flipped_rx) = mpsc::channel();
+        let waiter = {
+            let tag = Arc::clone(&tag);
+            std::thread::spawn(move || {
+                tag.wait(|epoch| {
+                    let old = flip_epoch(epoch);
+                    flipped_tx.send(()).unwrap();
+                    old
+                })
+            })
+        };
+        flipped_rx.recv().unwrap();
+        let later = tag.enter();
+        assert_ne!(first, later, "counted in the new epoch");
+        tag.done(first);
+        waiter.join().unwrap(); // returns with `later` still outstanding
+        tag.done(later);
+        tag.wait(flip_epoch);
     }
 
     #[test]
