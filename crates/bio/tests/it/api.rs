@@ -106,8 +106,8 @@ fn a_group_waits_for_its_bios_only_and_keeps_the_first_failure() {
     assert_eq!(group.failed(), 1);
 }
 
-/// A bio submitted after `shutdown` is cancelled with the queue's device name (a bio
-/// dropped before issue used to carry an empty name).
+/// A bio submitted after `shutdown` is cancelled with the queue's device name, and
+/// `submit_wait` returns that error rather than hanging.
 #[test]
 fn cancelled_bios_name_the_device() {
     let q = SubmitQueue::new(
