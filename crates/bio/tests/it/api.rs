@@ -3,7 +3,8 @@
 
 use stack_async_thread::Workers;
 use stack_bio::{
-    Bio, BioGroup, Engine, Error, InlineEndIo, MemDevice, QueueConfig, SubmitQueue, MAX_QUEUE_DEPTH,
+    Bio, BioGroup, Engine, Error, FileDevice, InlineEndIo, MemDevice, OpenOptions, QueueConfig,
+    SubmitQueue, DEFAULT_URING_DEPTH, MAX_QUEUE_DEPTH,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -171,4 +172,30 @@ fn a_bad_config_is_an_error_naming_the_field_not_a_panic() {
             other => panic!("{want}: {other:?}"),
         }
     }
+}
+
+/// An io_uring queue reports one engine thread and its ring depth; where the kernel
+/// refuses io_uring the error says so through `is_unsupported` (and the test is
+/// skipped).
+#[test]
+fn info_reports_the_io_uring_engine_or_the_refusal_is_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = OpenOptions::new().create_size_bytes(1 << 20);
+    let dev = Arc::new(FileDevice::open(&dir.path().join("dev.img"), &opts).unwrap());
+    let config = QueueConfig::default().with_io_uring(true);
+    let q = match SubmitQueue::new(dev, InlineEndIo, config) {
+        Ok(q) => q,
+        Err(e) => {
+            assert!(e.is_unsupported() || e.raw_os_error().is_some(), "{e}");
+            eprintln!("skipped: io_uring is not available here: {e}");
+            return;
+        }
+    };
+    let info = q.info();
+    assert_eq!(info.engine, Engine::IoUring);
+    assert_eq!(info.submitter_threads, 1);
+    assert_eq!(info.depth, DEFAULT_URING_DEPTH);
+    q.submit_wait(Bio::write(0, vec![3u8; 4096], |_| {}))
+        .unwrap();
+    q.flush_and_wait().unwrap();
 }
