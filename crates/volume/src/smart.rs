@@ -460,6 +460,10 @@ mod tests {
             "{cmp:?}"
         );
         assert!(cmp.changed.iter().take(2).all(|c| c.worse));
+        assert!(
+            !cmp.changed[2].worse,
+            "a counter that went down (a reset bridge) is no finding"
+        );
         assert_eq!(cmp.changed[1].before, Some(8));
         assert_eq!(cmp.changed[1].after, Some(24));
         assert!(cmp.failed());
