@@ -266,6 +266,20 @@ fn size_now(target: &Path) -> Option<u64> {
 /// changed since the start (a drive unplugged, or reset and back with another size).
 fn gone(target: &Path, size_at_start: Option<u64>) -> Option<String> {
     let start = size_at_start?;
+    let block = fs::metadata(target).is_ok_and(|m| m.file_type().is_block_device());
+    if !block {
+        // A file grows when formatted; only a file gone or cut short is lost.
+        return match fs::metadata(target) {
+            Err(_) => Some(format!("{} is gone (the file no longer exists)", shown(target))),
+            Ok(m) if m.len() < start => Some(format!(
+                "{} was cut short from {} to {} during the run",
+                shown(target),
+                human_bytes(start),
+                human_bytes(m.len())
+            )),
+            Ok(_) => None,
+        };
+    }
     match size_now(target) {
         None => Some(format!("{} is gone (no such device now)", shown(target))),
         Some(0) if start > 0 => Some(format!(
@@ -568,6 +582,9 @@ fn notes(d: &DriveDoc) -> String {
             human_bytes(lost.written_bytes),
             human_bytes(lost.verified_bytes)
         ));
+        if let Some(error) = &d.error {
+            out.push_str(&format!("  the error: {error}\n"));
+        }
     } else if let Some(error) = &d.error {
         out.push_str(&format!("{}: {}: {error}\n", d.target, d.verdict.to_uppercase()));
     }
@@ -650,6 +667,19 @@ fn combine(
             outcome.human.push_str(&smart_text(&doc.target, smart));
         }
         return Ok(outcome);
+    }
+    // Errors go to stderr in one line, as a single-target run's would.
+    let failed: Vec<String> = drives
+        .iter()
+        .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.target)))
+        .collect();
+    if !failed.is_empty() {
+        eprintln!(
+            "stackctl {command}: {} of {} drives did not finish: {}",
+            failed.len(),
+            drives.len(),
+            failed.join("; ")
+        );
     }
     let mut human = String::new();
     for (doc, run, _) in &results {
