@@ -206,6 +206,11 @@ fn a_loop_device_shows_its_backing_file() {
     assert_eq!(identity["backing_file"], image.to_str().unwrap(), "{identity}");
     assert_eq!(identity["kernel_name"], device.path().trim_start_matches("/dev/"));
     assert_eq!(identity["rotational"], false, "{identity}");
+    // The device document every command shows carries it too.
+    let device_doc = &doc["drives"][0]["report"]["verify"]["device"];
+    assert_eq!(device_doc["identity"]["backing_file"], image.to_str().unwrap());
+    let info = s.json(0, &["info", device.path()]);
+    assert_eq!(info["device"]["identity"]["transport"], "loop", "{info}");
     // The table shows the backing file where a drive shows model and serial.
     let run = s.expect(3, &["verify", device.path(), "none.img"]);
     let row = run

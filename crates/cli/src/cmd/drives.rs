@@ -63,7 +63,7 @@ pub struct Row {
 /// A drive that disappeared mid-run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LostDoc {
-    /// The phase it was lost in (`write`, `verify`, `probe`, or `start`).
+    /// The phase it was lost in (`write`, `verify`; `probe` for a probe).
     pub phase: String,
     /// Bytes written before.
     pub written_bytes: u64,
@@ -343,7 +343,7 @@ pub fn run<P: Send>(
                     let handle = std::thread::Builder::new()
                         .name(format!("drive {name}"))
                         .spawn_scoped(scope, move || {
-                            one(&drive_ctx, &target, prepared, smart_wanted, &tally, body)
+                            one(&drive_ctx, command, &target, prepared, smart_wanted, &tally, body)
                         });
                     (name, handle)
                 })
@@ -394,6 +394,7 @@ fn failed_doc(target: &str, error: &anyhow::Error) -> DriveDoc {
 /// One drive, on its own thread.
 fn one<P>(
     ctx: &Ctx,
+    command: &'static str,
     target: &Path,
     prepared: P,
     smart_wanted: bool,
@@ -453,7 +454,8 @@ fn one<P>(
     if error.is_some() || matches!(doc.verdict.as_str(), "damaged" | "unreadable") {
         if let Some(detail) = gone(target, size_at_start) {
             doc.lost = Some(LostDoc {
-                phase: tally.last_phase().unwrap_or("start").to_string(),
+                // A probe has no progress phases: it is lost while probing.
+                phase: tally.last_phase().unwrap_or(command).to_string(),
                 written_bytes: tally.done("write").max(doc.written_bytes),
                 verified_bytes: tally.done("verify"),
                 detail,
