@@ -143,7 +143,12 @@ fn udev_unescape(text: &str) -> String {
 }
 
 /// The transport, from where the disk sits in the device tree, its name, and udev.
-fn transport(disk_dir: &Path, name: &str, device_dir: &Path, udev_bus: Option<&str>) -> Option<String> {
+fn transport(
+    disk_dir: &Path,
+    name: &str,
+    device_dir: &Path,
+    udev_bus: Option<&str>,
+) -> Option<String> {
     let path = disk_dir.to_string_lossy();
     let has = |part: &str| path.split('/').any(|c| c.starts_with(part));
     let found = if name.starts_with("loop") {
@@ -206,8 +211,8 @@ pub fn identify_dev(roots: &Roots, major: u32, minor: u32) -> Identity {
     let device = disk_dir.join("device");
     // udev keys its record by the disk's numbers; a partition's own record has the same
     // ID_* properties, so the target's numbers serve either way.
-    let record = fs::read_to_string(roots.udev_data.join(format!("b{major}:{minor}")))
-        .unwrap_or_default();
+    let record =
+        fs::read_to_string(roots.udev_data.join(format!("b{major}:{minor}"))).unwrap_or_default();
     let udev = |key: &str| udev_property(&record, key).map(str::to_string);
     let first = |names: &[&str]| names.iter().find_map(|n| read_attr(&device.join(n)));
     let model = first(&["model", "name"])
@@ -247,9 +252,11 @@ pub fn current_block_size_bytes(roots: &Roots, path: &Path) -> Option<u64> {
         return None;
     }
     let rdev = meta.rdev();
-    let dir = roots
-        .sys
-        .join(format!("dev/block/{}:{}", libc::major(rdev), libc::minor(rdev)));
+    let dir = roots.sys.join(format!(
+        "dev/block/{}:{}",
+        libc::major(rdev),
+        libc::minor(rdev)
+    ));
     let sectors: u64 = read_attr(&dir.join("size"))?.parse().ok()?;
     Some(sectors.saturating_mul(512))
 }
@@ -401,7 +408,10 @@ mod tests {
                 ("queue/rotational", "1"),
             ],
         );
-        fake.udev("254:0", "E:ID_MODEL_ENC=QEMU\\x20HARDDISK\\x20\\x20\nE:ID_MODEL=QEMU_HARDDISK\n");
+        fake.udev(
+            "254:0",
+            "E:ID_MODEL_ENC=QEMU\\x20HARDDISK\\x20\\x20\nE:ID_MODEL=QEMU_HARDDISK\n",
+        );
         let id = identify_dev(&fake.roots(), 254, 0);
         assert_eq!(id.serial.as_deref(), Some("overlayblk"));
         assert_eq!(id.vendor, None, "a PCI vendor id is no vendor name");

@@ -26,7 +26,9 @@ pub enum SmartError {
     #[error("smartctl is not installed (install smartmontools 7 or later for --smart)")]
     NotInstalled,
     /// `smartctl` ran but gave no JSON: older than 7, or it failed.
-    #[error("smartctl gave no JSON reading for {device} (smartmontools 7 or later is needed): {detail}")]
+    #[error(
+        "smartctl gave no JSON reading for {device} (smartmontools 7 or later is needed): {detail}"
+    )]
     NoJson {
         /// The device.
         device: String,
@@ -218,7 +220,9 @@ pub fn parse(device: &str, json: &[u8]) -> Result<Snapshot, SmartError> {
     };
     // Bits 0 and 1: the command line or the device open failed; no reading follows.
     let unavailable = exit_status & 0b11 != 0
-        || v.pointer("/smart_support/available").and_then(Value::as_bool) == Some(false)
+        || v.pointer("/smart_support/available")
+            .and_then(Value::as_bool)
+            == Some(false)
         || (snap.device_type.is_none() && snap.passed.is_none());
     if let Some(table) = v
         .pointer("/ata_smart_attributes/table")
@@ -400,7 +404,11 @@ mod tests {
         assert_eq!(value(&snap, "reallocated_sectors"), Some(0));
         assert_eq!(value(&snap, "udma_crc_errors"), Some(0));
         assert_eq!(value(&snap, "reported_uncorrectable"), Some(0));
-        assert_eq!(value(&snap, "life_left_percent"), Some(97), "177's normalized value");
+        assert_eq!(
+            value(&snap, "life_left_percent"),
+            Some(97),
+            "177's normalized value"
+        );
         assert_eq!(value(&snap, "media_errors"), None);
     }
 
@@ -467,9 +475,16 @@ mod tests {
         assert_eq!(cmp.changed[1].before, Some(8));
         assert_eq!(cmp.changed[1].after, Some(24));
         assert!(cmp.failed());
-        assert_eq!(cmp.findings[0], "SMART overall health: FAILED after the run");
+        assert_eq!(
+            cmp.findings[0],
+            "SMART overall health: FAILED after the run"
+        );
         assert_eq!(cmp.findings.len(), 3, "{:?}", cmp.findings);
-        assert!(cmp.findings[2].contains("from 8 to 24"), "{:?}", cmp.findings);
+        assert!(
+            cmp.findings[2].contains("from 8 to 24"),
+            "{:?}",
+            cmp.findings
+        );
     }
 
     #[test]
@@ -506,6 +521,9 @@ mod tests {
             parse("x", b"{\"smartctl\":{\"version\":[6,6]}}"),
             Err(SmartError::TooOld { .. })
         ));
-        assert!(matches!(parse("x", b"smartctl: invalid option -- 'j'"), Err(SmartError::NoJson { .. })));
+        assert!(matches!(
+            parse("x", b"smartctl: invalid option -- 'j'"),
+            Err(SmartError::NoJson { .. })
+        ));
     }
 }

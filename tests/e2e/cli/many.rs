@@ -27,7 +27,15 @@ fn three_files_are_burned_in_in_one_run_each_with_its_row_and_tagged_progress() 
     let run = s.expect(
         0,
         &[
-            "--json", "--progress", "json", "burn-in", "a.img", "b.img", "c.img", "--size", "16M",
+            "--json",
+            "--progress",
+            "json",
+            "burn-in",
+            "a.img",
+            "b.img",
+            "c.img",
+            "--size",
+            "16M",
         ],
     );
     let doc = run.json();
@@ -38,7 +46,10 @@ fn three_files_are_burned_in_in_one_run_each_with_its_row_and_tagged_progress() 
         assert_eq!(drive["verdict"], "clean", "{drive}");
         assert_eq!(drive["exit_status"], 0);
         assert_eq!(drive["size_bytes"], 16 << 20);
-        assert!(drive["written_bytes"].as_u64().unwrap() > 15 << 20, "{drive}");
+        assert!(
+            drive["written_bytes"].as_u64().unwrap() > 15 << 20,
+            "{drive}"
+        );
         assert_eq!(drive["read_bytes"], drive["written_bytes"]);
         assert_eq!(drive["damaged_bytes"], 0);
         assert!(drive["lost"].is_null());
@@ -52,12 +63,20 @@ fn three_files_are_burned_in_in_one_run_each_with_its_row_and_tagged_progress() 
     let mut seen = BTreeSet::new();
     for line in run.stderr.lines().filter(|l| l.starts_with('{')) {
         let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-        let target = event["target"].as_str().unwrap_or_else(|| panic!("untagged: {line}"));
-        seen.insert((target.to_string(), event["phase"].as_str().unwrap().to_string()));
+        let target = event["target"]
+            .as_str()
+            .unwrap_or_else(|| panic!("untagged: {line}"));
+        seen.insert((
+            target.to_string(),
+            event["phase"].as_str().unwrap().to_string(),
+        ));
     }
     for t in ["a.img", "b.img", "c.img"] {
         for phase in ["write", "verify"] {
-            assert!(seen.contains(&(t.to_string(), phase.to_string())), "{seen:?}");
+            assert!(
+                seen.contains(&(t.to_string(), phase.to_string())),
+                "{seen:?}"
+            );
         }
     }
     // The human summary: a detail section per drive, then the table and a total.
@@ -67,7 +86,10 @@ fn three_files_are_burned_in_in_one_run_each_with_its_row_and_tagged_progress() 
         .skip_while(|l| !l.starts_with("TARGET"))
         .collect();
     assert_eq!(table.len(), 5, "{text}");
-    assert!(table[0].contains("MODEL/SERIAL") && table[0].contains("DAMAGED"), "{text}");
+    assert!(
+        table[0].contains("MODEL/SERIAL") && table[0].contains("DAMAGED"),
+        "{text}"
+    );
     for (line, name) in table[1..4].iter().zip(["a.img", "b.img", "c.img"]) {
         assert!(line.starts_with(name) && line.contains("CLEAN"), "{text}");
     }
@@ -92,7 +114,10 @@ fn one_damaged_and_one_missing_volume_never_stop_the_others_and_the_worst_status
     assert!(drives[2]["read_bytes"].as_u64().unwrap() > 7 << 20);
     assert_eq!(drives[3]["verdict"], "failed");
     assert_eq!(drives[3]["exit_status"], 3);
-    assert!(drives[3]["error"].as_str().unwrap().contains("gone.img"), "{doc}");
+    assert!(
+        drives[3]["error"].as_str().unwrap().contains("gone.img"),
+        "{doc}"
+    );
     assert_eq!(doc["total"]["verdicts"]["clean"], 2);
     // Without the damage the worst is the missing volume's 3.
     let doc = s.json(3, &["verify", "a.img", "c.img", "gone.img"]);
@@ -106,15 +131,34 @@ fn a_refused_target_stops_the_run_before_any_target_is_written() {
     foreign[1000] = 1;
     std::fs::write(s.path("data.img"), &foreign).unwrap();
     let run = s.expect(3, &["burn-in", "new.img", "data.img", "--size", "4M"]);
-    assert!(run.stderr.contains("1 of 2 targets refused, nothing was written"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("1 of 2 targets refused, nothing was written"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("data.img"), "{}", run.stderr);
-    assert!(!s.path("new.img").exists(), "the file the checks created is removed again");
+    assert!(
+        !s.path("new.img").exists(),
+        "the file the checks created is removed again"
+    );
     assert_eq!(std::fs::read(s.path("data.img")).unwrap(), foreign);
     // A target named twice (here by two paths) is a usage error.
     s.expect(2, &["burn-in", "new.img", "./new.img", "--size", "4M"]);
     s.expect(2, &["verify", "data.img", "data.img"]);
     // --ack-log and --acked belong to one volume.
-    s.expect(2, &["burn-in", "x.img", "y.img", "--size", "4M", "--ack-log", "log"]);
+    s.expect(
+        2,
+        &[
+            "burn-in",
+            "x.img",
+            "y.img",
+            "--size",
+            "4M",
+            "--ack-log",
+            "log",
+        ],
+    );
     s.expect(2, &["verify", "x.img", "y.img", "--acked", "log"]);
 }
 
@@ -141,7 +185,14 @@ fn ctrl_c_stops_every_drive_with_130() {
     let s = Scratch::new();
     let mut child = s
         .command(&[
-            "--json", "--progress", "json", "burn-in", "a.img", "b.img", "--size", "2G",
+            "--json",
+            "--progress",
+            "json",
+            "burn-in",
+            "a.img",
+            "b.img",
+            "--size",
+            "2G",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -203,12 +254,22 @@ fn a_loop_device_shows_its_backing_file() {
     let doc = s.json(0, &["burn-in", device.path(), "--force"]);
     let identity = &doc["drives"][0]["identity"];
     assert_eq!(identity["transport"], "loop", "{identity}");
-    assert_eq!(identity["backing_file"], image.to_str().unwrap(), "{identity}");
-    assert_eq!(identity["kernel_name"], device.path().trim_start_matches("/dev/"));
+    assert_eq!(
+        identity["backing_file"],
+        image.to_str().unwrap(),
+        "{identity}"
+    );
+    assert_eq!(
+        identity["kernel_name"],
+        device.path().trim_start_matches("/dev/")
+    );
     assert_eq!(identity["rotational"], false, "{identity}");
     // The device document every command shows carries it too.
     let device_doc = &doc["drives"][0]["report"]["verify"]["device"];
-    assert_eq!(device_doc["identity"]["backing_file"], image.to_str().unwrap());
+    assert_eq!(
+        device_doc["identity"]["backing_file"],
+        image.to_str().unwrap()
+    );
     let info = s.json(0, &["info", device.path()]);
     assert_eq!(info["device"]["identity"]["transport"], "loop", "{info}");
     // The table shows the backing file where a drive shows model and serial.
@@ -256,7 +317,11 @@ fn three_loop_devices_one_pulled_mid_run_the_others_finish_clean_and_it_is_lost(
         Err(why) => return eprintln!("skipped: {why}"),
     };
     let mut loops = Vec::new();
-    for (name, size) in [("a.img", 64u64 << 20), ("b.img", 64 << 20), ("c.img", 1 << 30)] {
+    for (name, size) in [
+        ("a.img", 64u64 << 20),
+        ("b.img", 64 << 20),
+        ("c.img", 1 << 30),
+    ] {
         match shm_loop(dir.path(), name, size) {
             Ok(x) => loops.push(x),
             Err(why) => return eprintln!("skipped: loop devices unavailable: {why}"),
@@ -286,6 +351,7 @@ fn three_loop_devices_one_pulled_mid_run_the_others_finish_clean_and_it_is_lost(
             {
                 if let Err(why) = pull(&victim, &loops[2].0) {
                     let _ = child.kill();
+                    let _ = child.wait();
                     return eprintln!("skipped: cannot shrink a loop device here: {why}");
                 }
                 pulled = true;
@@ -294,7 +360,10 @@ fn three_loop_devices_one_pulled_mid_run_the_others_finish_clean_and_it_is_lost(
         rest.push(line);
     }
     let output = child.wait_with_output().unwrap();
-    assert!(pulled, "the drive finished before it could be pulled: {rest:?}");
+    assert!(
+        pulled,
+        "the drive finished before it could be pulled: {rest:?}"
+    );
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
     assert_eq!(output.status.code(), Some(3), "{doc}");
@@ -312,8 +381,14 @@ fn three_loop_devices_one_pulled_mid_run_the_others_finish_clean_and_it_is_lost(
     assert_eq!(lost["exit_status"], 3);
     assert_eq!(lost["size_bytes"], 1u64 << 30);
     assert_eq!(lost["lost"]["phase"], "write", "{lost}");
-    assert!(lost["lost"]["written_bytes"].as_u64().unwrap() >= 32 << 20, "{lost}");
-    assert!(lost["lost"]["detail"].as_str().unwrap().contains("gone"), "{lost}");
+    assert!(
+        lost["lost"]["written_bytes"].as_u64().unwrap() >= 32 << 20,
+        "{lost}"
+    );
+    assert!(
+        lost["lost"]["detail"].as_str().unwrap().contains("gone"),
+        "{lost}"
+    );
     assert!(lost["error"].is_string(), "{lost}");
     assert_eq!(doc["total"]["verdicts"]["clean"], 2);
     assert_eq!(doc["total"]["verdicts"]["lost"], 1);
@@ -357,7 +432,12 @@ fn smart_without_smartctl_is_a_note_and_a_failing_reading_is_a_finding() {
         .env("PATH", &empty)
         .output()
         .unwrap();
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let note = doc["drives"][0]["smart"]["note"].as_str().unwrap();
     assert!(note.contains("smartctl is not installed"), "{note}");
@@ -369,9 +449,19 @@ fn smart_without_smartctl_is_a_note_and_a_failing_reading_is_a_finding() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(run.status.code(), Some(1), "FAILED health is status 1: {text}");
-    assert!(text.contains("finding: SMART overall health: FAILED after the run"), "{text}");
-    assert!(text.contains("pending sectors (Current_Pending_Sector) went from 8 to 24"), "{text}");
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "FAILED health is status 1: {text}"
+    );
+    assert!(
+        text.contains("finding: SMART overall health: FAILED after the run"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pending sectors (Current_Pending_Sector) went from 8 to 24"),
+        "{text}"
+    );
     // Only worsening counters: the same reading twice is no finding, status 0.
     std::fs::remove_file(s.path("smartctl-called")).unwrap();
     let bin = fake_smartctl(&s, "usb-sat-hdd.json", "usb-sat-hdd.json");

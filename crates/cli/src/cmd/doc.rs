@@ -42,7 +42,11 @@ impl DeviceDoc {
             size: info.device.size_bytes,
             logical_block_size: info.device.logical_block_size,
             model: info.device.model.clone().or_else(|| identity.model.clone()),
-            serial: info.device.serial.clone().or_else(|| identity.serial.clone()),
+            serial: info
+                .device
+                .serial
+                .clone()
+                .or_else(|| identity.serial.clone()),
             volume_uuid: info.uuid.clone(),
             identity,
         }

@@ -175,10 +175,8 @@ fn same_key(path: &Path) -> String {
     match fs::metadata(path) {
         Ok(m) if m.file_type().is_block_device() => format!("b{}", m.rdev()),
         Ok(m) => format!("f{}:{}", m.dev(), m.ino()),
-        Err(_) => std::path::absolute(path).map_or_else(
-            |_| path.display().to_string(),
-            |p| p.display().to_string(),
-        ),
+        Err(_) => std::path::absolute(path)
+            .map_or_else(|_| path.display().to_string(), |p| p.display().to_string()),
     }
 }
 
@@ -247,7 +245,9 @@ pub fn check_all<P>(
     );
     Err(match status {
         Status::Usage => usage(message),
-        Status::Interrupted => anyhow::Error::new(stack_volume::Error::Interrupted).context(message),
+        Status::Interrupted => {
+            anyhow::Error::new(stack_volume::Error::Interrupted).context(message)
+        }
         _ => anyhow!(message),
     })
 }
@@ -270,7 +270,10 @@ fn gone(target: &Path, size_at_start: Option<u64>) -> Option<String> {
     if !block {
         // A file grows when formatted; only a file gone or cut short is lost.
         return match fs::metadata(target) {
-            Err(_) => Some(format!("{} is gone (the file no longer exists)", shown(target))),
+            Err(_) => Some(format!(
+                "{} is gone (the file no longer exists)",
+                shown(target)
+            )),
             Ok(m) if m.len() < start => Some(format!(
                 "{} was cut short from {} to {} during the run",
                 shown(target),
@@ -301,10 +304,7 @@ fn gone(target: &Path, size_at_start: Option<u64>) -> Option<String> {
 fn smart_read(target: &Path) -> Result<Snapshot, String> {
     let block = fs::metadata(target).is_ok_and(|m| m.file_type().is_block_device());
     if !block {
-        return Err(format!(
-            "{} is not a block device: no SMART",
-            shown(target)
-        ));
+        return Err(format!("{} is not a block device: no SMART", shown(target)));
     }
     smart::read(target).map_err(|e| e.to_string())
 }
@@ -343,7 +343,15 @@ pub fn run<P: Send>(
                     let handle = std::thread::Builder::new()
                         .name(format!("drive {name}"))
                         .spawn_scoped(scope, move || {
-                            one(&drive_ctx, command, &target, prepared, smart_wanted, &tally, body)
+                            one(
+                                &drive_ctx,
+                                command,
+                                &target,
+                                prepared,
+                                smart_wanted,
+                                &tally,
+                                body,
+                            )
                         });
                     (name, handle)
                 })
@@ -354,8 +362,9 @@ pub fn run<P: Send>(
                     let joined = handle
                         .map_err(|e| anyhow!("cannot start a thread for {name}: {e}"))
                         .and_then(|h| {
-                            h.join()
-                                .map_err(|_| anyhow!("internal error on {name} (a bug; please report it)"))
+                            h.join().map_err(|_| {
+                                anyhow!("internal error on {name} (a bug; please report it)")
+                            })
                         });
                     match joined {
                         Ok(result) => result,
@@ -406,10 +415,13 @@ fn one<P>(
     let size_at_start = size_now(target);
     let before = smart_wanted.then(|| smart_read(target));
     let started = Instant::now();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        body(ctx, target, prepared)
-    }))
-    .unwrap_or_else(|_| Err(anyhow!("internal error on {name} (a bug; please report it)")));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(ctx, target, prepared)))
+            .unwrap_or_else(|_| {
+                Err(anyhow!(
+                    "internal error on {name} (a bug; please report it)"
+                ))
+            });
     let elapsed_secs = started.elapsed().as_secs_f64();
     let (mut doc, run, error) = match result {
         Ok(run) => {
@@ -550,7 +562,14 @@ pub fn table(drives: &[DriveDoc], total: &TotalDoc) -> String {
         .collect();
     let mut out = human::table(
         &[
-            "TARGET", "MODEL/SERIAL", "SIZE", "VERDICT", "WRITE", "READ", "DAMAGED", "TIME",
+            "TARGET",
+            "MODEL/SERIAL",
+            "SIZE",
+            "VERDICT",
+            "WRITE",
+            "READ",
+            "DAMAGED",
+            "TIME",
         ],
         &rows,
     );
@@ -588,7 +607,11 @@ fn notes(d: &DriveDoc) -> String {
             out.push_str(&format!("  the error: {error}\n"));
         }
     } else if let Some(error) = &d.error {
-        out.push_str(&format!("{}: {}: {error}\n", d.target, d.verdict.to_uppercase()));
+        out.push_str(&format!(
+            "{}: {}: {error}\n",
+            d.target,
+            d.verdict.to_uppercase()
+        ));
     }
     if let Some(smart) = &d.smart {
         out.push_str(&smart_text(&d.target, smart));
@@ -709,9 +732,18 @@ mod tests {
             Status::CouldNotRun,
             Status::Damage,
         ];
-        assert_eq!(all.iter().copied().fold(Status::Clean, worst), Status::Damage);
-        assert_eq!(worst(Status::Interrupted, Status::CouldNotRun), Status::CouldNotRun);
-        assert_eq!(worst(Status::Clean, Status::Interrupted), Status::Interrupted);
+        assert_eq!(
+            all.iter().copied().fold(Status::Clean, worst),
+            Status::Damage
+        );
+        assert_eq!(
+            worst(Status::Interrupted, Status::CouldNotRun),
+            Status::CouldNotRun
+        );
+        assert_eq!(
+            worst(Status::Clean, Status::Interrupted),
+            Status::Interrupted
+        );
         for code in [0u8, 1, 2, 3, 130] {
             assert_eq!(status_of_code(code).code(), code);
         }
@@ -750,9 +782,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].starts_with("TARGET"), "{text}");
-        assert!(lines[1].contains("loop: /dev/shm/a.img") && lines[1].contains("CLEAN"), "{text}");
+        assert!(
+            lines[1].contains("loop: /dev/shm/a.img") && lines[1].contains("CLEAN"),
+            "{text}"
+        );
         assert!(lines[1].contains("100.0 MiB/s"), "{text}");
         assert!(lines[2].contains("FAILED"), "{text}");
-        assert!(lines[3].starts_with("total: 2 drives (1 clean, 1 lost)"), "{text}");
+        assert!(
+            lines[3].starts_with("total: 2 drives (1 clean, 1 lost)"),
+            "{text}"
+        );
     }
 }

@@ -73,13 +73,16 @@ impl Tally {
     }
 }
 
+/// One drive's phase on the board: target, phase, done bytes, total bytes.
+type Part = (String, &'static str, u64, Option<u64>);
+
 /// The terminal's bars of a run over several drives: one per drive plus a total.
 #[derive(Debug, Clone)]
 pub struct Board {
     multi: MultiProgress,
     total: ProgressBar,
-    /// (target, phase) -> (done, total) of every phase seen.
-    parts: Arc<Mutex<Vec<(String, &'static str, u64, Option<u64>)>>>,
+    /// Every (target, phase) seen, with its done and total bytes.
+    parts: Arc<Mutex<Vec<Part>>>,
 }
 
 impl Board {
@@ -232,6 +235,13 @@ impl Reporter {
                 }
             }
         });
+        if let (Some(board), Some(target)) = (&self.board, &self.target) {
+            let start = Progress {
+                done_bytes: 0,
+                total_bytes,
+            };
+            board.update(target, phase, start);
+        }
         Phase {
             sink: self.sink,
             command: self.command,
@@ -265,6 +275,11 @@ impl Phase {
     fn update(&self, progress: Progress) {
         let Ok(mut state) = self.state.lock() else {
             return;
+        };
+        // A fill reports no total; the phase keeps the one it started with.
+        let progress = Progress {
+            done_bytes: progress.done_bytes,
+            total_bytes: progress.total_bytes.or(state.last.total_bytes),
         };
         state.last = progress;
         if let Some(tally) = &self.tally {
