@@ -56,7 +56,7 @@ pub struct Identity {
     pub rotational: Option<bool>,
     /// The kernel may see it vanish (`removable`: card readers, some USB sticks).
     pub removable: Option<bool>,
-    /// How it is attached: `nvme`, `sata`, `sas`, `scsi`, `usb`, `virtio`, `mmc`,
+    /// How it is attached: `nvme` (`nvme-tcp`, `nvme-rdma`, `nvme-fc` over fabrics), `sata`, `sas`, `scsi`, `usb`, `virtio`, `mmc`,
     /// `loop`, `device-mapper`, `md`, `nbd`, `zram`, `ram`.
     pub transport: Option<String>,
     /// A loop device's backing file (`loop/backing_file`).
@@ -154,7 +154,11 @@ fn transport(
     let found = if name.starts_with("loop") {
         "loop"
     } else if name.starts_with("nvme") || has("nvme") {
-        "nvme"
+        // NVMe over fabrics says so in the controller's `transport` (`tcp`, `rdma`, `fc`).
+        return Some(match read_attr(&device_dir.join("transport")) {
+            Some(t) if t != "pcie" => format!("nvme-{t}"),
+            _ => "nvme".to_string(),
+        });
     } else if name.starts_with("dm-") {
         "device-mapper"
     } else if name.starts_with("md") && !has("host") {
@@ -388,6 +392,15 @@ mod tests {
                 ("device/transport", "pcie"),
                 ("queue/rotational", "0"),
             ],
+        );
+        fake.disk(
+            "259:1",
+            "virtual/nvme-fabrics/ctl/nvme1/nvme1n1",
+            &[("device/transport", "tcp"), ("device/model", "Linux")],
+        );
+        assert_eq!(
+            identify_dev(&fake.roots(), 259, 1).transport.as_deref(),
+            Some("nvme-tcp")
         );
         let id = identify_dev(&fake.roots(), 259, 0);
         assert_eq!(id.model.as_deref(), Some("WDC WDS500G2B0C-00PXH0"));

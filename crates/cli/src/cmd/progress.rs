@@ -355,6 +355,33 @@ mod tests {
     }
 
     #[test]
+    fn a_drive_tally_keeps_each_phase_and_a_fill_keeps_its_total() {
+        let tally = Arc::new(Tally::default());
+        let reporter = Reporter::new(ProgressMode::None, "burn-in").for_drive(
+            "/dev/sdz".into(),
+            None,
+            Some(Arc::clone(&tally)),
+        );
+        let write = reporter.phase("write", Some(100));
+        let callback = write.callback().expect("a drive's tally wants progress");
+        callback(Progress {
+            done_bytes: 40,
+            total_bytes: None,
+        });
+        assert_eq!(write.state.lock().unwrap().last.total_bytes, Some(100));
+        write.finish();
+        let verify = reporter.phase("verify", Some(40));
+        verify.callback().unwrap()(Progress {
+            done_bytes: 8,
+            total_bytes: Some(40),
+        });
+        assert_eq!(tally.done("write"), 40);
+        assert_eq!(tally.done("verify"), 8);
+        assert_eq!(tally.done("probe"), 0);
+        assert_eq!(tally.last_phase(), Some("verify"));
+    }
+
+    #[test]
     fn json_phases_remember_the_last_progress() {
         let reporter = Reporter::new(ProgressMode::Json, "write");
         let phase = reporter.phase("write", None);
