@@ -13,6 +13,9 @@
 //! before. With `--smart`, SMART health is read before and after each drive
 //! (`stack_volume::smart`); a worsening is a finding, a FAILED health is status 1.
 
+mod health;
+mod report;
+
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -20,14 +23,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use serde::Serialize;
 use stack_volume::identity::{self, Identity};
-use stack_volume::smart::{self, Change, Snapshot};
 
+use self::health::{gone, size_now, smart_doc, smart_read};
+use self::report::{notes, smart_text, table};
+pub use self::report::{DriveDoc, LostDoc, TotalDoc};
 use super::exit::{self, usage, Status};
-use super::human;
 use super::progress::{Board, Tally};
-use super::size::{human_bytes, human_rate};
 use super::{shown, Ctx, DriveCtx, Outcome};
 
 /// What one drive's command produced: its own document and summary (a single-target
@@ -58,95 +60,6 @@ pub struct Row {
     pub read_bytes_per_sec: Option<u64>,
     /// Damaged bytes found.
     pub damaged_bytes: u64,
-}
-
-/// A drive that disappeared mid-run.
-#[derive(Debug, Clone, Serialize)]
-pub struct LostDoc {
-    /// The phase it was lost in (`write`, `verify`; `probe` for a probe).
-    pub phase: String,
-    /// Bytes written before.
-    pub written_bytes: u64,
-    /// Bytes read back and checked before.
-    pub verified_bytes: u64,
-    /// Why it counts as gone.
-    pub detail: String,
-}
-
-/// SMART before and after the run (`--smart`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SmartDoc {
-    /// Why a reading is missing (no smartctl, no SMART on this device, a file).
-    pub note: Option<String>,
-    /// The reading before the run.
-    pub before: Option<Snapshot>,
-    /// The reading after the run.
-    pub after: Option<Snapshot>,
-    /// Counters that differ.
-    pub changed: Vec<Change>,
-    /// Overall health before (`false`: FAILED).
-    pub passed_before: Option<bool>,
-    /// Overall health after.
-    pub passed_after: Option<bool>,
-    /// One sentence per worsening; a FAILED health first.
-    pub findings: Vec<String>,
-}
-
-/// One drive of a run, as the JSON `drives` array holds it.
-///
-/// `burn-in`'s per-drive map (`map`) and its findings are added here by the map work.
-#[derive(Debug, Clone, Serialize)]
-pub struct DriveDoc {
-    /// The target as given.
-    pub target: String,
-    /// `clean`, `fake-capacity`, `damaged`, `unreadable`, `no-fake-found` (probe),
-    /// `interrupted`, `lost`, `failed` (an error; see `error`).
-    pub verdict: String,
-    /// This drive's own status (the run exits with the worst).
-    pub exit_status: u8,
-    /// What the drive says about itself (sysfs, udev; a loop device's backing file).
-    pub identity: Identity,
-    /// The target's size.
-    pub size_bytes: Option<u64>,
-    /// Bytes written.
-    pub written_bytes: u64,
-    /// Write throughput.
-    pub write_bytes_per_sec: Option<u64>,
-    /// Bytes read back and checked.
-    pub read_bytes: u64,
-    /// Read throughput.
-    pub read_bytes_per_sec: Option<u64>,
-    /// Damaged bytes found.
-    pub damaged_bytes: u64,
-    /// Wall time of this drive.
-    pub elapsed_secs: f64,
-    /// The error that ended it, when one did.
-    pub error: Option<String>,
-    /// Set when the drive disappeared mid-run.
-    pub lost: Option<LostDoc>,
-    /// `--smart`: health before and after.
-    pub smart: Option<SmartDoc>,
-    /// The command's single-target document for this drive (null after an error).
-    pub report: Option<serde_json::Value>,
-}
-
-/// The `total` of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct TotalDoc {
-    /// Drives in the run.
-    pub drives: usize,
-    /// How many drives had each verdict, e.g. `{"clean": 2, "lost": 1}`.
-    pub verdicts: std::collections::BTreeMap<String, usize>,
-    /// Bytes written over all drives.
-    pub written_bytes: u64,
-    /// Bytes read back over all drives.
-    pub read_bytes: u64,
-    /// Damaged bytes over all drives.
-    pub damaged_bytes: u64,
-    /// Wall time of the run.
-    pub elapsed_secs: f64,
-    /// The worst status (what the process exits with).
-    pub exit_status: u8,
 }
 
 /// How bad a status is when drives are combined.
@@ -252,63 +165,6 @@ pub fn check_all<P>(
     })
 }
 
-/// The size of `target` now, or `None` when it is gone.
-fn size_now(target: &Path) -> Option<u64> {
-    let meta = fs::metadata(target).ok()?;
-    if meta.file_type().is_block_device() {
-        identity::current_block_size_bytes(&identity::Roots::default(), target)
-    } else {
-        Some(meta.len())
-    }
-}
-
-/// Why `target` counts as gone: it, or its device, no longer exists, or its size
-/// changed since the start (a drive unplugged, or reset and back with another size).
-fn gone(target: &Path, size_at_start: Option<u64>) -> Option<String> {
-    let start = size_at_start?;
-    let block = fs::metadata(target).is_ok_and(|m| m.file_type().is_block_device());
-    if !block {
-        // A file grows when formatted; only a file gone or cut short is lost.
-        return match fs::metadata(target) {
-            Err(_) => Some(format!(
-                "{} is gone (the file no longer exists)",
-                shown(target)
-            )),
-            Ok(m) if m.len() < start => Some(format!(
-                "{} was cut short from {} to {} during the run",
-                shown(target),
-                human_bytes(start),
-                human_bytes(m.len())
-            )),
-            Ok(_) => None,
-        };
-    }
-    match size_now(target) {
-        None => Some(format!("{} is gone (no such device now)", shown(target))),
-        Some(0) if start > 0 => Some(format!(
-            "{} is gone: its size went from {} to 0",
-            shown(target),
-            human_bytes(start)
-        )),
-        Some(now) if now != start => Some(format!(
-            "{}'s size changed from {} to {} during the run (unplugged or reset)",
-            shown(target),
-            human_bytes(start),
-            human_bytes(now)
-        )),
-        Some(_) => None,
-    }
-}
-
-/// A SMART reading of `target` for the report, or the note saying why there is none.
-fn smart_read(target: &Path) -> Result<Snapshot, String> {
-    let block = fs::metadata(target).is_ok_and(|m| m.file_type().is_block_device());
-    if !block {
-        return Err(format!("{} is not a block device: no SMART", shown(target)));
-    }
-    smart::read(target).map_err(|e| e.to_string())
-}
-
 /// Runs `body` on every checked target, each on its own thread, and combines them.
 pub fn run<P: Send>(
     ctx: &Ctx,
@@ -380,7 +236,7 @@ pub fn run<P: Send>(
     combine(command, results, elapsed_secs)
 }
 
-fn failed_doc(target: &str, error: &anyhow::Error) -> DriveDoc {
+pub(super) fn failed_doc(target: &str, error: &anyhow::Error) -> DriveDoc {
     DriveDoc {
         target: target.to_string(),
         verdict: "failed".into(),
@@ -496,160 +352,6 @@ fn status_of_code(code: u8) -> Status {
     }
 }
 
-/// The SMART part of a drive: the second reading and the comparison.
-fn smart_doc(target: &Path, before: Result<Snapshot, String>, lost: bool) -> SmartDoc {
-    let before = match before {
-        Ok(snapshot) => snapshot,
-        Err(note) => {
-            return SmartDoc {
-                note: Some(note),
-                ..SmartDoc::default()
-            }
-        }
-    };
-    let after = if lost {
-        Err("the drive was lost: no reading after the run".to_string())
-    } else {
-        smart_read(target)
-    };
-    match after {
-        Ok(after) => {
-            let cmp = smart::compare(&before, &after);
-            SmartDoc {
-                note: None,
-                changed: cmp.changed,
-                passed_before: cmp.passed_before,
-                passed_after: cmp.passed_after,
-                findings: cmp.findings,
-                before: Some(before),
-                after: Some(after),
-            }
-        }
-        Err(note) => SmartDoc {
-            note: Some(note),
-            passed_before: before.passed,
-            findings: if before.passed == Some(false) {
-                vec!["SMART overall health: FAILED before the run".into()]
-            } else {
-                Vec::new()
-            },
-            before: Some(before),
-            ..SmartDoc::default()
-        },
-    }
-}
-
-fn rate_text(rate: Option<u64>) -> String {
-    rate.map_or_else(|| "-".into(), |r| human_rate(r, 1.0))
-}
-
-/// The summary table: one row per drive and a total line.
-pub fn table(drives: &[DriveDoc], total: &TotalDoc) -> String {
-    let rows: Vec<Vec<String>> = drives
-        .iter()
-        .map(|d| {
-            vec![
-                d.target.clone(),
-                d.identity.short(),
-                d.size_bytes.map_or_else(|| "-".into(), human_bytes),
-                d.verdict.to_uppercase(),
-                rate_text(d.write_bytes_per_sec),
-                rate_text(d.read_bytes_per_sec),
-                human_bytes(d.damaged_bytes),
-                format!("{:.1} s", d.elapsed_secs),
-            ]
-        })
-        .collect();
-    let mut out = human::table(
-        &[
-            "TARGET",
-            "MODEL/SERIAL",
-            "SIZE",
-            "VERDICT",
-            "WRITE",
-            "READ",
-            "DAMAGED",
-            "TIME",
-        ],
-        &rows,
-    );
-    let verdicts: Vec<String> = total
-        .verdicts
-        .iter()
-        .map(|(v, n)| format!("{n} {v}"))
-        .collect();
-    out.push_str(&format!(
-        "total: {} drives ({}), {} written, {} read, {} damaged, {:.1} s; exit status {}\n",
-        total.drives,
-        verdicts.join(", "),
-        human_bytes(total.written_bytes),
-        human_bytes(total.read_bytes),
-        human_bytes(total.damaged_bytes),
-        total.elapsed_secs,
-        total.exit_status
-    ));
-    out
-}
-
-/// Lines about a drive beyond its row: lost, error, SMART.
-fn notes(d: &DriveDoc) -> String {
-    let mut out = String::new();
-    if let Some(lost) = &d.lost {
-        out.push_str(&format!(
-            "{}: LOST during {}: {}; before that {} written and {} read back and checked\n",
-            d.target,
-            lost.phase,
-            lost.detail,
-            human_bytes(lost.written_bytes),
-            human_bytes(lost.verified_bytes)
-        ));
-        if let Some(error) = &d.error {
-            out.push_str(&format!("  the error: {error}\n"));
-        }
-    } else if let Some(error) = &d.error {
-        out.push_str(&format!(
-            "{}: {}: {error}\n",
-            d.target,
-            d.verdict.to_uppercase()
-        ));
-    }
-    if let Some(smart) = &d.smart {
-        out.push_str(&smart_text(&d.target, smart));
-    }
-    out
-}
-
-/// The SMART lines of one drive.
-pub fn smart_text(target: &str, smart: &SmartDoc) -> String {
-    let mut out = String::new();
-    if let Some(note) = &smart.note {
-        out.push_str(&format!("{target}: SMART note: {note}\n"));
-    }
-    for finding in &smart.findings {
-        out.push_str(&format!("{target}: finding: {finding}\n"));
-    }
-    for change in smart.changed.iter().filter(|c| !c.worse) {
-        out.push_str(&format!(
-            "{target}: SMART {} ({}) changed from {} to {}\n",
-            change.key.replace('_', " "),
-            change.name,
-            change.before.map_or_else(|| "-".into(), |v| v.to_string()),
-            change.after.map_or_else(|| "-".into(), |v| v.to_string()),
-        ));
-    }
-    if smart.note.is_none() && smart.changed.is_empty() && smart.findings.is_empty() {
-        let health = match smart.passed_after {
-            Some(true) => "PASSED",
-            Some(false) => "FAILED",
-            None => "not reported",
-        };
-        out.push_str(&format!(
-            "{target}: SMART unchanged over the run (health {health})\n"
-        ));
-    }
-    out
-}
-
 fn combine(
     command: &'static str,
     mut results: Vec<(DriveDoc, Option<DriveRun>, Option<anyhow::Error>)>,
@@ -758,39 +460,5 @@ mod tests {
         let err = refuse_duplicates(&[a.clone(), dir.path().join("b.img"), same]).unwrap_err();
         assert_eq!(exit::classify(&err), Status::Usage);
         assert!(refuse_duplicates(&[a, dir.path().join("b.img")]).is_ok());
-    }
-
-    #[test]
-    fn the_table_has_a_row_per_drive_and_a_total() {
-        let mut clean = failed_doc("/dev/loop1", &anyhow!("x"));
-        clean.verdict = "clean".into();
-        clean.error = None;
-        clean.size_bytes = Some(64 << 20);
-        clean.write_bytes_per_sec = Some(100 << 20);
-        clean.identity.backing_file = Some("/dev/shm/a.img".into());
-        let lost = failed_doc("/dev/loop2", &anyhow!("I/O error"));
-        let total = TotalDoc {
-            drives: 2,
-            verdicts: [("clean".to_string(), 1), ("lost".to_string(), 1)].into(),
-            written_bytes: 64 << 20,
-            read_bytes: 0,
-            damaged_bytes: 0,
-            elapsed_secs: 1.0,
-            exit_status: 3,
-        };
-        let text = table(&[clean, lost], &total);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[0].starts_with("TARGET"), "{text}");
-        assert!(
-            lines[1].contains("loop: /dev/shm/a.img") && lines[1].contains("CLEAN"),
-            "{text}"
-        );
-        assert!(lines[1].contains("100.0 MiB/s"), "{text}");
-        assert!(lines[2].contains("FAILED"), "{text}");
-        assert!(
-            lines[3].starts_with("total: 2 drives (1 clean, 1 lost)"),
-            "{text}"
-        );
     }
 }
