@@ -3,7 +3,7 @@
 //! The verify pass reopens the volume and reads from the drive, not the page cache
 //! (`O_DIRECT`, else each range evicted first; a fake-capacity or caching drive is caught
 //! there), unless `--cached`; its report names the source. Several targets run side by
-//! side (`drives.rs`), on shared worker pools.
+//! side (`drives/`), on shared worker pools.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -45,7 +45,7 @@ pub struct Ctx {
     pub cancel: Arc<AtomicBool>,
     /// `--wait`: what to do while another process uses the volume.
     pub wait: stack_volume::LockWait,
-    /// Set on the context of one drive in a run over several (`drives.rs`).
+    /// Set on the context of one drive in a run over several (`drives/`).
     pub drive: Option<DriveCtx>,
 }
 

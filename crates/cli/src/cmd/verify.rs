@@ -1,5 +1,5 @@
 //! `verify`: re-read every object (or one), check every block, list each damaged range;
-//! several volumes side by side (`drives.rs`).
+//! several volumes side by side (`drives/`).
 
 use std::path::Path;
 use std::sync::Arc;
