@@ -312,6 +312,17 @@ fn pull(device: &str, image: &Path) -> Result<(), String> {
 
 #[test]
 fn three_loop_devices_one_pulled_mid_run_the_others_finish_clean_and_it_is_lost() {
+    pulled_mid_phase("write");
+}
+
+/// Pulled while it is read back, the drive's unreadable blocks are the loss, not damage.
+#[test]
+fn a_drive_pulled_during_its_verify_is_lost_not_damaged() {
+    pulled_mid_phase("verify");
+}
+
+/// Burns in three loop devices and pulls the third (1 GiB) 32 MiB into `phase`.
+fn pulled_mid_phase(phase: &str) {
     let dir = match shm_dir() {
         Ok(d) => d,
         Err(why) => return eprintln!("skipped: {why}"),
@@ -344,9 +355,9 @@ fn three_loop_devices_one_pulled_mid_run_the_others_finish_clean_and_it_is_lost(
     for line in stderr.lines().map_while(Result::ok) {
         if !pulled {
             let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            // 32 MiB into the 1 GiB drive's fill: well before its end.
+            // 32 MiB into the 1 GiB drive's phase: well before its end.
             if event["target"] == victim.as_str()
-                && event["phase"] == "write"
+                && event["phase"] == phase
                 && event["done_bytes"].as_u64().unwrap_or(0) >= 32 << 20
             {
                 if let Err(why) = pull(&victim, &loops[2].0) {
@@ -380,16 +391,25 @@ fn three_loop_devices_one_pulled_mid_run_the_others_finish_clean_and_it_is_lost(
     assert_eq!(lost["verdict"], "lost", "{lost}");
     assert_eq!(lost["exit_status"], 3);
     assert_eq!(lost["size_bytes"], 1u64 << 30);
-    assert_eq!(lost["lost"]["phase"], "write", "{lost}");
+    assert_eq!(lost["lost"]["phase"], phase, "{lost}");
     assert!(
         lost["lost"]["written_bytes"].as_u64().unwrap() >= 32 << 20,
         "{lost}"
     );
+    assert_eq!(lost["damaged_bytes"], 0, "the loss is no damage: {lost}");
+    if phase == "verify" {
+        // What was read before the loss was checked, and it was clean.
+        let verified = lost["lost"]["verified_bytes"].as_u64().unwrap();
+        assert!(verified >= 32 << 20, "{lost}");
+        assert!(verified < 1 << 30, "{lost}");
+    }
     assert!(
         lost["lost"]["detail"].as_str().unwrap().contains("gone"),
         "{lost}"
     );
-    assert!(lost["error"].is_string(), "{lost}");
+    // The fill fails with the write's error; the verify runs to its end, reading
+    // nothing more from the drive.
+    assert_eq!(lost["error"].is_string(), phase == "write", "{lost}");
     assert_eq!(doc["total"]["verdicts"]["clean"], 2);
     assert_eq!(doc["total"]["verdicts"]["lost"], 1);
 }

@@ -236,6 +236,29 @@ pub fn run<P: Send>(
     combine(command, results, elapsed_secs)
 }
 
+/// Bytes of a drive's damaged ranges (`verify.damaged` of burn-in, `damaged` of verify)
+/// that are unreadable, and of every other cause.
+fn damage_by_kind(report: Option<&serde_json::Value>) -> (u64, u64) {
+    let Some(report) = report else {
+        return (0, 0);
+    };
+    let ranges = report
+        .pointer("/verify/damaged")
+        .or_else(|| report.get("damaged"))
+        .and_then(serde_json::Value::as_array);
+    let mut unreadable = 0;
+    let mut other = 0;
+    for range in ranges.into_iter().flatten() {
+        let length = range["length"].as_u64().unwrap_or(0);
+        if range["cause"] == "unreadable" {
+            unreadable += length;
+        } else {
+            other += length;
+        }
+    }
+    (unreadable, other)
+}
+
 pub(super) fn failed_doc(target: &str, error: &anyhow::Error) -> DriveDoc {
     DriveDoc {
         target: target.to_string(),
@@ -321,15 +344,26 @@ fn one<P>(
     // A failure, or unreadable blocks, on a device that is no longer there: lost.
     if error.is_some() || matches!(doc.verdict.as_str(), "damaged" | "unreadable") {
         if let Some(detail) = gone(target, size_at_start) {
+            // Blocks that stopped reading when the drive went are the loss, not damage;
+            // damage of any other cause was found on what was read before.
+            let (unreadable, other) = damage_by_kind(doc.report.as_ref());
+            doc.damaged_bytes = other;
             doc.lost = Some(LostDoc {
                 // A probe has no progress phases: it is lost while probing.
                 phase: tally.last_phase().unwrap_or(command).to_string(),
                 written_bytes: tally.done("write").max(doc.written_bytes),
-                verified_bytes: tally.done("verify"),
+                verified_bytes: doc
+                    .read_bytes
+                    .max(tally.done("verify"))
+                    .saturating_sub(unreadable),
                 detail,
             });
             doc.verdict = "lost".into();
-            doc.exit_status = Status::CouldNotRun.code();
+            doc.exit_status = if other > 0 {
+                Status::Damage.code()
+            } else {
+                Status::CouldNotRun.code()
+            };
         }
     }
     if let Some(before) = before {
