@@ -14,6 +14,7 @@ mod exit_status;
 mod fake;
 mod forged;
 pub(crate) mod harness;
+mod many;
 mod output;
 mod probe;
 mod refusals;

@@ -32,11 +32,13 @@
 pub mod ack;
 mod error;
 pub mod format;
+pub mod identity;
 mod options;
 pub mod pattern;
 pub mod pipeline;
 pub mod probe;
 mod report;
+pub mod smart;
 mod verdict;
 mod volume;
 

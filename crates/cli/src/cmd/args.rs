@@ -17,6 +17,8 @@ Exit status:
   2    usage error (unknown option, bad size, bad checksum name, invalid object name)
   3    could not run (target missing or unreadable, not a volume, refused, out of space)
   130  interrupted (Ctrl-C); everything committed before stays on the volume
+With several targets (burn-in, verify, probe), the worst over the drives:
+1 before 2 before 3 (a drive that could not run or was lost) before 130 before 0.
 
 A command that changes a volume (write, rm, format, burn-in, probe) holds it exclusively;
 reading commands (verify, read, ls, info) share it. A volume in use is refused with
@@ -221,8 +223,14 @@ pub const MIN_COMMIT_EVERY_BYTES: u64 = 64 << 10;
 /// `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The volume.
-    pub target: PathBuf,
+    /// The volumes: one or more, each checked on its own thread.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<PathBuf>,
+    /// Read SMART health with `smartctl -j -a` (smartmontools 7 or later) before and
+    /// after, show what changed, and call a worsening a finding (a FAILED health is
+    /// status 1). Without smartctl, or on a device without SMART, a note says so.
+    #[arg(long)]
+    pub smart: bool,
     /// Only this object (the superblocks and the object table are always checked).
     #[arg(long)]
     pub object: Option<String>,
@@ -281,9 +289,16 @@ pub struct RmArgs {
 /// `burn-in`.
 #[derive(Debug, Args)]
 pub struct BurnInArgs {
-    /// The file (created when missing) or block device.
-    pub target: PathBuf,
-    /// Size of the file to create (needed when TARGET does not exist).
+    /// The files (created when missing) or block devices: one or more, each tested on
+    /// its own thread.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<PathBuf>,
+    /// Read SMART health with `smartctl -j -a` (smartmontools 7 or later) before and
+    /// after, show what changed, and call a worsening a finding (a FAILED health is
+    /// status 1). Without smartctl, or on a device without SMART, a note says so.
+    #[arg(long)]
+    pub smart: bool,
+    /// Size of each file to create (needed when a TARGET does not exist).
     #[arg(long, value_parser = size_arg)]
     pub size: Option<u64>,
     /// Volume block size.
@@ -324,8 +339,15 @@ pub struct BurnInArgs {
 /// `probe`.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The file or block device (it must exist).
-    pub target: PathBuf,
+    /// The files or block devices (they must exist): one or more, each probed on its
+    /// own thread.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<PathBuf>,
+    /// Read SMART health with `smartctl -j -a` (smartmontools 7 or later) before and
+    /// after, show what changed, and call a worsening a finding (a FAILED health is
+    /// status 1). Without smartctl, or on a device without SMART, a note says so.
+    #[arg(long)]
+    pub smart: bool,
     /// Overwrite content that is not a stackctl volume without objects (never a
     /// mounted device).
     #[arg(long)]
@@ -439,6 +461,25 @@ mod tests {
         assert_eq!(parse(&["ls", "v"]).unwrap().wait, None);
         let err = parse(&["--wait=soon", "ls", "v"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn burn_in_verify_and_probe_take_many_targets() {
+        let cli = parse(&["burn-in", "a", "b", "c", "--smart"]).unwrap();
+        let Command::BurnIn(b) = cli.command else {
+            panic!("burn-in")
+        };
+        assert_eq!(b.targets.len(), 3);
+        assert!(b.smart);
+        let Command::Verify(v) = parse(&["verify", "a", "b"]).unwrap().command else {
+            panic!("verify")
+        };
+        assert_eq!(v.targets.len(), 2);
+        let Command::Probe(p) = parse(&["probe", "a"]).unwrap().command else {
+            panic!("probe")
+        };
+        assert_eq!(p.targets, [PathBuf::from("a")]);
+        assert!(parse(&["probe"]).is_err());
     }
 
     #[test]

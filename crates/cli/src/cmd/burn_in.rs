@@ -2,18 +2,23 @@
 //!
 //! The verify pass reopens the volume and reads from the drive, not the page cache
 //! (`O_DIRECT`, else each range evicted first; a fake-capacity or caching drive is caught
-//! there), unless `--cached`; its report names the source.
+//! there), unless `--cached`; its report names the source. Several targets run side by
+//! side (`drives/`), on shared worker pools.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Serialize;
+use stack_volume::pipeline::Pools;
 use stack_volume::{CanaryFailure, OpenOptions, Verdict, Volume};
 
 use super::ack::AckLog;
 use super::args::BurnInArgs;
 use super::doc::{VerifyDoc, WrittenDoc};
-use super::format::{format_target, summary, FormatDoc, FormatRequest};
+use super::drives::{self, refuse_duplicates, DriveRun, Row};
+use super::exit::usage;
+use super::format::{check_target, format_checked, summary, Checked, FormatDoc, FormatRequest};
 use super::human;
 use super::verify::{status_of, verify_volume};
 use super::write::{random_seed, write_options};
@@ -56,10 +61,15 @@ fn canary_evidence(canary: &CanaryFailure, stopped: bool) -> String {
     )
 }
 
-/// `stackctl burn-in`.
-pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
-    let target = &args.target;
-    let request = FormatRequest {
+/// What the checks leave for one target: its lock, and the ack log (one target only).
+struct Prepared {
+    checked: Checked,
+    ack: Option<AckLog>,
+}
+
+/// The request for `target`.
+fn request<'a>(args: &BurnInArgs, target: &'a Path) -> FormatRequest<'a> {
+    FormatRequest {
         target,
         size_bytes: args.size,
         block_size_bytes: args.block_size,
@@ -68,14 +78,68 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         direct: args.direct,
         cached: args.cached,
         burn_in: true,
+    }
+}
+
+/// Worker pools shared by the drives' pipelines. A drive whose device hangs can hold
+/// at most its share: the pools get one thread more per drive than one drive needs.
+fn shared_pools(drives: usize) -> anyhow::Result<Pools> {
+    let n = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 64)
+        + drives.saturating_sub(1);
+    let pool = |name: &str| {
+        stack_async_thread::Workers::builder(name)
+            .min_threads(1)
+            .max_threads(n)
+            .build()
+            .context("starting the worker pools")
     };
-    // The log is opened (and refused) before the format overwrites anything.
-    let ack = args
-        .ack_log
-        .as_deref()
-        .map(|path| AckLog::open(ctx, path, target))
-        .transpose()?;
-    let (mut volume, format_doc, _kind) = format_target(ctx, &request)?;
+    Ok(Pools {
+        submit: pool("stackctl-submit")?,
+        end_io: pool("stackctl-endio")?,
+    })
+}
+
+/// `stackctl burn-in`.
+pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
+    refuse_duplicates(&args.targets)?;
+    if args.ack_log.is_some() && args.targets.len() > 1 {
+        return Err(usage(
+            "--ack-log takes one target (each volume needs its own log); run one burn-in per drive",
+        ));
+    }
+    let prepared = drives::check_all(
+        &args.targets,
+        |target| {
+            // The log is opened (and refused) before the format overwrites anything.
+            let ack = args
+                .ack_log
+                .as_deref()
+                .map(|path| AckLog::open(ctx, path, target))
+                .transpose()?;
+            let checked = check_target(ctx, &request(args, target))?;
+            Ok((target.to_path_buf(), Prepared { checked, ack }))
+        },
+        |(target, p): (PathBuf, Prepared)| p.checked.abandon(&target),
+    )?;
+    let pools = shared_pools(prepared.len())?;
+    drives::run(ctx, "burn-in", prepared, args.smart, |ctx, target, p| {
+        burn_in_one(ctx, args, target, p, &pools)
+    })
+}
+
+/// Burns in one checked target.
+fn burn_in_one(
+    ctx: &Ctx,
+    args: &BurnInArgs,
+    target: &Path,
+    prepared: Prepared,
+    pools: &Pools,
+) -> anyhow::Result<DriveRun> {
+    let Prepared { checked, ack } = prepared;
+    let (volume, format_doc, _kind) = format_checked(&request(args, target), checked)?;
+    let mut volume = volume.with_pools(pools.clone());
     if let (Some(ack), Some(id)) = (&ack, volume.file_id()) {
         ack.refuse_volume(&id, target)?;
     }
@@ -120,6 +184,15 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     text.push_str(&summary(&format_doc));
     text.push_str(&human::written(std::slice::from_ref(&write)));
     text.push_str(&human::verify(&verify));
+    let row = Row {
+        verdict: verdict_name(&verify),
+        size_bytes: Some(format_doc.volume.device.size),
+        written_bytes: write.bytes,
+        write_bytes_per_sec: Some(write.bytes_per_sec),
+        read_bytes: verify.bytes_verified,
+        read_bytes_per_sec: Some(verify.bytes_per_sec),
+        damaged_bytes: verify.damaged.iter().map(|r| r.length).sum(),
+    };
     let doc = BurnInDoc {
         clean: verify.clean,
         verdict: verify.verdict.clone(),
@@ -130,5 +203,15 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     };
     let mut outcome = Outcome::new(status, "burn-in", &doc, text)?;
     outcome.human_on_stderr = ack.as_ref().is_some_and(AckLog::is_stdout);
-    Ok(outcome)
+    Ok(DriveRun { outcome, row })
+}
+
+/// The row's verdict of a verify document.
+pub fn verdict_name(verify: &VerifyDoc) -> String {
+    match &verify.verdict {
+        Some(v) if !(verify.interrupted && verify.clean) => v.name().to_string(),
+        _ if verify.interrupted => "interrupted".to_string(),
+        Some(v) => v.name().to_string(),
+        None => "interrupted".to_string(),
+    }
 }

@@ -2,6 +2,7 @@
 //! from the library's reports so a change inside the library does not rename a field.
 
 use serde::Serialize;
+use stack_volume::identity::{self, Identity};
 use stack_volume::{
     CanaryFailure, Cause, DamagedRange, ObjectInfo, ObjectKind, Source, SuperblockState, Verdict,
     VerifyReport, VolumeInfo, WriteReport,
@@ -20,23 +21,34 @@ pub struct DeviceDoc {
     pub logical_block_size: u32,
     /// Model, when the kernel reports one.
     pub model: Option<String>,
-    /// Serial number, when the kernel reports one.
+    /// Serial number, when the kernel or udev reports one.
     pub serial: Option<String>,
     /// The volume's UUID.
     pub volume_uuid: String,
+    /// Everything sysfs and udev say about the drive (vendor, firmware, rotational,
+    /// transport, a loop device's backing file); all null for a file.
+    pub identity: Identity,
 }
 
 impl DeviceDoc {
     /// From a volume's info.
     pub fn new(info: &VolumeInfo) -> DeviceDoc {
+        // The device's own sysfs attributes know no SATA or USB serial (udev has it)
+        // and no virtio serial (it sits on the disk): the identity reader fills them.
+        let identity = identity::identify(std::path::Path::new(&info.device.path));
         DeviceDoc {
             path: info.device.path.clone(),
             kind: info.device.kind.clone(),
             size: info.device.size_bytes,
             logical_block_size: info.device.logical_block_size,
-            model: info.device.model.clone(),
-            serial: info.device.serial.clone(),
+            model: info.device.model.clone().or_else(|| identity.model.clone()),
+            serial: info
+                .device
+                .serial
+                .clone()
+                .or_else(|| identity.serial.clone()),
             volume_uuid: info.uuid.clone(),
+            identity,
         }
     }
 }

@@ -141,11 +141,36 @@ pub fn lock_for_overwrite(
     }
 }
 
+/// A target that passed the checks, locked, not yet written.
+#[derive(Debug)]
+pub struct Checked {
+    lock: stack_volume::VolumeLock,
+    inspection: safety::Inspection,
+    block_size_bytes: u32,
+}
+
+impl Checked {
+    /// Gives up a checked target: a file its lock created is removed again (another
+    /// target of the run was refused, so nothing is written).
+    pub fn abandon(self, target: &Path) {
+        if self.lock.created() {
+            let _ = std::fs::remove_file(target);
+        }
+    }
+}
+
 /// Checks the target, then formats it.
 pub fn format_target(
     ctx: &Ctx,
     request: &FormatRequest<'_>,
 ) -> anyhow::Result<(Volume, FormatDoc, TargetKind)> {
+    let checked = check_target(ctx, request)?;
+    format_checked(request, checked)
+}
+
+/// The checks before a format (block size, lock, safety, an existing volume), leaving
+/// the target locked and untouched.
+pub fn check_target(ctx: &Ctx, request: &FormatRequest<'_>) -> anyhow::Result<Checked> {
     let target = request.target;
     let block_size_bytes = u32::try_from(request.block_size_bytes)
         .ok()
@@ -186,6 +211,24 @@ pub fn format_target(
             bail!(refusal);
         }
     }
+    Ok(Checked {
+        lock,
+        inspection,
+        block_size_bytes,
+    })
+}
+
+/// Formats a checked target.
+pub fn format_checked(
+    request: &FormatRequest<'_>,
+    checked: Checked,
+) -> anyhow::Result<(Volume, FormatDoc, TargetKind)> {
+    let target = request.target;
+    let Checked {
+        lock,
+        inspection,
+        block_size_bytes,
+    } = checked;
     let opts = FormatOptions {
         block_size_bytes,
         algorithm: request.csum.algorithm(),

@@ -80,6 +80,9 @@ pub fn device_line(device: &DeviceDoc) -> String {
     if let Some(serial) = &device.serial {
         let _ = write!(text, ", serial {serial}");
     }
+    if let Some(backing) = &device.identity.backing_file {
+        let _ = write!(text, ", backing file {backing}");
+    }
     let _ = write!(text, "), volume {}", device.volume_uuid);
     text
 }

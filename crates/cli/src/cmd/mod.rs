@@ -5,6 +5,7 @@ mod ack;
 pub mod args;
 mod burn_in;
 mod doc;
+mod drives;
 mod exit;
 mod format;
 mod human;
@@ -44,12 +45,33 @@ pub struct Ctx {
     pub cancel: Arc<AtomicBool>,
     /// `--wait`: what to do while another process uses the volume.
     pub wait: stack_volume::LockWait,
+    /// Set on the context of one drive in a run over several (`drives/`).
+    pub drive: Option<DriveCtx>,
+}
+
+/// What a command running on one of several drives reports through.
+#[derive(Debug, Clone)]
+pub struct DriveCtx {
+    /// The target as given (tags its progress).
+    pub target: String,
+    /// The terminal's bars, when drawn.
+    pub board: Option<progress::Board>,
+    /// What its phases reached.
+    pub tally: Arc<progress::Tally>,
 }
 
 impl Ctx {
     /// A progress reporter for `command`.
     pub fn reporter(&self, command: &'static str) -> Reporter {
-        Reporter::new(self.progress, command)
+        let reporter = Reporter::new(self.progress, command);
+        match &self.drive {
+            Some(d) => reporter.for_drive(
+                d.target.clone(),
+                d.board.clone(),
+                Some(Arc::clone(&d.tally)),
+            ),
+            None => reporter,
+        }
     }
 }
 
@@ -184,6 +206,7 @@ pub fn main() -> ExitCode {
         progress: cli.progress,
         cancel: signal::install(),
         wait: cli.wait.unwrap_or_default(),
+        drive: None,
     };
     let name = command_name(&cli.command);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

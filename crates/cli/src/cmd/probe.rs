@@ -2,6 +2,7 @@
 //! through the device-true path, and its verdict (exit status 1 for a fake or lost
 //! blocks, 0 when none was found).
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
@@ -10,6 +11,7 @@ use stack_volume::probe::{self, Evidence, ProbeOptions, ProbeVerdict, ProbeVerdi
 use stack_volume::Source;
 
 use super::args::ProbeArgs;
+use super::drives::{self, refuse_duplicates, DriveRun, Row};
 use super::exit::Status;
 use super::format::{lock_for_overwrite, volume_refusal};
 use super::safety::{self, TargetKind};
@@ -159,9 +161,27 @@ fn holds_probe_blocks(target: &std::path::Path) -> bool {
         .is_ok_and(|()| probe::is_probe_block(&head))
 }
 
+/// A target that passed the checks: its lock and what `--force` overwrites.
+struct Checked {
+    lock: stack_volume::VolumeLock,
+    inspection: safety::Inspection,
+}
+
 /// `stackctl probe`.
 pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
-    let target = args.target.as_path();
+    refuse_duplicates(&args.targets)?;
+    let checked = drives::check_all(
+        &args.targets,
+        |target| Ok((target.to_path_buf(), check(ctx, args, target)?)),
+        drop,
+    )?;
+    drives::run(ctx, "probe", checked, args.smart, |ctx, target, checked| {
+        probe_one(ctx, args, target, checked)
+    })
+}
+
+/// The checks before a probe, leaving the target locked and untouched.
+fn check(ctx: &Ctx, args: &ProbeArgs, target: &Path) -> anyhow::Result<Checked> {
     if std::fs::symlink_metadata(target).is_err() {
         bail!("{}: does not exist", shown(target));
     }
@@ -186,6 +206,17 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
             bail!(refusal);
         }
     }
+    Ok(Checked { lock, inspection })
+}
+
+/// Probes one checked target.
+fn probe_one(
+    ctx: &Ctx,
+    args: &ProbeArgs,
+    target: &Path,
+    checked: Checked,
+) -> anyhow::Result<DriveRun> {
+    let Checked { lock, inspection } = checked;
     let device = stack_volume::open_raw_device(target, args.direct, args.cached, &lock)
         .with_context(|| format!("opening {}", shown(target)))?;
     let nonce = random_seed();
@@ -230,7 +261,17 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
         after,
     };
     let text = human(&doc);
-    Outcome::new(status, "probe", &doc, text)
+    let row = Row {
+        verdict: doc.verdict.kind.name().to_string(),
+        size_bytes: Some(doc.advertised_bytes),
+        written_bytes: doc.bytes_written,
+        write_bytes_per_sec: Some(super::doc::rate(doc.bytes_written, elapsed_secs)),
+        read_bytes: doc.bytes_read,
+        read_bytes_per_sec: Some(super::doc::rate(doc.bytes_read, elapsed_secs)),
+        damaged_bytes: 0,
+    };
+    let outcome = Outcome::new(status, "probe", &doc, text)?;
+    Ok(DriveRun { outcome, row })
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! `verify`: re-read every object (or one), check every block, list each damaged range.
+//! `verify`: re-read every object (or one), check every block, list each damaged range;
+//! several volumes side by side (`drives/`).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
@@ -7,8 +9,10 @@ use stack_volume::{VerifyOptions, VerifyReport, Volume};
 
 use super::ack::{apply, read_log};
 use super::args::VerifyArgs;
+use super::burn_in::verdict_name;
 use super::doc::VerifyDoc;
-use super::exit::Status;
+use super::drives::{self, refuse_duplicates, DriveRun, Row};
+use super::exit::{usage, Status};
 use super::human;
 use super::{Ctx, Outcome};
 
@@ -66,11 +70,47 @@ pub fn status_of(doc: &VerifyDoc) -> Status {
 
 /// `stackctl verify`.
 pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    refuse_duplicates(&args.targets)?;
+    if args.acked.is_some() && args.targets.len() > 1 {
+        return Err(usage(
+            "--acked takes one target (an ack log belongs to one volume)",
+        ));
+    }
     // The log is read first: a malformed one is refused before the drive is read.
     let acked = args.acked.as_deref().map(read_log).transpose()?;
-    let volume = super::lock::open(ctx, &args.target, args.direct, args.cached, true)?;
+    // Reading takes no safety checks: every target goes to its own thread at once, and
+    // one that cannot be opened fails alone.
+    let targets = args
+        .targets
+        .iter()
+        .map(|t| (t.clone(), ()))
+        .collect::<Vec<_>>();
+    let acked = std::sync::Mutex::new(acked);
+    drives::run(ctx, "verify", targets, args.smart, |ctx, target, ()| {
+        let acked = acked.lock().map(|mut a| a.take()).unwrap_or(None);
+        verify_one(ctx, args, target, acked)
+    })
+}
+
+/// Verifies one target.
+fn verify_one(
+    ctx: &Ctx,
+    args: &VerifyArgs,
+    target: &Path,
+    acked: Option<(Vec<stack_volume::CommitRecord>, bool)>,
+) -> anyhow::Result<DriveRun> {
+    let volume = super::lock::open(ctx, target, args.direct, args.cached, true)?;
     let (doc, report) = verify_report(ctx, &volume, args.object.as_deref(), "verify")?;
     let human = format!("{}{}", human::verdict_line(&doc), human::verify(&doc));
+    let row = Row {
+        verdict: verdict_name(&doc),
+        size_bytes: Some(doc.device.size),
+        written_bytes: 0,
+        write_bytes_per_sec: None,
+        read_bytes: doc.bytes_verified,
+        read_bytes_per_sec: Some(doc.bytes_per_sec),
+        damaged_bytes: doc.damaged.iter().map(|r| r.length).sum(),
+    };
     let mut outcome = Outcome::new(status_of(&doc), "verify", &doc, human)?;
     if let (Some((records, partial)), Some(path)) = (acked, args.acked.as_deref()) {
         let check = volume
@@ -78,5 +118,5 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
             .with_context(|| format!("checking the ack log {}", path.display()))?;
         apply(&mut outcome, &check, partial);
     }
-    Ok(outcome)
+    Ok(DriveRun { outcome, row })
 }
