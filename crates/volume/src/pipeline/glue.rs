@@ -40,6 +40,9 @@ impl EndIo for PoolEndIo {
 #[derive(Clone, Debug)]
 pub(crate) struct IoQueue {
     queue: Arc<SubmitQueue>,
+    /// The engine the queue runs (`super::start_queue` chose it).
+    #[allow(dead_code)]
+    pub(crate) engine: super::Engine,
 }
 
 fn take_pooled(r: &mut BioResult) -> PooledBuf {
@@ -67,7 +70,7 @@ impl IoQueue {
             Some(pool) => Arc::new(PoolEndIo(pool)),
             None => Arc::new(InlineEndIo),
         };
-        let queue = SubmitQueue::try_new(device.clone(), end_io, config).map_err(|source| {
+        let (queue, engine) = super::start_queue(&device, end_io, config).map_err(|source| {
             Error::Device(stack_bio::Error::Io {
                 device: device.info().path,
                 offset: 0,
@@ -78,6 +81,7 @@ impl IoQueue {
         })?;
         Ok(IoQueue {
             queue: Arc::new(queue),
+            engine,
         })
     }
 
