@@ -7,13 +7,40 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// A zeroed heap buffer whose first byte sits at a multiple of `align` (what `O_DIRECT`
 /// asks of buffers). Its length is fixed at creation.
 ///
-/// Built without unsafe code: it over-allocates by `align` bytes and starts at the first
-/// aligned byte; a `Vec`'s heap block never moves when the `Vec` itself moves.
+/// A small buffer over-allocates a `Vec` by `align` bytes and starts at the first
+/// aligned byte (a `Vec`'s heap block never moves when the `Vec` itself moves). A buffer
+/// of [`HUGE_BUF_BYTES`] or more is its own mapping on a huge-page boundary with
+/// transparent huge pages asked for (`sys::HugeMap`): `O_DIRECT` then pins it a huge
+/// page at a time.
 pub struct AlignedBuf {
-    storage: Vec<u8>,
+    storage: Storage,
     start: usize,
     len: usize,
     align: usize,
+}
+
+/// Buffers at least this long are mapped with huge pages (see [`AlignedBuf`]).
+pub const HUGE_BUF_BYTES: usize = crate::sys::HUGE_PAGE_BYTES;
+
+enum Storage {
+    Heap(Vec<u8>),
+    Huge(crate::sys::HugeMap),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Heap(v) => v,
+            Storage::Huge(m) => m.as_slice(),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Heap(v) => v,
+            Storage::Huge(m) => m.as_mut_slice(),
+        }
+    }
 }
 
 impl AlignedBuf {
@@ -26,10 +53,20 @@ impl AlignedBuf {
             align.is_power_of_two(),
             "alignment {align} is not a power of two"
         );
-        let storage = vec![0u8; len + align];
-        let start = storage.as_ptr().align_offset(align);
+        let huge = (len >= HUGE_BUF_BYTES && align <= HUGE_BUF_BYTES)
+            .then(|| crate::sys::HugeMap::new(len))
+            .flatten();
+        let (storage, start) = match huge {
+            // Starts on a huge-page boundary, so on a multiple of `align` too.
+            Some(map) => (Storage::Huge(map), 0),
+            None => {
+                let storage = vec![0u8; len + align];
+                let start = storage.as_ptr().align_offset(align);
+                (Storage::Heap(storage), start)
+            }
+        };
         assert!(start < align);
-        assert!(start + len <= storage.len());
+        assert!(start + len <= storage.bytes().len());
         let buf = Self {
             storage,
             start,
@@ -72,13 +109,13 @@ impl AlignedBuf {
 impl Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
+        &self.storage.bytes()[self.start..self.start + self.len]
     }
 }
 
 impl DerefMut for AlignedBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + self.len]
+        &mut self.storage.bytes_mut()[self.start..self.start + self.len]
     }
 }
 
@@ -302,6 +339,24 @@ impl fmt::Debug for PooledBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_buffer_is_huge_page_aligned_zeroed_and_writable() {
+        let mut buf = AlignedBuf::new(HUGE_BUF_BYTES + 4096, 4096);
+        assert_eq!(buf.len(), HUGE_BUF_BYTES + 4096);
+        assert_eq!(
+            buf.as_ptr() as usize % HUGE_BUF_BYTES,
+            0,
+            "mapped on a huge page"
+        );
+        assert!(buf.iter().all(|&b| b == 0));
+        buf[HUGE_BUF_BYTES + 4095] = 7;
+        let copy = buf.clone();
+        assert_eq!(copy[HUGE_BUF_BYTES + 4095], 7);
+        assert_eq!(copy.align(), 4096);
+        let small = AlignedBuf::new(64 << 10, 4096);
+        assert_eq!(small.as_ptr() as usize % 4096, 0);
+    }
     use std::time::Duration;
 
     #[test]
