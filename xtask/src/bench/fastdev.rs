@@ -23,7 +23,10 @@
 //!   and fio's verify read of the same size;
 //! - `burn-in`: `stackctl burn-in` of the whole device against `dd` writing then reading
 //!   the whole device with `O_DIRECT` (both credited with the device's size);
-//! - `cpu (write)`, `cpu (verify)`: CPU s/GiB of ours against fio's.
+//! - `cpu (write)`, `cpu (verify)`: CPU s/GiB of ours against fio's;
+//! - rows against `ours, threads engine`: the same `stackctl` with `STACK_IO_ENGINE=threads`
+//!   (submitter threads instead of io_uring), alternated in the same run, so the
+//!   engine's effect is measured apart from the machine's swings.
 
 use super::e2e::checks::fio_really_verifies;
 use super::e2e::proc;
@@ -34,6 +37,12 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+/// The engine override `stackctl` honours (`stack_volume::pipeline::ENGINE_ENV`).
+const ENGINE_ENV: &str = stack_volume::pipeline::ENGINE_ENV;
+
+/// The peer name of ours on the threads engine.
+const THREADS_PEER: &str = "ours, threads engine";
 
 /// fio's arguments shared by its write and its verify read: the configuration.
 fn fio_args(name: &str, dev: &Path, bytes: u64) -> Vec<String> {
@@ -143,6 +152,7 @@ fn skip_all(ctx: &mut Ctx, why: &str) {
     for (case, unit, peer, target) in [
         ("write-direct", "GiB/s", "dd oflag=direct", "speedup >= 0.9"),
         ("write-direct", "GiB/s", "fio write io_uring", ""),
+        ("write-direct", "GiB/s", THREADS_PEER, ""),
         (
             "verify-direct",
             "GiB/s",
@@ -150,6 +160,7 @@ fn skip_all(ctx: &mut Ctx, why: &str) {
             "speedup >= 0.95",
         ),
         ("verify-direct", "GiB/s", "fio verify read", "speedup >= 1"),
+        ("verify-direct", "GiB/s", THREADS_PEER, ""),
         ("burn-in", "GiB/s", "dd write+read", "speedup >= 0.9"),
         ("cpu (write)", "CPU s/GiB", "fio write io_uring", ""),
         ("cpu (verify)", "CPU s/GiB", "fio verify read", ""),
@@ -288,6 +299,23 @@ fn cases(
                 )
             }
         })),
+        // Ours again on the threads engine: what io_uring brings, in the same run.
+        side(both(dup(&format), dup(&write_cmd)).map(|(format, write)| {
+            move || {
+                let fmt = env.measure(again(&format).arg("--force").arg(dev), "format", n);
+                fmt?;
+                preread(input)?;
+                env.measure(
+                    again(&write)
+                        .env(ENGINE_ENV, "threads")
+                        .arg("--direct")
+                        .arg(dev)
+                        .arg(input),
+                    "stackctl write --direct (threads)",
+                    n,
+                )
+            }
+        })),
     ];
     let write = alternate(runs, &mut sides);
     drop(sides);
@@ -310,6 +338,8 @@ fn cases(
         &write[2],
         n,
     );
+
+    info_row(ctx, "write-direct", &write[0], THREADS_PEER, &write[3], n);
 
     eprintln!("  fastdev: verify-direct, {} MiB", n / MIB);
     // dd may have written the device last: write the volume again, untimed.
@@ -342,7 +372,7 @@ fn cases(
         (Err(e), _) => Err(e.clone()),
     };
     let mut sides = [
-        side(both(dup(&verify), ours_ready).map(|(verify, ())| {
+        side(both(dup(&verify), ours_ready.clone()).map(|(verify, ())| {
             move || env.measure(again(&verify).arg(dev), "stackctl verify", n)
         })),
         side(dup(&dd).map(|dd| {
@@ -361,6 +391,15 @@ fn cases(
                         .args(fio_args("fastdev-verify", &d, n))
                         .args(["--rw=read", "--iomem_align=4096"]),
                     "fio verify read",
+                    n,
+                )
+            }
+        })),
+        side(both(dup(&verify), ours_ready.clone()).map(|(verify, ())| {
+            move || {
+                env.measure(
+                    again(&verify).env(ENGINE_ENV, "threads").arg(dev),
+                    "stackctl verify (threads)",
                     n,
                 )
             }
@@ -388,6 +427,8 @@ fn cases(
         1.0,
         note,
     );
+
+    info_row(ctx, "verify-direct", &read[0], THREADS_PEER, &read[3], n);
 
     let dev_count = format!("count={}", dev_bytes / MIB);
     let dev_count = dev_count.as_str();
