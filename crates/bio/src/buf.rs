@@ -25,6 +25,8 @@ pub const HUGE_BUF_BYTES: usize = crate::sys::HUGE_PAGE_BYTES;
 enum Storage {
     Heap(Vec<u8>),
     Huge(crate::sys::HugeMap),
+    /// A pool buffer sharing a huge page with its siblings (see [`BufferPool`]).
+    Piece(crate::sys::HugePiece),
 }
 
 impl Storage {
@@ -32,6 +34,7 @@ impl Storage {
         match self {
             Storage::Heap(v) => v,
             Storage::Huge(m) => m.as_slice(),
+            Storage::Piece(p) => p.as_slice(),
         }
     }
 
@@ -39,9 +42,13 @@ impl Storage {
         match self {
             Storage::Heap(v) => v,
             Storage::Huge(m) => m.as_mut_slice(),
+            Storage::Piece(p) => p.as_mut_slice(),
         }
     }
 }
+
+/// Pool buffers from this size up to half a huge page share huge pages.
+const PIECE_MIN_BYTES: usize = 256 << 10;
 
 impl AlignedBuf {
     /// A zeroed buffer of `len` bytes aligned to `align`.
@@ -75,6 +82,31 @@ impl AlignedBuf {
         };
         debug_assert_eq!(buf.as_ptr() as usize % align, 0);
         buf
+    }
+
+    /// Buffers of `len` bytes aligned to `align`, as many as share one huge page (at
+    /// most `max`), or `None` when they would not (too small, too large, or not
+    /// `align`-multiples) or the kernel refuses the mapping.
+    fn huge_pieces(len: usize, align: usize, max: usize) -> Option<Vec<AlignedBuf>> {
+        let fits = (PIECE_MIN_BYTES..=HUGE_BUF_BYTES / 2).contains(&len)
+            && align.is_power_of_two()
+            && len % align == 0;
+        if !fits {
+            return None;
+        }
+        let count = (HUGE_BUF_BYTES / len).min(max).max(1);
+        let pieces = crate::sys::HugePiece::split(len, count)?;
+        Some(
+            pieces
+                .into_iter()
+                .map(|p| AlignedBuf {
+                    storage: Storage::Piece(p),
+                    start: 0,
+                    len,
+                    align,
+                })
+                .collect(),
+        )
     }
 
     /// An aligned copy of `data`.
@@ -233,8 +265,22 @@ impl BufferPool {
         let buf = match state.free.pop() {
             Some(buf) => buf,
             None if state.created < self.inner.count => {
-                state.created += 1;
-                AlignedBuf::new(self.inner.buf_len, self.inner.align)
+                let (len, align) = (self.inner.buf_len, self.inner.align);
+                let room = self.inner.count - state.created;
+                // Buffers shorter than a huge page come several per huge page: `O_DIRECT`
+                // pins them a huge page at a time (see `AlignedBuf`).
+                match AlignedBuf::huge_pieces(len, align, room) {
+                    Some(mut bufs) => {
+                        state.created += bufs.len();
+                        let first = bufs.pop().expect("at least one piece");
+                        state.free.extend(bufs);
+                        first
+                    }
+                    None => {
+                        state.created += 1;
+                        AlignedBuf::new(len, align)
+                    }
+                }
             }
             None => return None,
         };
@@ -354,6 +400,32 @@ mod tests {
         let copy = buf.clone();
         assert_eq!(copy[HUGE_BUF_BYTES + 4095], 7);
         assert_eq!(copy.align(), 4096);
+        let pool = BufferPool::new(3, 1 << 20, 4096);
+        let (mut a, mut b) = (pool.get(), pool.get());
+        assert_eq!(pool.outstanding(), 2);
+        a.fill(1);
+        b.fill(2);
+        assert!(
+            a.iter().all(|&x| x == 1) && b.iter().all(|&x| x == 2),
+            "pieces overlap"
+        );
+        let pair = [a.as_ptr() as usize, b.as_ptr() as usize];
+        let low = pair[0].min(pair[1]);
+        assert_eq!(
+            low % HUGE_BUF_BYTES,
+            0,
+            "two 1 MiB buffers share a huge page"
+        );
+        assert_eq!(pair[0].abs_diff(pair[1]), 1 << 20);
+        let c = pool.get();
+        assert_eq!(
+            c.as_ptr() as usize % HUGE_BUF_BYTES,
+            0,
+            "the third starts a new page"
+        );
+        assert!(pool.try_get().is_none(), "never more than count");
+        drop((a, b, c));
+        assert_eq!(pool.outstanding(), 0);
         let small = AlignedBuf::new(64 << 10, 4096);
         assert_eq!(small.as_ptr() as usize % 4096, 0);
     }

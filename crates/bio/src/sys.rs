@@ -379,6 +379,55 @@ impl HugeMap {
     }
 }
 
+/// Disjoint pieces of one [`HugeMap`], each owned by one value: buffers shorter than a
+/// huge page share one (two 1 MiB pool buffers per 2 MiB page) and still get its pinning.
+#[derive(Debug)]
+pub struct HugePiece {
+    map: std::sync::Arc<HugeMap>,
+    start: usize,
+    len: usize,
+}
+
+impl HugePiece {
+    /// `count` pieces of `len` bytes each, back to back in one new mapping (the mapping
+    /// lives until the last piece is dropped); `None` when the kernel refuses it.
+    pub fn split(len: usize, count: usize) -> Option<Vec<HugePiece>> {
+        let map = std::sync::Arc::new(HugeMap::new(len.checked_mul(count)?)?);
+        Some(
+            (0..count)
+                .map(|i| HugePiece {
+                    map: std::sync::Arc::clone(&map),
+                    start: i * len,
+                    len,
+                })
+                .collect(),
+        )
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the range lies inside the mapping (`split` made it so), which the `Arc`
+        // keeps mapped; no other piece covers these bytes, and a `&mut` to them exists
+        // only through `&mut self`, which this `&self` excludes.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.base.as_ptr().add(self.map.start + self.start),
+                self.len,
+            )
+        }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; pieces are disjoint and not `Clone`, so `&mut self`
+        // is the only way to these bytes. The mapping is writable (`PROT_WRITE`).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.map.base.as_ptr().add(self.map.start + self.start),
+                self.len,
+            )
+        }
+    }
+}
+
 impl Drop for HugeMap {
     fn drop(&mut self) {
         // SAFETY: `base`/`map_len` are exactly the mapping `new` made; no slice of it
