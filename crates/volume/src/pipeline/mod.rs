@@ -11,6 +11,11 @@
 //! Verify: ordered read bios → the end-I/O pool checks every block after the I/O →
 //! results are reported in order.
 //!
+//! The device queue's engine is chosen in one place, `start_queue`: on an `O_DIRECT`
+//! device, io_uring with [`DIRECT_URING_DEPTH`] I/Os in flight, so a fast device always
+//! has the next I/Os queued; elsewhere (a page-cache copy, a wrapped device) or when
+//! the kernel refuses io_uring, submitter threads, with the reason in [`Engine`].
+//!
 //! The pools are separate, as in btrfs: submit-side work that waits for something only
 //! end-I/O work gives back (a buffer, a slot) would, on one bounded pool, end with every
 //! thread waiting while the completions that would free them sit behind them in the same
@@ -100,7 +105,7 @@ impl Pools {
 /// 2-core machine) and `dd` has one.
 pub const DIRECT_URING_DEPTH: usize = 16;
 
-/// Environment variable that overrides the engine choice of [`start_queue`]: `threads`
+/// Environment variable that overrides the engine choice of the pipelines' queue: `threads`
 /// or `io_uring` (for A/B measurements, `docs/PERFORMANCE.md`); anything else is
 /// ignored.
 pub const ENGINE_ENV: &str = "STACK_IO_ENGINE";
