@@ -619,6 +619,44 @@ mod tests {
         }
     }
 
+    /// Loop devices attached over `file` (`losetup -j`).
+    fn attached_over(file: &Path) -> String {
+        let out = Command::new("losetup")
+            .arg("-j")
+            .arg(file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The guard detaches its loop device when dropped, also when a panic unwinds past
+    /// it (the bench must never leave a loop device behind).
+    #[test]
+    fn the_loop_guard_detaches_on_drop_and_on_panic() {
+        if let Some(why) = why_no_loop() {
+            return eprintln!("skipped: {why}");
+        }
+        let dir = std::env::temp_dir().join(format!("fastdev-guard-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("back.img");
+        allocated_file(&file, 4 * MIB).unwrap();
+        let dev = match LoopDev::attach(&file) {
+            Ok(d) => d,
+            Err(why) => return eprintln!("skipped: {why}"),
+        };
+        assert!(!attached_over(&file).is_empty(), "attached");
+        drop(dev);
+        assert_eq!(attached_over(&file), "", "detached on drop");
+        let unwound = std::panic::catch_unwind(|| {
+            let _dev = LoopDev::attach(&file).unwrap();
+            assert!(!attached_over(&file).is_empty());
+            panic!("a case failed");
+        });
+        assert!(unwound.is_err());
+        assert_eq!(attached_over(&file), "", "detached while unwinding");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn an_allocated_file_has_its_size() {
         let path = std::env::temp_dir().join(format!("fastdev-alloc-{}", std::process::id()));
