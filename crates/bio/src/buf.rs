@@ -7,14 +7,48 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// A zeroed heap buffer whose first byte sits at a multiple of `align` (what `O_DIRECT`
 /// asks of buffers). Its length is fixed at creation.
 ///
-/// Built without unsafe code: it over-allocates by `align` bytes and starts at the first
-/// aligned byte; a `Vec`'s heap block never moves when the `Vec` itself moves.
+/// A small buffer over-allocates a `Vec` by `align` bytes and starts at the first
+/// aligned byte (a `Vec`'s heap block never moves when the `Vec` itself moves). A buffer
+/// of [`HUGE_BUF_BYTES`] or more is its own mapping on a huge-page boundary with
+/// transparent huge pages asked for (`sys::HugeMap`): `O_DIRECT` then pins it a huge
+/// page at a time.
 pub struct AlignedBuf {
-    storage: Vec<u8>,
+    storage: Storage,
     start: usize,
     len: usize,
     align: usize,
 }
+
+/// Buffers at least this long are mapped with huge pages (see [`AlignedBuf`]).
+pub const HUGE_BUF_BYTES: usize = crate::sys::HUGE_PAGE_BYTES;
+
+enum Storage {
+    Heap(Vec<u8>),
+    Huge(crate::sys::HugeMap),
+    /// A pool buffer sharing a huge page with its siblings (see [`BufferPool`]).
+    Piece(crate::sys::HugePiece),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Heap(v) => v,
+            Storage::Huge(m) => m.as_slice(),
+            Storage::Piece(p) => p.as_slice(),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Heap(v) => v,
+            Storage::Huge(m) => m.as_mut_slice(),
+            Storage::Piece(p) => p.as_mut_slice(),
+        }
+    }
+}
+
+/// Pool buffers from this size up to half a huge page share huge pages.
+const PIECE_MIN_BYTES: usize = 256 << 10;
 
 impl AlignedBuf {
     /// A zeroed buffer of `len` bytes aligned to `align`.
@@ -26,10 +60,20 @@ impl AlignedBuf {
             align.is_power_of_two(),
             "alignment {align} is not a power of two"
         );
-        let storage = vec![0u8; len + align];
-        let start = storage.as_ptr().align_offset(align);
+        let huge = (len >= HUGE_BUF_BYTES && align <= HUGE_BUF_BYTES)
+            .then(|| crate::sys::HugeMap::new(len))
+            .flatten();
+        let (storage, start) = match huge {
+            // Starts on a huge-page boundary, so on a multiple of `align` too.
+            Some(map) => (Storage::Huge(map), 0),
+            None => {
+                let storage = vec![0u8; len + align];
+                let start = storage.as_ptr().align_offset(align);
+                (Storage::Heap(storage), start)
+            }
+        };
         assert!(start < align);
-        assert!(start + len <= storage.len());
+        assert!(start + len <= storage.bytes().len());
         let buf = Self {
             storage,
             start,
@@ -38,6 +82,31 @@ impl AlignedBuf {
         };
         debug_assert_eq!(buf.as_ptr() as usize % align, 0);
         buf
+    }
+
+    /// Buffers of `len` bytes aligned to `align`, as many as share one huge page (at
+    /// most `max`), or `None` when they would not (too small, too large, or not
+    /// `align`-multiples) or the kernel refuses the mapping.
+    fn huge_pieces(len: usize, align: usize, max: usize) -> Option<Vec<AlignedBuf>> {
+        let fits = (PIECE_MIN_BYTES..=HUGE_BUF_BYTES / 2).contains(&len)
+            && align.is_power_of_two()
+            && len % align == 0;
+        if !fits {
+            return None;
+        }
+        let count = (HUGE_BUF_BYTES / len).min(max).max(1);
+        let pieces = crate::sys::HugePiece::split(len, count)?;
+        Some(
+            pieces
+                .into_iter()
+                .map(|p| AlignedBuf {
+                    storage: Storage::Piece(p),
+                    start: 0,
+                    len,
+                    align,
+                })
+                .collect(),
+        )
     }
 
     /// An aligned copy of `data`.
@@ -72,13 +141,13 @@ impl AlignedBuf {
 impl Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
+        &self.storage.bytes()[self.start..self.start + self.len]
     }
 }
 
 impl DerefMut for AlignedBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + self.len]
+        &mut self.storage.bytes_mut()[self.start..self.start + self.len]
     }
 }
 
@@ -215,8 +284,22 @@ impl BufferPool {
         let buf = match state.free.pop() {
             Some(buf) => buf,
             None if state.created < self.inner.count => {
-                state.created += 1;
-                AlignedBuf::new(self.inner.buf_len, self.inner.align)
+                let (len, align) = (self.inner.buf_len, self.inner.align);
+                let room = self.inner.count - state.created;
+                // Buffers shorter than a huge page come several per huge page: `O_DIRECT`
+                // pins them a huge page at a time (see `AlignedBuf`).
+                match AlignedBuf::huge_pieces(len, align, room) {
+                    Some(mut bufs) => {
+                        state.created += bufs.len();
+                        let first = bufs.pop().expect("at least one piece");
+                        state.free.extend(bufs);
+                        first
+                    }
+                    None => {
+                        state.created += 1;
+                        AlignedBuf::new(len, align)
+                    }
+                }
             }
             None => return None,
         };
@@ -327,6 +410,50 @@ impl fmt::Debug for PooledBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_buffer_is_huge_page_aligned_zeroed_and_writable() {
+        let mut buf = AlignedBuf::new(HUGE_BUF_BYTES + 4096, 4096);
+        assert_eq!(buf.len(), HUGE_BUF_BYTES + 4096);
+        assert_eq!(
+            buf.as_ptr() as usize % HUGE_BUF_BYTES,
+            0,
+            "mapped on a huge page"
+        );
+        assert!(buf.iter().all(|&b| b == 0));
+        buf[HUGE_BUF_BYTES + 4095] = 7;
+        let copy = buf.clone();
+        assert_eq!(copy[HUGE_BUF_BYTES + 4095], 7);
+        assert_eq!(copy.align(), 4096);
+        let pool = BufferPool::new(3, 1 << 20, 4096);
+        let (mut a, mut b) = (pool.get(), pool.get());
+        assert_eq!(pool.outstanding(), 2);
+        a.fill(1);
+        b.fill(2);
+        assert!(
+            a.iter().all(|&x| x == 1) && b.iter().all(|&x| x == 2),
+            "pieces overlap"
+        );
+        let pair = [a.as_ptr() as usize, b.as_ptr() as usize];
+        let low = pair[0].min(pair[1]);
+        assert_eq!(
+            low % HUGE_BUF_BYTES,
+            0,
+            "two 1 MiB buffers share a huge page"
+        );
+        assert_eq!(pair[0].abs_diff(pair[1]), 1 << 20);
+        let c = pool.get();
+        assert_eq!(
+            c.as_ptr() as usize % HUGE_BUF_BYTES,
+            0,
+            "the third starts a new page"
+        );
+        assert!(pool.try_get().is_none(), "never more than count");
+        drop((a, b, c));
+        assert_eq!(pool.outstanding(), 0);
+        let small = AlignedBuf::new(64 << 10, 4096);
+        assert_eq!(small.as_ptr() as usize % 4096, 0);
+    }
     use std::time::Duration;
 
     #[test]

@@ -103,6 +103,10 @@ pub struct FileDevice {
     evict_reads: bool,
     /// The first range an eviction could not drop, said as a sentence.
     stuck: Mutex<Option<String>>,
+    /// Block devices: the largest I/O the kernel hands the driver whole (see
+    /// [`FileDevice::max_unsplit_bytes`]); `None` for regular files or when sysfs does
+    /// not say.
+    max_unsplit_bytes: Option<usize>,
 }
 
 impl FileDevice {
@@ -139,6 +143,7 @@ impl FileDevice {
         })?;
         let meta = file.metadata().map_err(open_err)?;
         let file_type = meta.file_type();
+        let mut max_unsplit_bytes = None;
         let (kind, size_bytes, logical_block_size, model, serial) = if file_type.is_block_device() {
             if opts.create_size_bytes.is_some() {
                 return Err(Error::BadOptions {
@@ -149,6 +154,7 @@ impl FileDevice {
             let size = sys::block_size_bytes(&file).map_err(open_err)?;
             let lbs = sys::block_logical_size(&file).map_err(open_err)?;
             let (model, serial) = sysfs_identity(meta.rdev());
+            max_unsplit_bytes = sysfs_unsplit_bytes(meta.rdev(), lbs);
             (DeviceKind::Block, size, lbs, model, serial)
         } else if file_type.is_file() {
             let mut size = meta.len();
@@ -210,12 +216,30 @@ impl FileDevice {
             info,
             evict_reads,
             stuck: Mutex::new(None),
+            max_unsplit_bytes,
         })
     }
 
     /// The open file, e.g. to map it read-only for verification.
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Block devices: the largest I/O the kernel passes to the driver without splitting
+    /// it, for a buffer whose pages are not physically contiguous: `max_sectors_kb`, and
+    /// `max_segments` pages (a loop device: 128 segments, so 512 KiB). The io_uring
+    /// engine issues larger runs as several parts of at most this: a split of a
+    /// non-blocking (`REQ_NOWAIT`) I/O fails with `EAGAIN`, and io_uring then hands the
+    /// whole I/O to one of its worker threads (every 1 MiB write to a loop device went
+    /// that way, `docs/PERFORMANCE.md` round 8).
+    pub(crate) fn max_unsplit_bytes(&self) -> Option<usize> {
+        self.max_unsplit_bytes
+    }
+
+    /// Tests: pretend the kernel splits I/Os above `bytes` (a regular file has no limit).
+    #[cfg(test)]
+    pub(crate) fn set_max_unsplit_bytes(&mut self, bytes: Option<usize>) {
+        self.max_unsplit_bytes = bytes;
     }
 
     fn name(&self) -> &str {
@@ -444,10 +468,56 @@ fn sysfs_identity(rdev: u64) -> (Option<String>, Option<String>) {
     (read("model"), read("serial"))
 }
 
+/// The block device's queue limits from sysfs (the partition's parent disk holds them
+/// for a partition) as the largest unsplit I/O for 4 KiB pages, a multiple of `lbs`.
+fn sysfs_unsplit_bytes(rdev: u64, lbs: u32) -> Option<usize> {
+    let dev_dir = PathBuf::from(format!(
+        "/sys/dev/block/{}:{}",
+        libc::major(rdev),
+        libc::minor(rdev)
+    ));
+    let dev_dir = std::fs::canonicalize(dev_dir).ok()?;
+    let queue = [Some(dev_dir.as_path()), dev_dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("queue"))
+        .find(|q| q.is_dir())?;
+    let read = |name: &str| -> Option<usize> {
+        std::fs::read_to_string(queue.join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    unsplit_bytes(read("max_sectors_kb")?, read("max_segments")?, lbs)
+}
+
+/// The largest I/O no limit splits: `max_sectors_kb` KiB and `max_segments` 4 KiB pages,
+/// rounded down to whole `lbs` blocks; `None` when the limits make no sense.
+fn unsplit_bytes(max_sectors_kb: usize, max_segments: usize, lbs: u32) -> Option<usize> {
+    const PAGE: usize = 4096;
+    let bytes = max_sectors_kb
+        .checked_mul(1024)?
+        .min(max_segments.checked_mul(PAGE)?);
+    let lbs = usize::try_from(lbs).ok()?.max(PAGE);
+    let bytes = bytes / lbs * lbs;
+    (bytes > 0).then_some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::AlignedBuf;
+
+    #[test]
+    fn unsplit_size_is_the_tighter_limit_in_whole_blocks() {
+        // A loop device: 1280 KiB per request, 128 segments of one page each.
+        assert_eq!(unsplit_bytes(1280, 128, 512), Some(512 << 10));
+        // An NVMe drive: 128 KiB per request is the tighter limit.
+        assert_eq!(unsplit_bytes(128, 127, 4096), Some(128 << 10));
+        assert_eq!(unsplit_bytes(0, 128, 512), None);
+        assert_eq!(unsplit_bytes(1, 128, 4096), None);
+    }
 
     fn opts(direct: bool, read_only: bool, create: Option<u64>) -> OpenOptions {
         OpenOptions {

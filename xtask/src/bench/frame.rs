@@ -56,6 +56,11 @@ impl Ctx {
         self.group = name.to_owned();
     }
 
+    /// The group being measured.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
     /// How many alternating runs of each side a case makes.
     pub fn runs(&self) -> usize {
         if self.quick {

@@ -10,6 +10,7 @@ mod alloc;
 mod bio;
 mod csum;
 mod e2e;
+mod fastdev;
 mod pool;
 
 #[allow(unused_imports)]
@@ -47,6 +48,10 @@ const GROUPS: &[Group] = &[
     Group {
         name: "e2e",
         run: e2e::run,
+    },
+    Group {
+        name: "fastdev",
+        run: fastdev::run,
     },
 ];
 

@@ -40,6 +40,9 @@ impl EndIo for PoolEndIo {
 #[derive(Clone, Debug)]
 pub(crate) struct IoQueue {
     queue: Arc<SubmitQueue>,
+    /// The engine the queue runs (`super::start_queue` chose it).
+    #[allow(dead_code)]
+    pub(crate) engine: super::Engine,
 }
 
 fn take_pooled(r: &mut BioResult) -> PooledBuf {
@@ -65,9 +68,10 @@ impl IoQueue {
             Some(pool) => Arc::new(PoolEndIo(pool)),
             None => Arc::new(InlineEndIo),
         };
-        let queue = SubmitQueue::new(device, end_io, config)?;
+        let (queue, engine) = super::start_queue(&device, end_io, config)?;
         Ok(IoQueue {
             queue: Arc::new(queue),
+            engine,
         })
     }
 

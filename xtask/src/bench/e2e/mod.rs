@@ -21,11 +21,11 @@
 //!   is still listed, with `skipped: <why>` in its note.
 
 mod cases;
-mod checks;
+pub(super) mod checks;
 mod memory;
-mod proc;
-mod rows;
-mod setup;
+pub(super) mod proc;
+pub(super) mod rows;
+pub(super) mod setup;
 
 use super::Ctx;
 use anyhow::Result;

@@ -181,7 +181,7 @@ pub fn skipped_row(
     why: &str,
 ) {
     ctx.push(Row {
-        group: "e2e".to_owned(),
+        group: ctx.group().to_owned(),
         case: case.to_owned(),
         unit: unit.to_owned(),
         ours,

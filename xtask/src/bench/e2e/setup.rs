@@ -68,6 +68,11 @@ impl Env {
         Duration::from_secs(60 + bytes / (50 * MIB))
     }
 
+    /// The `stackctl` binary, or why there is none.
+    pub fn stackctl_path(&self) -> std::result::Result<PathBuf, String> {
+        self.stackctl.clone()
+    }
+
     /// `stackctl SUB` as a command, or why it cannot run (binary missing, or the
     /// command does not answer `--help` with status 0 yet).
     pub fn stackctl(&mut self, sub: &str) -> std::result::Result<Command, String> {
