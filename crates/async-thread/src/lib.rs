@@ -80,5 +80,5 @@ pub use pool::blocking;
 pub use spawner::{FailingSpawner, Spawner, ThreadSpawner};
 pub use stats::Stats;
 pub use work::{Queued, Step, WorkItem};
-pub use workers::{Workers, WorkersBuilder};
+pub use workers::{Ran, Workers, WorkersBuilder};
 pub use workqueue::{WorkQueue, WorkQueueBuilder};

@@ -9,7 +9,8 @@
 //! On top sits the [`SubmitQueue`], after the bio queueing of the btrfs seed: many
 //! threads hand it [`Bio`]s, a few submitters per device pick them in order and run
 //! several at once, merging contiguous bios into large vectored I/O, with a bound on the
-//! bytes in flight, and completions run on an end-I/O `Workers` pool. Without it, N threads writing one
+//! bytes in flight, and completions run on an end-I/O `Workers` pool
+//! ([`CallerRunsEndIo`] runs them on the submitter instead while that pool is saturated). Without it, N threads writing one
 //! stream (or N streams) send the disk a shuffle of small writes. With
 //! [`QueueConfig::io_uring`] one thread keeps the I/Os in flight through an io_uring
 //! instead of one submitter thread per I/O, under the same rules. Between streams the
@@ -46,6 +47,7 @@ mod bio;
 mod buf;
 mod crash;
 mod device;
+mod endio;
 mod error;
 mod faulty;
 mod file;
@@ -60,6 +62,7 @@ mod uring;
 pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};
 pub use buf::{AlignedBuf, BufferPool, PooledBuf};
 pub use crash::{CrashMode, CRASH_LOG_LIMIT_BYTES};
+pub use endio::CallerRunsEndIo;
 pub use device::{Backing, Device, DeviceInfo, DeviceKind, ReadPath, Residency};
 pub use error::Error;
 pub use faulty::FaultyDevice;

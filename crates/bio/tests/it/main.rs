@@ -7,3 +7,4 @@ mod loopdev;
 mod queue;
 mod stamped;
 mod uring;
+mod verified_reads;
