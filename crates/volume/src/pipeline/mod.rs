@@ -21,6 +21,7 @@
 #[cfg(test)]
 mod deadlock_tests;
 mod glue;
+mod read;
 mod ticket;
 mod verify;
 mod verify_chunk;
@@ -34,6 +35,7 @@ use stack_async_thread::Workers;
 
 use crate::Error;
 
+pub(crate) use read::read_object;
 pub use write::{PlannedWrite, Source};
 
 /// Bytes per pipeline buffer (one bio); checksums are computed on whole buffers, so the
@@ -60,7 +62,8 @@ impl std::fmt::Debug for Pools {
     }
 }
 
-fn cpus() -> usize {
+/// CPUs this process may use (2 when the system cannot say).
+pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 

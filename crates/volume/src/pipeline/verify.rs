@@ -1,15 +1,16 @@
 //! The verify pipeline: the superblocks, the object table and every run's checksum blocks
-//! are read through the device here; the data blocks go to the parallel readers of
-//! `verify_read.rs` in 4 MiB chunks, checked by `verify_chunk.rs`, and come back in
-//! order, so damage is reported in object and offset order whatever the worker count.
+//! are read through the device here; the data blocks are read through the device's
+//! queue by `verify_read.rs` in chunks, checked by `verify_chunk.rs` on the end-I/O pool
+//! as each read completes, and come back in order, so damage is reported in object and
+//! offset order whatever the number of reads in flight.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::verify_chunk::{ChunkCheck, ChunkResult};
-use super::verify_read::{buffered_workers, direct_workers, with_readers, PIECE_BYTES, TASK_BYTES};
+use super::verify_chunk::ChunkCheck;
+use super::verify_read::{ChunkResult, Reads};
 use crate::format::SB_SLOT_OFFSETS;
-use crate::format::{ObjectKind, ObjectRecord, Run};
+use crate::format::ObjectRecord;
 use crate::options::{cancelled, Progress, VerifyOptions};
 use crate::report::{MetadataDamage, SuperblockState, VerifyReport};
 use crate::volume::{judge_slots, load_table, CsumWindow, Rejected, Volume};
@@ -53,13 +54,8 @@ impl Volume {
         };
         let total: u64 = objects.iter().map(|o| o.size_bytes).sum();
         let bs = u64::from(self.sb.block_size_bytes);
-        let direct = self.device.info().direct;
-        let (workers, piece_bytes) = if direct {
-            (direct_workers(), TASK_BYTES)
-        } else {
-            (buffered_workers(), PIECE_BYTES)
-        };
-        let chunk_blocks = TASK_BYTES as u64 / bs;
+        let mut reads = Reads::new(self.device.clone(), self.pools()?.end_io.clone(), false)?;
+        let chunk_blocks = reads.chunk_blocks(bs);
         let mut done_bytes = 0u64;
         let mut emit = |r: ChunkResult| {
             report.blocks_verified += r.blocks;
@@ -76,74 +72,55 @@ impl Volume {
                     total_bytes: Some(total),
                 });
             }
+            Ok(())
         };
         let mut interrupted = false;
         let mut incomplete = Vec::new();
         let mut objects_verified = 0u64;
         let mut csum_damage = Vec::new();
         let mut csum_window = CsumWindow::default();
-        with_readers(workers, piece_bytes, |readers| -> Result<(), Error> {
-            'objects: for record in objects {
-                objects_verified += 1;
-                if !record.complete {
-                    incomplete.push(record.name.clone());
-                }
-                let object: Arc<str> = Arc::from(record.name.as_str());
-                let mut run_logical = 0u64;
-                for run in &record.runs {
-                    let expected = match self.load_run_csums_via(&mut csum_window, run) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            csum_damage.push(MetadataDamage {
-                                what: "checksum block".into(),
-                                object: Some(record.name.clone()),
-                                physical_offset: run.csum_start_block * bs,
-                                detail: format!(
-                                    "checksums of logical bytes {}..{}: {e}",
-                                    run_logical,
-                                    run_logical + run.data_blocks * bs
-                                ),
-                            });
-                            match self.rebuild_pattern_csums(record, run, run_logical) {
-                                Some(c) => c,
-                                None => {
-                                    // User data without its checksums cannot be checked.
-                                    run_logical += run.data_blocks * bs;
-                                    continue;
-                                }
-                            }
+        'objects: for record in objects {
+            objects_verified += 1;
+            if !record.complete {
+                incomplete.push(record.name.clone());
+            }
+            let object: Arc<str> = Arc::from(record.name.as_str());
+            for (run, run_logical) in record.runs_with_offsets(bs) {
+                let check = ChunkCheck::new(self, record, object.clone(), *run, run_logical);
+                let expected = match self.load_run_csums_via(&mut csum_window, run) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        csum_damage.push(MetadataDamage {
+                            what: "checksum block".into(),
+                            object: Some(record.name.clone()),
+                            physical_offset: run.csum_start_block * bs,
+                            detail: format!(
+                                "checksums of logical bytes {}..{}: {e}",
+                                run_logical,
+                                run_logical + run.data_blocks * bs
+                            ),
+                        });
+                        match check.rebuilt_csums() {
+                            Some(c) => c,
+                            // User data without its checksums cannot be checked.
+                            None => continue,
                         }
-                    };
-                    let expected = Arc::new(expected);
-                    let mut index = 0u64;
-                    while index < run.data_blocks {
-                        if cancelled(&opts.cancel) {
-                            interrupted = true;
-                            break 'objects;
-                        }
-                        let n = chunk_blocks.min(run.data_blocks - index);
-                        let check = ChunkCheck {
-                            object: object.clone(),
-                            object_id: record.id,
-                            kind: record.kind,
-                            run: *run,
-                            first_index: index,
-                            run_logical,
-                            blocks: n,
-                            expected: expected.clone(),
-                            csum: self.csum,
-                            algorithm: self.sb.algorithm,
-                            salt: self.salt,
-                            device: self.device.clone(),
-                        };
-                        readers.submit(check, &mut emit)?;
-                        index += n;
                     }
-                    run_logical += run.data_blocks * bs;
+                };
+                let run_check = check.with_expected(expected);
+                let mut index = 0u64;
+                while index < run.data_blocks {
+                    if cancelled(&opts.cancel) {
+                        interrupted = true;
+                        break 'objects;
+                    }
+                    let n = chunk_blocks.min(run.data_blocks - index);
+                    reads.submit(run_check.part(index, n), &mut emit)?;
+                    index += n;
                 }
             }
-            readers.finish(&mut emit)
-        })??;
+        }
+        reads.finish(&mut emit)?;
         report.interrupted |= interrupted;
         report.objects_verified += objects_verified;
         report.incomplete_objects.extend(incomplete);
@@ -156,36 +133,6 @@ impl Volume {
         (report.source, report.source_warning) = self.read_source();
         report.elapsed = started.elapsed();
         Ok(report)
-    }
-
-    /// Pattern objects survive damaged checksum blocks: the checksums are recomputed from
-    /// the blocks that belong there.
-    fn rebuild_pattern_csums(
-        &self,
-        record: &ObjectRecord,
-        run: &Run,
-        run_logical: u64,
-    ) -> Option<Vec<u64>> {
-        let ObjectKind::Pattern { seed } = record.kind else {
-            return None;
-        };
-        let bs = self.sb.block_size_bytes as usize;
-        let mut block = vec![0u8; bs];
-        Some(
-            (0..run.data_blocks)
-                .map(|i| {
-                    self.expected_pattern_block(
-                        record,
-                        run,
-                        run_logical + i * bs as u64,
-                        i,
-                        seed,
-                        &mut block,
-                    );
-                    self.csum.block(run.data_start_block + i, &block)
-                })
-                .collect(),
-        )
     }
 
     /// Judges both slots again by the rule open used (`judge_slots`), so verify, `ls`

@@ -39,6 +39,16 @@ pub use lock::{FileId, Holder, LockMode, VolumeLock};
 pub(crate) use open::{judge_slots, load_table, read_slot, Rejected, SlotRead};
 pub(crate) use read::{encode_csum, CsumWindow};
 
+/// What checking data blocks needs of a volume: the pipelines' view of it, so they
+/// need none of its fields.
+#[derive(Clone)]
+pub(crate) struct CheckView {
+    pub(crate) device: Arc<dyn Device>,
+    pub(crate) csum: BlockCsum,
+    pub(crate) algorithm: stack_csum::Algorithm,
+    pub(crate) salt: u64,
+}
+
 /// Blocks of free space a volume has at least, besides its superblocks.
 pub const MIN_FREE_BLOCKS: u64 = 16;
 
@@ -328,6 +338,16 @@ impl Volume {
         }
         let queue = AllocQueue::new(Arc::new(self.alloc.clone()))?;
         Ok(self.alloc_queue.get_or_init(|| queue))
+    }
+
+    /// What the pipelines need to check data blocks.
+    pub(crate) fn check_view(&self) -> CheckView {
+        CheckView {
+            device: self.device.clone(),
+            csum: self.csum,
+            algorithm: self.sb.algorithm,
+            salt: self.salt,
+        }
     }
 
     /// The device the volume lives on.
