@@ -690,7 +690,10 @@ fn saturated_pool() -> (Workers, std::sync::mpsc::Sender<()>) {
     .unwrap();
     started_rx.recv().unwrap();
     pool.queue(|| {}).unwrap();
-    assert!(eventually(Duration::from_secs(5), || pool.stats().pending_per_worker == vec![1]));
+    assert!(eventually(Duration::from_secs(5), || pool
+        .stats()
+        .pending_per_worker
+        == vec![1]));
     (pool, tx)
 }
 
@@ -716,13 +719,20 @@ fn run_or_queue_runs_on_the_caller_only_when_saturated() {
             .unwrap(),
         Ran::Caller
     );
-    assert_eq!(rx.try_recv().unwrap(), me, "ran before returning, on the caller");
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        me,
+        "ran before returning, on the caller"
+    );
     assert_eq!(pool.run_or_queue(|| panic!("boom")).unwrap(), Ran::Caller);
     let stats = pool.stats();
     assert_eq!((stats.caller_runs, stats.panics), (2, 1));
     drop(release);
     pool.shutdown();
-    assert!(matches!(pool.run_or_queue(|| {}), Err(Error::ShutDown { .. })));
+    assert!(matches!(
+        pool.run_or_queue(|| {}),
+        Err(Error::ShutDown { .. })
+    ));
 }
 
 /// An ordered stream mixing queued and caller-run items keeps queue order.
@@ -733,7 +743,9 @@ fn ordered_run_or_queue_keeps_order() {
     let out = Arc::new(Mutex::new(Vec::new()));
     let o = Arc::clone(&out);
     // Queued behind the held worker...
-    stream.queue(|| 0, move |v| o.lock().unwrap().push(v)).unwrap();
+    stream
+        .queue(|| 0, move |v| o.lock().unwrap().push(v))
+        .unwrap();
     // ...so these run on the caller, and their ordered halves wait for item 0.
     for i in 1..4 {
         let o = Arc::clone(&out);

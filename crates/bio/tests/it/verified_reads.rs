@@ -62,7 +62,15 @@ fn read_back(dev: Arc<dyn Device>, end_io: Workers) -> BTreeMap<u64, Checked> {
                 .map(|i| first + i)
                 .collect();
             let io_error = r.result.is_err();
-            tx.send((first, Checked { bad, io_error, thread })).unwrap();
+            tx.send((
+                first,
+                Checked {
+                    bad,
+                    io_error,
+                    thread,
+                },
+            ))
+            .unwrap();
         }));
     }
     drop(tx);
@@ -73,7 +81,9 @@ fn read_back(dev: Arc<dyn Device>, end_io: Workers) -> BTreeMap<u64, Checked> {
 
 #[test]
 fn reads_are_verified_on_the_end_io_pool_as_they_complete() {
-    let faulty = Arc::new(FaultyDevice::new(Arc::new(MemDevice::new(BLOCKS * BLOCK as u64))));
+    let faulty = Arc::new(FaultyDevice::new(Arc::new(MemDevice::new(
+        BLOCKS * BLOCK as u64,
+    ))));
     faulty.flip_on_read(37 * BLOCK as u64 + 100, 0x10);
     faulty.fail_reads(200 * BLOCK as u64..200 * BLOCK as u64 + 1);
     let pool = Workers::builder("verify-endio")
@@ -81,10 +91,18 @@ fn reads_are_verified_on_the_end_io_pool_as_they_complete() {
         .build()
         .unwrap();
     let out = read_back(faulty, pool.clone());
-    assert_eq!(out.len() as u64, BLOCKS / BIO_BLOCKS, "every read completed once");
+    assert_eq!(
+        out.len() as u64,
+        BLOCKS / BIO_BLOCKS,
+        "every read completed once"
+    );
     let bad: Vec<u64> = out.values().flat_map(|c| c.bad.clone()).collect();
     assert_eq!(bad, vec![37], "the flipped block, and only it");
-    let failed: Vec<u64> = out.iter().filter(|(_, c)| c.io_error).map(|(f, _)| *f).collect();
+    let failed: Vec<u64> = out
+        .iter()
+        .filter(|(_, c)| c.io_error)
+        .map(|(f, _)| *f)
+        .collect();
     assert_eq!(failed, vec![192], "the read holding the unreadable byte");
     for c in out.values() {
         assert!(
@@ -95,7 +113,11 @@ fn reads_are_verified_on_the_end_io_pool_as_they_complete() {
     }
     pool.flush();
     let stats = pool.stats();
-    assert_eq!(stats.run, BLOCKS / BIO_BLOCKS, "pool or caller-runs ran each once");
+    assert_eq!(
+        stats.run,
+        BLOCKS / BIO_BLOCKS,
+        "pool or caller-runs ran each once"
+    );
 }
 
 /// With every end-I/O worker busy and work waiting, completions run on the submitter

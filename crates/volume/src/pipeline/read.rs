@@ -44,17 +44,17 @@ pub(crate) fn read_object(
     let object: Arc<str> = Arc::from(record.name.as_str());
     let mut csum_window = CsumWindow::default();
     for (run, run_logical) in record.runs_with_offsets(bs) {
-        let csums = vol
-            .load_run_csums_via(&mut csum_window, run)
-            .map_err(|e| Error::DamagedChecksums {
-                object: record.name.clone(),
-                logical_offset: run_logical,
-                logical_end: run_logical + run.data_blocks * bs,
-                physical_offset: run.csum_start_block * bs,
-                detail: e.to_string(),
-            })?;
-        let check = ChunkCheck::new(vol, record, object.clone(), *run, run_logical)
-            .with_expected(csums);
+        let csums =
+            vol.load_run_csums_via(&mut csum_window, run)
+                .map_err(|e| Error::DamagedChecksums {
+                    object: record.name.clone(),
+                    logical_offset: run_logical,
+                    logical_end: run_logical + run.data_blocks * bs,
+                    physical_offset: run.csum_start_block * bs,
+                    detail: e.to_string(),
+                })?;
+        let check =
+            ChunkCheck::new(vol, record, object.clone(), *run, run_logical).with_expected(csums);
         let mut index = 0u64;
         while index < run.data_blocks {
             let n = chunk_blocks.min(run.data_blocks - index);

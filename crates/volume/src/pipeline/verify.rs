@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use super::verify_chunk::ChunkCheck;
 use super::verify_read::{ChunkResult, Reads};
-use crate::format::SB_SLOT_OFFSETS;
 use crate::format::ObjectRecord;
+use crate::format::SB_SLOT_OFFSETS;
 use crate::options::{cancelled, Progress, VerifyOptions};
 use crate::report::{MetadataDamage, SuperblockState, VerifyReport};
 use crate::volume::{judge_slots, load_table, CsumWindow, Rejected, Volume};

@@ -28,7 +28,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use stack_async_thread::Workers;
-use stack_bio::{Bio, BioBuf, BufferPool, CallerRunsEndIo, Device, PooledBuf, QueueConfig, SubmitQueue};
+use stack_bio::{
+    Bio, BioBuf, BufferPool, CallerRunsEndIo, Device, PooledBuf, QueueConfig, SubmitQueue,
+};
 
 use super::verify_chunk::ChunkCheck;
 use crate::format::MAX_BLOCK_BYTES;
@@ -145,7 +147,10 @@ impl Reads {
     }
 
     /// Reports every finished chunk that is next in order.
-    fn emit_ready(&mut self, emit: &mut impl FnMut(ChunkResult) -> Result<(), Error>) -> Result<(), Error> {
+    fn emit_ready(
+        &mut self,
+        emit: &mut impl FnMut(ChunkResult) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         while let Some(r) = self.waiting.remove(&self.next_seq) {
             self.next_seq += 1;
             emit(r)?;
@@ -198,7 +203,16 @@ impl Reads {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let damaged = match &buf {
                     Some(b) => check.run(b, r.result),
-                    None => check.run(&[], Err(r.result.err().unwrap_or_else(|| stack_bio::Error::Cancelled { device: String::new(), offset }))),
+                    None => check.run(
+                        &[],
+                        Err(r
+                            .result
+                            .err()
+                            .unwrap_or_else(|| stack_bio::Error::Cancelled {
+                                device: String::new(),
+                                offset,
+                            })),
+                    ),
                 };
                 ChunkResult {
                     blocks: check.blocks,

@@ -44,27 +44,36 @@ const MAX_CSUM_WRITE_BYTES: usize = 4 << 20;
 /// A run starts on a free extent of at least this much when one exists.
 const LONG_EXTENT_BYTES: u64 = 1 << 20;
 
-/// Most CPUs on which the pre-I/O work (pattern, checksums) runs on the caller's thread.
-///
-/// With two cores, one is busy in the submitter copying every byte into the device (the
-/// page cache), so the other has nothing better to do than read and checksum: the submit
-/// pool would add two thread hand-offs per chunk (a wake-up latency each on a shared
-/// machine) and no parallelism. With more cores the pool checksums chunks in parallel.
-const INLINE_PRE_IO_MAX_CPUS: usize = 2;
-
 #[cfg(test)]
 thread_local! {
-    /// Tests: `Some(inline)` overrides [`pre_io_inline`] on this thread.
+    /// Tests: `Some(true)` runs the pre-I/O work on the caller's thread always,
+    /// `Some(false)` always on the submit pool; `None` lets the pool's caller-runs
+    /// policy choose (the product).
     pub(crate) static FORCE_INLINE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
 }
 
-/// Whether this write computes its pre-I/O work on the caller's thread.
-fn pre_io_inline() -> bool {
+/// Hands a chunk's pre-I/O work to the submit pool's ordered stream: on the pool while
+/// a worker is free, on the caller's thread when the pool is saturated (caller-runs).
+/// On two cores, where one is busy in the submitter copying every byte into the page
+/// cache, that is mostly the caller, with no hand-off per chunk; with more cores the
+/// pool checksums chunks in parallel.
+fn pre_io<T: Send + 'static>(
+    ordered: &stack_async_thread::Ordered,
+    pre: impl FnOnce() -> T + Send + 'static,
+    post: impl FnOnce(T) + Send + 'static,
+) -> Result<(), Error> {
     #[cfg(test)]
-    if let Some(forced) = FORCE_INLINE.with(std::cell::Cell::get) {
-        return forced;
+    match FORCE_INLINE.with(std::cell::Cell::get) {
+        Some(true) => {
+            ordered.flush();
+            post(pre());
+            return Ok(());
+        }
+        Some(false) => return Ok(ordered.queue(pre, post)?),
+        None => {}
     }
-    super::cpus() <= INLINE_PRE_IO_MAX_CPUS
+    ordered.run_or_queue(pre, post)?;
+    Ok(())
 }
 
 /// A chunk after its pre-I/O work: buffer, block checksums, whether they could be
@@ -157,6 +166,8 @@ struct Writer<'v> {
     /// Runs whose checksum blocks are written, not committed yet.
     ready: Vec<Run>,
     inflight: Arc<Inflight>,
+    /// The device's queue: every data bio and the checksum streams go through it.
+    queue: IoQueue,
     allocs: Allocs,
     data_goal: u64,
     csum_goal: u64,
@@ -265,6 +276,8 @@ impl Volume {
             sealed: VecDeque::new(),
             ready: Vec::new(),
             inflight: Arc::default(),
+            // Completions only record checksums and return the buffer: on the submitters.
+            queue: IoQueue::new(self.device.clone(), None)?,
             allocs,
             data_goal: last.map_or(0, |r| r.data_start_block + r.data_blocks),
             csum_goal: last.map_or(0, |r| r.csum_start_block),
@@ -397,10 +410,8 @@ impl Writer<'_> {
     fn pump(&mut self, source: &mut Source<'_>) -> Result<bool, Error> {
         let bs = self.bs();
         let pool = BufferPool::new(POOL_BUFFERS, CHUNK_BYTES, IO_ALIGN_BYTES);
-        // Completions only record checksums and return the buffer: on the submitters.
-        let queue = IoQueue::new(self.vol.device.clone(), None)?;
+        let queue = self.queue.clone();
         let ordered = self.vol.pools()?.submit.ordered();
-        let inline = pre_io_inline();
         let csum = self.vol.csum;
         let salt = self.vol.salt;
         let (object_id, seed) = match self.record.kind {
@@ -504,11 +515,7 @@ impl Writer<'_> {
                     ticket.finish(result.map_err(Error::Device));
                 });
             };
-            if inline {
-                post(pre());
-            } else {
-                ordered.queue(pre, post)?;
-            }
+            pre_io(&ordered, pre, post)?;
             run.used_blocks += blocks;
             self.logical += n;
             self.since_commit_bytes += n;

@@ -13,7 +13,6 @@ use super::{
     MAX_HELD_CSUM_DATA_BYTES,
 };
 use crate::format::{csum_stream_blocks, encode_meta_stream, MetaKind, Run};
-use crate::volume::write_blocks;
 use crate::Error;
 
 impl Writer<'_> {
@@ -275,7 +274,8 @@ impl Writer<'_> {
         runs: &mut Vec<Run>,
     ) -> Result<(), Error> {
         let v = &*self.vol;
-        match write_blocks(&*v.device, start, bytes, v.sb.block_size_bytes) {
+        let at = start * u64::from(v.sb.block_size_bytes);
+        match self.queue.write_and_wait(at, bytes) {
             Ok(()) => {
                 self.ready.append(runs);
                 Ok(())
