@@ -669,28 +669,19 @@ impl Writer<'_> {
         if keep_ready && self.vol.broken.is_none() {
             let _ = self.write_done_csums();
         }
-        let bs32 = self.vol.sb.block_size_bytes;
-        let width = self.width();
         let mut give_back = Vec::new();
         if let Some((run, _)) = self.open.take() {
             give_back.extend([run.data, run.csum]);
         }
         for s in std::mem::take(&mut self.sealed) {
-            let r = s.run;
-            give_back.extend([
-                Extent::new(r.data_start_block, r.data_blocks),
-                Extent::new(r.csum_start_block, r.csum_blocks(bs32, width)),
-            ]);
+            give_back.extend(self.vol.run_extents(&s.run));
         }
         give_back.extend(self.csum_area.take());
         give_back.extend(self.vol.meta_reserve.take());
         let keep = keep_ready && self.vol.broken.is_none() && !self.ready.is_empty();
         if !keep {
             for r in std::mem::take(&mut self.ready) {
-                give_back.extend([
-                    Extent::new(r.data_start_block, r.data_blocks),
-                    Extent::new(r.csum_start_block, r.csum_blocks(bs32, width)),
-                ]);
+                give_back.extend(self.vol.run_extents(&r));
             }
         }
         for e in give_back {
@@ -716,15 +707,7 @@ impl Writer<'_> {
             let kept_runs = resumed_from.as_ref().map_or(0, |r| r.runs.len());
             let dropped: Vec<Extent> = self.record.runs[kept_runs..]
                 .iter()
-                .flat_map(|r| {
-                    [
-                        Extent::new(r.data_start_block, r.data_blocks),
-                        Extent::new(
-                            r.csum_start_block,
-                            r.csum_blocks(self.vol.sb.block_size_bytes, self.width()),
-                        ),
-                    ]
-                })
+                .flat_map(|r| self.vol.run_extents(r))
                 .collect();
             table.objects.extend(resumed_from.clone());
             self.vol.commit_released(table, dropped)?;

@@ -22,7 +22,7 @@ use stack_bio::Device;
 use stack_csum::BlockCsum;
 
 use crate::format::{
-    block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Superblock, MAX_BLOCK_BYTES,
+    block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Run, Superblock, MAX_BLOCK_BYTES,
     MAX_TOTAL_BLOCKS, SB_SLOT_OFFSETS,
 };
 use crate::options::{
@@ -37,7 +37,7 @@ pub use device::{device_read_source, open_raw_device};
 pub(crate) use io::{read_blocks, write_blocks, IO_ALIGN_BYTES};
 pub use lock::{FileId, Holder, LockMode, VolumeLock};
 pub(crate) use open::{judge_slots, load_table, read_slot, Rejected, SlotRead};
-pub(crate) use read::{encode_csum, CsumWindow};
+pub(crate) use read::CsumWindow;
 
 /// What checking data blocks needs of a volume: the pipelines' view of it, so they
 /// need none of its fields.
@@ -119,6 +119,18 @@ pub(crate) fn min_blocks(block_size_bytes: u32) -> u64 {
     SB_SLOT_OFFSETS[1] / u64::from(block_size_bytes) + 1 + MIN_FREE_BLOCKS
 }
 
+/// The blocks a run holds: its data extent and its checksum stream's extent. The one
+/// mapping from a run to extents (allocation, release, accounting all use it).
+pub(crate) fn run_extents(run: &Run, block_size_bytes: u32, width_bytes: usize) -> [Extent; 2] {
+    [
+        Extent::new(run.data_start_block, run.data_blocks),
+        Extent::new(
+            run.csum_start_block,
+            run.csum_blocks(block_size_bytes, width_bytes),
+        ),
+    ]
+}
+
 /// Every extent a committed table references: its own blocks, data and checksum runs.
 pub(crate) fn table_refs(
     table: &ObjectTable,
@@ -126,17 +138,10 @@ pub(crate) fn table_refs(
     block_size_bytes: u32,
     width_bytes: usize,
 ) -> Vec<Extent> {
-    let mut out = vec![meta];
-    for o in &table.objects {
-        for r in &o.runs {
-            out.push(Extent::new(r.data_start_block, r.data_blocks));
-            out.push(Extent::new(
-                r.csum_start_block,
-                r.csum_blocks(block_size_bytes, width_bytes),
-            ));
-        }
-    }
-    out
+    let runs = table.objects.iter().flat_map(|o| &o.runs);
+    std::iter::once(meta)
+        .chain(runs.flat_map(|r| run_extents(r, block_size_bytes, width_bytes)))
+        .collect()
 }
 
 impl Volume {
@@ -431,20 +436,16 @@ impl Volume {
 
     /// The data and checksum extents of a record.
     pub(crate) fn record_extents(&self, record: &ObjectRecord) -> Vec<Extent> {
-        let width = self.sb.algorithm.width_bytes();
-        record
-            .runs
-            .iter()
-            .flat_map(|r| {
-                [
-                    Extent::new(r.data_start_block, r.data_blocks),
-                    Extent::new(
-                        r.csum_start_block,
-                        r.csum_blocks(self.sb.block_size_bytes, width),
-                    ),
-                ]
-            })
-            .collect()
+        record.runs.iter().flat_map(|r| self.run_extents(r)).collect()
+    }
+
+    /// [`run_extents`] in this volume's geometry.
+    pub(crate) fn run_extents(&self, run: &Run) -> [Extent; 2] {
+        run_extents(
+            run,
+            self.sb.block_size_bytes,
+            self.sb.algorithm.width_bytes(),
+        )
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), Error> {

@@ -6,7 +6,7 @@ use std::io::Write;
 use stack_bio::AlignedBuf;
 
 use super::{read_blocks, Volume};
-use crate::format::{decode_meta_stream, MetaKind, Run};
+use crate::format::{decode_csums, decode_meta_stream, MetaKind, Run};
 use crate::Error;
 
 /// Bytes of checksum blocks one read of a [`CsumWindow`] covers.
@@ -42,9 +42,8 @@ impl CsumWindow {
 impl Volume {
     /// The stored checksums of a run's data blocks, from its checksum blocks.
     pub(crate) fn load_run_csums(&self, run: &Run) -> Result<Vec<u64>, Error> {
-        let bs = self.sb.block_size_bytes;
-        let blocks = run.csum_blocks(bs, self.sb.algorithm.width_bytes());
-        let bytes = read_blocks(&*self.device, run.csum_start_block, blocks, bs)?;
+        let csum = self.run_extents(run)[1];
+        let bytes = read_blocks(&*self.device, csum.start, csum.len, self.sb.block_size_bytes)?;
         self.decode_run_csums(run, &bytes)
     }
 
@@ -58,8 +57,8 @@ impl Volume {
         run: &Run,
     ) -> Result<Vec<u64>, Error> {
         let bs = u64::from(self.sb.block_size_bytes);
-        let blocks = run.csum_blocks(self.sb.block_size_bytes, self.sb.algorithm.width_bytes());
-        let start = run.csum_start_block;
+        let csum = self.run_extents(run)[1];
+        let (start, blocks) = (csum.start, csum.len);
         let Some(end) = start.checked_add(blocks) else {
             return self.load_run_csums(run);
         };
@@ -104,7 +103,7 @@ impl Volume {
             self.sb.block_size_bytes,
             &mut payload,
         )?;
-        Ok(payload.chunks_exact(width).map(decode_csum).collect())
+        Ok(decode_csums(&payload, width))
     }
 
     /// Writes object `name` to `out`, verifying every block first; a damaged block is an
@@ -115,16 +114,4 @@ impl Volume {
         })?;
         crate::pipeline::read_object(self, record, out)
     }
-}
-
-/// A stored checksum (4 or 8 bytes, little-endian) as a `u64`.
-pub(crate) fn decode_csum(bytes: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b[..bytes.len()].copy_from_slice(bytes);
-    u64::from_le_bytes(b)
-}
-
-/// Appends a checksum in its stored width.
-pub(crate) fn encode_csum(value: u64, width_bytes: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(&value.to_le_bytes()[..width_bytes]);
 }

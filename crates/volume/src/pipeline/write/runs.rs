@@ -12,7 +12,7 @@ use super::{
     OpenRun, SealedRun, Writer, LONG_EXTENT_BYTES, MAX_AREA_DATA_BYTES, MAX_CSUM_WRITE_BYTES,
     MAX_HELD_CSUM_DATA_BYTES,
 };
-use crate::format::{csum_stream_blocks, encode_meta_stream, MetaKind, Run};
+use crate::format::{csum_stream_blocks, encode_csums, encode_meta_stream, MetaKind, Run};
 use crate::Error;
 
 impl Writer<'_> {
@@ -228,10 +228,12 @@ impl Writer<'_> {
                 break;
             }
             let s = self.sealed.pop_front().expect("front exists");
-            let mut payload = Vec::with_capacity(s.run.data_blocks as usize * width);
-            for &c in s.csums.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                crate::volume::encode_csum(c, width, &mut payload);
-            }
+            let mut payload = Vec::new();
+            encode_csums(
+                &s.csums.lock().unwrap_or_else(|e| e.into_inner()),
+                width,
+                &mut payload,
+            );
             let v = &*self.vol;
             let bytes = encode_meta_stream(
                 MetaKind::Checksums,
@@ -281,15 +283,10 @@ impl Writer<'_> {
                 Ok(())
             }
             Err(e) => {
-                let (bs32, width) = (v.sb.block_size_bytes, self.width());
                 for r in runs.drain(..) {
-                    let _ = v
-                        .alloc
-                        .free_uncommitted(Extent::new(r.data_start_block, r.data_blocks));
-                    let _ = v.alloc.free_uncommitted(Extent::new(
-                        r.csum_start_block,
-                        r.csum_blocks(bs32, width),
-                    ));
+                    for extent in v.run_extents(&r) {
+                        let _ = v.alloc.free_uncommitted(extent);
+                    }
                 }
                 Err(e)
             }
