@@ -10,10 +10,9 @@ use std::time::Instant;
 use super::verify_chunk::ChunkCheck;
 use super::verify_read::{ChunkResult, Reads};
 use crate::format::ObjectRecord;
-use crate::format::SB_SLOT_OFFSETS;
 use crate::options::{cancelled, Progress, VerifyOptions};
-use crate::report::{MetadataDamage, SuperblockState, VerifyReport};
-use crate::volume::{judge_slots, load_table, CsumWindow, Rejected, Volume};
+use crate::report::{MetadataDamage, VerifyReport};
+use crate::volume::{CsumWindow, Volume};
 use crate::Error;
 
 impl Volume {
@@ -26,35 +25,16 @@ impl Volume {
             metadata_ok: true,
             ..VerifyReport::default()
         };
-        self.verify_superblocks(&mut report);
-        if let Err(e) = load_table(&*self.device, &self.sb).and_then(|t| {
-            if t == self.table {
-                Ok(())
-            } else {
-                Err(Error::Corrupt {
-                    what: "object table",
-                    offset: self.sb.meta_start_block * u64::from(self.sb.block_size_bytes),
-                    detail: "differs from the table read at open".into(),
-                })
-            }
-        }) {
-            report.metadata_ok = false;
-            report.metadata_damage.push(MetadataDamage {
-                what: "object table".into(),
-                object: None,
-                physical_offset: self.sb.meta_start_block * u64::from(self.sb.block_size_bytes),
-                detail: e.to_string(),
-            });
-        }
+        self.verify_metadata(&mut report);
         let objects: Vec<&ObjectRecord> = match &opts.object {
             Some(name) => vec![self
                 .find(name)
                 .ok_or_else(|| Error::ObjectNotFound { name: name.clone() })?],
-            None => self.table.objects.iter().collect(),
+            None => self.table().objects.iter().collect(),
         };
         let total: u64 = objects.iter().map(|o| o.size_bytes).sum();
-        let bs = u64::from(self.sb.block_size_bytes);
-        let mut reads = Reads::new(self.device.clone(), self.pools()?.end_io.clone(), false)?;
+        let bs = u64::from(self.geometry().block_size_bytes);
+        let mut reads = Reads::new(self.device().clone(), self.pools()?.end_io.clone(), false)?;
         let chunk_blocks = reads.chunk_blocks(bs);
         let mut done_bytes = 0u64;
         let mut emit = |r: ChunkResult| {
@@ -133,78 +113,5 @@ impl Volume {
         (report.source, report.source_warning) = self.read_source();
         report.elapsed = started.elapsed();
         Ok(report)
-    }
-
-    /// Judges both slots again by the rule open used (`judge_slots`), so verify, `ls`
-    /// and `info` agree on which slot is usable; every unusable slot is metadata damage.
-    fn verify_superblocks(&self, report: &mut VerifyReport) {
-        let slots = judge_slots(&*self.device);
-        let mut states = slots.states();
-        for (slot, state) in states.iter_mut().enumerate() {
-            let SuperblockState::Ok { generation } = *state else {
-                continue;
-            };
-            let Some(sb) = slots
-                .chosen
-                .iter()
-                .chain(&slots.others)
-                .map(|(sb, _)| sb)
-                .find(|sb| usize::from(sb.slot) == slot)
-            else {
-                continue;
-            };
-            // The disk changed since open: a copy the volume in use does not account for.
-            let reason = if slot == usize::from(self.sb.slot) && *sb != self.sb {
-                Some("differs from the copy in use".to_string())
-            } else if generation > self.sb.generation {
-                Some(format!(
-                    "generation {generation} is newer than the state in use; its metadata verifies now but did not when the volume was opened"
-                ))
-            } else if sb.uuid != self.sb.uuid
-                || sb.block_size_bytes != self.sb.block_size_bytes
-                || sb.total_blocks != self.sb.total_blocks
-            {
-                Some("describes another volume than the copy in use".to_string())
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                report.metadata_ok = false;
-                report.metadata_damage.push(MetadataDamage {
-                    what: format!("superblock slot {slot} (generation {generation})"),
-                    object: None,
-                    physical_offset: SB_SLOT_OFFSETS[slot],
-                    detail: reason.clone(),
-                });
-                *state = SuperblockState::Damaged { reason };
-            }
-        }
-        for (slot, rejected) in slots.rejected.iter().enumerate() {
-            let Some(rejected) = rejected else { continue };
-            report.metadata_ok = false;
-            report.metadata_damage.push(match rejected {
-                // Say where the table breaks, as exactly as `info` does.
-                Rejected::Metadata { sb, error } => MetadataDamage {
-                    what: format!(
-                        "object table of generation {} (superblock slot {slot})",
-                        sb.generation
-                    ),
-                    object: None,
-                    physical_offset: sb
-                        .meta_start_block
-                        .saturating_mul(u64::from(sb.block_size_bytes)),
-                    detail: error.clone(),
-                },
-                other => MetadataDamage {
-                    what: format!("superblock slot {slot}"),
-                    object: None,
-                    physical_offset: SB_SLOT_OFFSETS[slot],
-                    detail: other.reason(),
-                },
-            });
-        }
-        for (slot, state) in states.into_iter().enumerate() {
-            report.superblocks[slot] = Some(state);
-        }
     }
 }

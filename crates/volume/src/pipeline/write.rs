@@ -220,10 +220,10 @@ impl Volume {
         }
         // Space only the older slot still holds (a removal cut short by a crash) is
         // counted free; one commit makes it so before the write allocates.
-        if self.reclaimable_blocks > 0 {
-            self.commit_table(self.table.clone(), Vec::new())?;
+        if self.reclaimable_blocks() > 0 {
+            self.commit_table(self.table().clone(), Vec::new())?;
         }
-        let mut base = self.table.clone();
+        let mut base = self.table().clone();
         let mut dropped = Vec::new();
         let mut resumed_from = None;
         let record = match base.objects.iter().position(|o| o.name == name) {
@@ -239,7 +239,7 @@ impl Volume {
             }
             None => self.new_record(&mut base, name, kind, target_size_bytes),
         };
-        let bs = u64::from(self.sb.block_size_bytes);
+        let bs = u64::from(self.geometry().block_size_bytes);
         let run_max_blocks = run_max_blocks(opts.commit_every_bytes, bs);
         let last = record.runs.last().copied();
         let allocs = Allocs::new(self.alloc_queue()?);
@@ -247,7 +247,7 @@ impl Volume {
             (fill && opts.canaries && matches!(kind, ObjectKind::Pattern { .. })).then(|| {
                 let period_bytes = canary::period_bytes(self.free_bytes());
                 Canaries {
-                    flush_first: !self.device.info().direct,
+                    flush_first: !self.device().info().direct,
                     period_bytes,
                     next_at: (record.size_bytes / period_bytes + 1) * period_bytes,
                     rounds: 0,
@@ -259,7 +259,7 @@ impl Volume {
             });
         let mut w = Writer {
             canary,
-            write_generation: self.max_seen_generation.max(self.sb.generation) + 1,
+            write_generation: self.next_generation(),
             logical: record.size_bytes,
             committed_bytes: record.size_bytes,
             record,
@@ -277,7 +277,7 @@ impl Volume {
             ready: Vec::new(),
             inflight: Arc::default(),
             // Completions only record checksums and return the buffer: on the submitters.
-            queue: IoQueue::new(self.device.clone(), None)?,
+            queue: IoQueue::new(self.device().clone(), None)?,
             allocs,
             data_goal: last.map_or(0, |r| r.data_start_block + r.data_blocks),
             csum_goal: last.map_or(0, |r| r.csum_start_block),
@@ -398,11 +398,11 @@ impl Volume {
 
 impl Writer<'_> {
     fn bs(&self) -> u64 {
-        u64::from(self.vol.sb.block_size_bytes)
+        u64::from(self.vol.geometry().block_size_bytes)
     }
 
     fn width(&self) -> usize {
-        self.vol.sb.algorithm.width_bytes()
+        self.vol.geometry().algorithm.width_bytes()
     }
 
     /// Runs the pipeline until the input ends, the target or the end of the volume is
@@ -412,8 +412,8 @@ impl Writer<'_> {
         let pool = BufferPool::new(POOL_BUFFERS, CHUNK_BYTES, IO_ALIGN_BYTES);
         let queue = self.queue.clone();
         let ordered = self.vol.pools()?.submit.ordered();
-        let csum = self.vol.csum;
-        let salt = self.vol.salt;
+        let csum = self.vol.csum();
+        let salt = self.vol.salt();
         let (object_id, seed) = match self.record.kind {
             ObjectKind::Pattern { seed } => (self.record.id, Some(seed)),
             ObjectKind::File => (self.record.id, None),
@@ -550,7 +550,7 @@ impl Writer<'_> {
         // drain of the pipeline. Buffered writes are flushed first, since an eviction
         // cannot drop dirty pages; `O_DIRECT` writes are on the drive already.
         if c.flush_first {
-            self.vol.device.flush()?;
+            self.vol.device().flush()?;
         }
         let bs = self.bs();
         let mut written = canary::Written::default();
@@ -581,12 +581,17 @@ impl Writer<'_> {
         let stream = canary::Stream {
             object_id: self.record.id,
             seed,
-            salt: self.vol.salt,
+            salt: self.vol.salt(),
             block_size_bytes: self.bs(),
         };
         let c = self.canary.as_mut().expect("checked above");
-        let (failed, read) =
-            canary::check(&*self.vol.device, &written, stream, c.rounds, self.logical);
+        let (failed, read) = canary::check(
+            &**self.vol.device(),
+            &written,
+            stream,
+            c.rounds,
+            self.logical,
+        );
         c.rounds += 1;
         c.read += read;
         c.elapsed += started.elapsed();
@@ -641,10 +646,7 @@ impl Writer<'_> {
     fn finish(&mut self, complete: bool) -> Result<(), Error> {
         self.commit(complete)?;
         self.release_csum_area()?;
-        if let Some(r) = self.vol.meta_reserve.take() {
-            self.vol.alloc.free_uncommitted(r)?;
-        }
-        Ok(())
+        self.vol.release_meta_reserve()
     }
 
     /// After an error: wait for the bios, give back every extent no commit references,
@@ -666,7 +668,7 @@ impl Writer<'_> {
     fn give_back(&mut self, keep_ready: bool) -> bool {
         let _ = self.inflight.wait_idle();
         // Runs whose bios all succeeded keep their data: write their checksum blocks.
-        if keep_ready && self.vol.broken.is_none() {
+        if keep_ready && !self.vol.is_broken() {
             let _ = self.write_done_csums();
         }
         let mut give_back = Vec::new();
@@ -677,15 +679,15 @@ impl Writer<'_> {
             give_back.extend(self.vol.run_extents(&s.run));
         }
         give_back.extend(self.csum_area.take());
-        give_back.extend(self.vol.meta_reserve.take());
-        let keep = keep_ready && self.vol.broken.is_none() && !self.ready.is_empty();
+        give_back.extend(self.vol.take_meta_reserve());
+        let keep = keep_ready && !self.vol.is_broken() && !self.ready.is_empty();
         if !keep {
             for r in std::mem::take(&mut self.ready) {
                 give_back.extend(self.vol.run_extents(&r));
             }
         }
         for e in give_back {
-            let _ = self.vol.alloc.free_uncommitted(e);
+            let _ = self.vol.free_uncommitted(e);
         }
         keep
     }

@@ -7,12 +7,14 @@
 //! after this one, so both slots always describe intact states and falling back to the
 //! older copy is always safe.
 
+mod check;
 mod commit;
 mod device;
 mod io;
 mod lock;
 mod open;
 mod read;
+mod seam;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -22,8 +24,8 @@ use stack_bio::Device;
 use stack_csum::BlockCsum;
 
 use crate::format::{
-    block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Run, Superblock, MAX_BLOCK_BYTES,
-    MAX_TOTAL_BLOCKS, SB_SLOT_OFFSETS,
+    block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Run, Superblock,
+    MAX_BLOCK_BYTES, MAX_TOTAL_BLOCKS, SB_SLOT_OFFSETS,
 };
 use crate::options::{
     uuid_string, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, VolumeInfo,
@@ -39,54 +41,44 @@ pub use lock::{FileId, Holder, LockMode, VolumeLock};
 pub(crate) use open::{judge_slots, load_table, read_slot, Rejected, SlotRead};
 pub(crate) use read::CsumWindow;
 
-/// What checking data blocks needs of a volume: the pipelines' view of it, so they
-/// need none of its fields.
-#[derive(Clone)]
-pub(crate) struct CheckView {
-    pub(crate) device: Arc<dyn Device>,
-    pub(crate) csum: BlockCsum,
-    pub(crate) algorithm: stack_csum::Algorithm,
-    pub(crate) salt: u64,
-}
-
 /// Blocks of free space a volume has at least, besides its superblocks.
 pub const MIN_FREE_BLOCKS: u64 = 16;
 
 /// A volume opened on a file, a block device or any [`Device`].
 pub struct Volume {
-    pub(crate) path: PathBuf,
-    pub(crate) device: Arc<dyn Device>,
-    pub(crate) read_only: bool,
+    path: PathBuf,
+    device: Arc<dyn Device>,
+    read_only: bool,
     /// The superblock of the committed state in use.
-    pub(crate) sb: Superblock,
-    pub(crate) salt: u64,
-    pub(crate) csum: BlockCsum,
+    sb: Superblock,
+    salt: u64,
+    csum: BlockCsum,
     /// The committed object table.
-    pub(crate) table: ObjectTable,
+    table: ObjectTable,
     /// Where the committed table lives (`None` only while formatting).
-    pub(crate) meta_extent: Option<Extent>,
+    meta_extent: Option<Extent>,
     /// Highest generation any slot with a valid checksum carries.
-    pub(crate) max_seen_generation: u64,
-    pub(crate) slot_states: [SuperblockState; 2],
-    pub(crate) fallback_warning: Option<String>,
-    pub(crate) alloc: Allocator,
+    max_seen_generation: u64,
+    slot_states: [SuperblockState; 2],
+    fallback_warning: Option<String>,
+    alloc: Allocator,
     /// Allocations of the write pipeline go through this queue (it shares `alloc`);
     /// started by the first write, so read-only commands start no threads for it.
     alloc_queue: OnceLock<AllocQueue>,
     /// The pipelines' worker pools, likewise started by the first write.
     pools: OnceLock<Pools>,
     /// A table extent allocated ahead, so a full volume can still commit.
-    pub(crate) meta_reserve: Option<Extent>,
+    meta_reserve: Option<Extent>,
     /// Set when a commit failed half-way: the in-memory state may not match the disk.
-    pub(crate) broken: Option<String>,
+    broken: Option<String>,
     /// Data and checksum blocks only the older slot's table references (a removal or
     /// replacement whose second commit a crash cut off). They stay busy, so the fallback
     /// stays intact, but count as free: the next commit releases them, and a write makes
     /// that commit before it allocates.
-    pub(crate) reclaimable_blocks: u64,
+    reclaimable_blocks: u64,
     /// The lock on the file or device (`None` for devices opened with `open_device`).
     /// Declared last, so it is released only after the device and pools are gone.
-    pub(crate) lock: Option<VolumeLock>,
+    lock: Option<VolumeLock>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -327,34 +319,6 @@ impl Volume {
         self
     }
 
-    /// The pipelines' pools, started on first use.
-    pub(crate) fn pools(&self) -> Result<&Pools, Error> {
-        if let Some(p) = self.pools.get() {
-            return Ok(p);
-        }
-        let pools = Pools::new()?;
-        Ok(self.pools.get_or_init(|| pools))
-    }
-
-    /// The allocation queue of the write pipeline, started on first use.
-    pub(crate) fn alloc_queue(&self) -> Result<&AllocQueue, Error> {
-        if let Some(q) = self.alloc_queue.get() {
-            return Ok(q);
-        }
-        let queue = AllocQueue::new(Arc::new(self.alloc.clone()))?;
-        Ok(self.alloc_queue.get_or_init(|| queue))
-    }
-
-    /// What the pipelines need to check data blocks.
-    pub(crate) fn check_view(&self) -> CheckView {
-        CheckView {
-            device: self.device.clone(),
-            csum: self.csum,
-            algorithm: self.sb.algorithm,
-            salt: self.salt,
-        }
-    }
-
     /// The device the volume lives on.
     pub fn device(&self) -> &Arc<dyn Device> {
         &self.device
@@ -436,7 +400,11 @@ impl Volume {
 
     /// The data and checksum extents of a record.
     pub(crate) fn record_extents(&self, record: &ObjectRecord) -> Vec<Extent> {
-        record.runs.iter().flat_map(|r| self.run_extents(r)).collect()
+        record
+            .runs
+            .iter()
+            .flat_map(|r| self.run_extents(r))
+            .collect()
     }
 
     /// [`run_extents`] in this volume's geometry.

@@ -43,7 +43,12 @@ impl Volume {
     /// The stored checksums of a run's data blocks, from its checksum blocks.
     pub(crate) fn load_run_csums(&self, run: &Run) -> Result<Vec<u64>, Error> {
         let csum = self.run_extents(run)[1];
-        let bytes = read_blocks(&*self.device, csum.start, csum.len, self.sb.block_size_bytes)?;
+        let bytes = read_blocks(
+            &*self.device,
+            csum.start,
+            csum.len,
+            self.sb.block_size_bytes,
+        )?;
         self.decode_run_csums(run, &bytes)
     }
 

@@ -44,12 +44,12 @@ impl Volume {
     /// `opts` does not replace counts as its resume: only what is left of its size.
     /// A record for each new object is counted; a replaced one is not subtracted.
     pub fn space_needed(&self, writes: &[PlannedWrite], opts: &WriteOptions) -> u64 {
-        let bs32 = self.sb.block_size_bytes;
+        let bs32 = self.geometry().block_size_bytes;
         let bs = u64::from(bs32);
-        let width = self.sb.algorithm.width_bytes();
+        let width = self.geometry().algorithm.width_bytes();
         let run_max_blocks = super::run_max_blocks(opts.commit_every_bytes, bs);
         let mut data_and_csum = 0u64;
-        let mut table = self.table.clone();
+        let mut table = self.table().clone();
         let mut extra_runs = 0usize;
         for w in writes {
             // Only an incomplete pattern object is resumed (user data cannot be).
@@ -93,7 +93,7 @@ impl Volume {
             .saturating_add((extra_runs as u64).saturating_mul(RUN_BYTES as u64));
         let table_blocks = stream_blocks(table_bytes, bs32);
         let with_slack = table_blocks + table_blocks / 4 + 1;
-        let tables = if self.reclaimable_blocks > 0 { 4 } else { 3 };
+        let tables = if self.reclaimable_blocks() > 0 { 4 } else { 3 };
         data_and_csum
             .saturating_add(with_slack.saturating_mul(tables))
             .saturating_mul(bs)
