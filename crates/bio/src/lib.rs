@@ -42,6 +42,8 @@
 //! ```
 
 #![deny(missing_docs)]
+// Unsafe code lives in `sys.rs` (system calls) and `uring.rs` (the ring) only.
+#![deny(unsafe_code)]
 
 mod bio;
 mod buf;
@@ -56,7 +58,9 @@ mod mem;
 mod queue;
 mod sched;
 mod stats;
+#[allow(unsafe_code)]
 mod sys;
+#[allow(unsafe_code)]
 mod uring;
 
 pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};
