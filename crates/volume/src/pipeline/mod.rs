@@ -78,9 +78,11 @@ impl Pools {
     pub fn new() -> Result<Pools, Error> {
         let n = cpus().clamp(2, 64);
         Ok(Pools {
+            // One core fewer: the caller runs pre-I/O work too when the pool is
+            // saturated (caller-runs), and a bio submitter is busy copying the data.
             submit: Workers::builder("stackctl-submit")
                 .min_threads(1)
-                .max_threads(n)
+                .max_threads(n - 1)
                 .build()?,
             end_io: Workers::builder("stackctl-endio")
                 .min_threads(1)

@@ -66,11 +66,11 @@ fn direct_depth() -> usize {
     super::cpus().clamp(MIN_DIRECT_DEPTH, MAX_SUBMITTERS)
 }
 
-/// Chunk buffers of a read pipeline with `depth` reads in flight: one per read in
-/// flight, one each being checked or waiting to be written out, and one queued so a
-/// submitter finds its next read at once.
+/// Chunk buffers of a read pipeline with `depth` reads in flight: one per read, and two
+/// more being checked (or waiting to be written out) or queued, so a submitter finds its
+/// next read at once. Under `O_DIRECT` on 8 cores: 10 × 4 MiB.
 fn buffers(depth: usize) -> usize {
-    depth * 2 + 1
+    depth + 2
 }
 
 /// The outcome of one chunk.
