@@ -109,3 +109,89 @@ fn failing_table_and_checksum_reads_reach_verify() {
         "the table read failed at open"
     );
 }
+
+/// A device that records which thread read each range.
+#[derive(Debug)]
+struct Traced {
+    inner: MemDevice,
+    reads: std::sync::Mutex<Vec<(u64, u64, String)>>,
+}
+
+impl Device for Traced {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), stack_bio::Error> {
+        let thread = std::thread::current().name().unwrap_or("").to_string();
+        let mut reads = self.reads.lock().unwrap();
+        reads.push((offset, buf.len() as u64, thread));
+        drop(reads);
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), stack_bio::Error> {
+        self.inner.write_at(buf, offset)
+    }
+    fn flush(&self) -> Result<(), stack_bio::Error> {
+        self.inner.flush()
+    }
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+    fn logical_block_size(&self) -> u32 {
+        self.inner.logical_block_size()
+    }
+    fn info(&self) -> stack_bio::DeviceInfo {
+        self.inner.info()
+    }
+}
+
+/// Verify and `read` read the data through the device's bio queue (its submitter
+/// threads issue every data read) and check it on the end-I/O pool as each read
+/// completes (or on the submitter, when that pool is saturated). Before, verify read
+/// with threads of its own and `pread`, and `read` on the caller's thread: the queue
+/// and the end-I/O pool never saw a read.
+#[test]
+fn verify_and_read_read_data_through_the_queue_and_check_after_the_io() {
+    let traced = Arc::new(Traced {
+        inner: MemDevice::new(SIZE),
+        reads: Default::default(),
+    });
+    let mut vol = Volume::format_device(traced.clone(), &FormatOptions::default()).unwrap();
+    let bytes = data(5 << 20, 3);
+    vol.write("a", &mut &bytes[..], &WriteOptions::default())
+        .unwrap();
+    let sb = superblock(&*traced, vol.info().superblock_slot, BS).unwrap();
+    let runs = table(&*traced, &sb).unwrap().objects[0].runs.clone();
+    let is_data = |offset: u64| {
+        runs.iter().any(|r| {
+            (r.data_start_block * BS..(r.data_start_block + r.data_blocks) * BS).contains(&offset)
+        })
+    };
+    let pools = stack_volume::pipeline::Pools::new().unwrap();
+    let vol = vol.with_pools(pools.clone());
+    for pass in ["verify", "read"] {
+        traced.reads.lock().unwrap().clear();
+        let before = pools.end_io.stats().run;
+        if pass == "verify" {
+            assert!(vol.verify(&VerifyOptions::default()).unwrap().clean());
+        } else {
+            let mut out = Vec::new();
+            vol.read("a", &mut out).unwrap();
+            assert!(out == bytes);
+        }
+        let reads = traced.reads.lock().unwrap().clone();
+        let data_reads: Vec<_> = reads.iter().filter(|(o, _, _)| is_data(*o)).collect();
+        let data_bytes: u64 = data_reads.iter().map(|(_, len, _)| len).sum();
+        assert_eq!(data_bytes, bytes.len() as u64, "{pass}: every data byte read once");
+        for (offset, _, thread) in &data_reads {
+            assert!(
+                thread.starts_with("bio-submit"),
+                "{pass}: data at {offset} read on {thread:?}, not by the queue"
+            );
+        }
+        pools.end_io.flush();
+        let checks = pools.end_io.stats().run - before;
+        assert!(
+            checks >= data_reads.len() as u64,
+            "{pass}: {checks} checks on the end-I/O pool (or caller-run) for {} reads",
+            data_reads.len()
+        );
+    }
+}
