@@ -60,7 +60,6 @@ mod sched;
 mod stats;
 #[allow(unsafe_code)]
 mod sys;
-#[allow(unsafe_code)]
 mod uring;
 
 pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};

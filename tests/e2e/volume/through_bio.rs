@@ -179,7 +179,11 @@ fn verify_and_read_read_data_through_the_queue_and_check_after_the_io() {
         let reads = traced.reads.lock().unwrap().clone();
         let data_reads: Vec<_> = reads.iter().filter(|(o, _, _)| is_data(*o)).collect();
         let data_bytes: u64 = data_reads.iter().map(|(_, len, _)| len).sum();
-        assert_eq!(data_bytes, bytes.len() as u64, "{pass}: every data byte read once");
+        assert_eq!(
+            data_bytes,
+            bytes.len() as u64,
+            "{pass}: every data byte read once"
+        );
         for (offset, _, thread) in &data_reads {
             assert!(
                 thread.starts_with("bio-submit"),

@@ -27,7 +27,7 @@ pub(crate) fn read_object(
                 object: record.name.clone(),
                 logical_offset: d.logical_offset,
                 physical_offset: d.physical_offset,
-                cause: d.cause.clone(),
+                cause: d.cause,
             });
         }
         let data = r.data.expect("reads asked to keep the data");
