@@ -1,5 +1,6 @@
-//! The verify pipeline: the superblocks, the object table and every run's checksum blocks
-//! are read through the device here; the data blocks are read through the device's
+//! The verify pipeline: the superblocks and the object table are checked by the volume
+//! (`volume/check.rs`); every run's checksum blocks are read through the device here
+//! (a window at a time); the data blocks are read through the device's
 //! queue by `verify_read.rs` in chunks, checked by `verify_chunk.rs` on the end-I/O pool
 //! as each read completes, and come back in order, so damage is reported in object and
 //! offset order whatever the number of reads in flight.

@@ -1,5 +1,6 @@
-//! The volume: format, open, commit, list, remove. Writes, reads and verify live in
-//! [`crate::pipeline`] and `read.rs`.
+//! The volume: format, open, commit, list, remove, and verify's metadata half
+//! (`check.rs`). Writes, reads and verify's data half live in [`crate::pipeline`], which
+//! reaches the volume only through `seam.rs` and the crate-visible methods here.
 //!
 //! Commit protocol: write the new object table copy-on-write into fresh blocks, flush,
 //! write the *older* superblock slot with the next generation, flush. The previous
