@@ -6,10 +6,10 @@
 //! the disk always has [`direct_depth`] whole-chunk reads queued where `dd` has one; on
 //! a buffered (page-cache) volume each submitter copies its own chunk, so the copy runs
 //! on every core. Completions go through [`stack_bio::CallerRunsEndIo`]: to the end-I/O
-//! pool while one of its workers is free, else on the submitter that just finished the
-//! read, while the piece is still in its CPU cache (buffered reads go in pieces of
-//! [`PIECE_BYTES`] for that reason). On a 2-core machine that is what the old reader
-//! threads did (read and check on one thread) without a hand-off per piece.
+//! pool while one of its workers has no work waiting, else on the submitter that
+//! finished the read, while the piece is still in its CPU cache (buffered reads go in
+//! pieces of [`PIECE_BYTES`] for that reason). On a 2-core machine that is what the old
+//! reader threads did (read and check on one thread) without a hand-off per piece.
 //!
 //! Why not a mapping of the page cache (no copy at all): measured on the project's 2-core
 //! machine (`/dev/shm` is tmpfs with 4 KiB pages, 1 GiB volume, whole process, min of 5
