@@ -33,7 +33,6 @@ mod verify;
 mod verify_chunk;
 mod verify_read;
 mod write;
-mod write_api;
 #[cfg(test)]
 mod write_tests;
 
@@ -42,6 +41,8 @@ use stack_async_thread::Workers;
 use crate::Error;
 
 pub(crate) use read::read_object;
+pub(crate) use verify::verify;
+pub(crate) use write::{check_space, run_write, space_needed};
 pub use write::{PlannedWrite, Source};
 
 /// Bytes per pipeline buffer (one bio); checksums are computed on whole buffers, so the

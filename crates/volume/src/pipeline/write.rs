@@ -24,6 +24,7 @@ mod runs;
 mod space;
 
 pub use space::PlannedWrite;
+pub(crate) use space::{check_space, space_needed};
 
 /// Shortest run a write makes when the commit interval is short.
 const MIN_RUN_BYTES: u64 = 64 << 10;
@@ -188,211 +189,207 @@ struct Canaries {
     elapsed: std::time::Duration,
 }
 
-impl Volume {
-    pub(super) fn run_write(
-        &mut self,
-        name: &str,
-        mut source: Source<'_>,
-        kind: ObjectKind,
-        target_size_bytes: Option<u64>,
-        fill: bool,
-        opts: &WriteOptions,
-    ) -> Result<WriteReport, Error> {
-        self.check_writable()?;
-        Self::check_name(name)?;
-        let started = Instant::now();
-        let resuming = matches!(source, Source::Pattern)
-            && self
-                .find(name)
-                .is_some_and(|o| !o.complete && o.kind == kind);
-        if self.find(name).is_some() && !resuming && !opts.replace {
-            return Err(Error::ObjectExists {
-                name: name.to_string(),
-            });
+pub(crate) fn run_write(
+    vol: &mut Volume,
+    name: &str,
+    mut source: Source<'_>,
+    kind: ObjectKind,
+    target_size_bytes: Option<u64>,
+    fill: bool,
+    opts: &WriteOptions,
+) -> Result<WriteReport, Error> {
+    vol.check_writable()?;
+    Volume::check_name(name)?;
+    let started = Instant::now();
+    let resuming = matches!(source, Source::Pattern)
+        && vol
+            .find(name)
+            .is_some_and(|o| !o.complete && o.kind == kind);
+    if vol.find(name).is_some() && !resuming && !opts.replace {
+        return Err(Error::ObjectExists {
+            name: name.to_string(),
+        });
+    }
+    // A write of known size that cannot fit is refused before it changes anything.
+    if let (Some(size_bytes), false) = (target_size_bytes, fill) {
+        let plan = PlannedWrite {
+            name: name.to_string(),
+            size_bytes,
+        };
+        vol.check_space(std::slice::from_ref(&plan), opts)?;
+    }
+    // Space only the older slot still holds (a removal cut short by a crash) is
+    // counted free; one commit makes it so before the write allocates.
+    if vol.reclaimable_blocks() > 0 {
+        vol.commit_table(vol.table().clone(), Vec::new())?;
+    }
+    let mut base = vol.table().clone();
+    let mut dropped = Vec::new();
+    let mut resumed_from = None;
+    let record = match base.objects.iter().position(|o| o.name == name) {
+        Some(i) if resuming => {
+            let record = base.objects.remove(i);
+            resumed_from = Some(record.clone());
+            record
         }
-        // A write of known size that cannot fit is refused before it changes anything.
-        if let (Some(size_bytes), false) = (target_size_bytes, fill) {
-            let plan = PlannedWrite {
+        Some(i) => {
+            let old = base.objects.remove(i);
+            dropped = vol.record_extents(&old);
+            new_record(&mut base, name, kind, target_size_bytes)
+        }
+        None => new_record(&mut base, name, kind, target_size_bytes),
+    };
+    let bs = u64::from(vol.geometry().block_size_bytes);
+    let run_max_blocks = run_max_blocks(opts.commit_every_bytes, bs);
+    let last = record.runs.last().copied();
+    let allocs = Allocs::new(vol.alloc_queue()?);
+    let canary = (fill && opts.canaries && matches!(kind, ObjectKind::Pattern { .. })).then(|| {
+        let period_bytes = canary::period_bytes(vol.free_bytes());
+        Canaries {
+            flush_first: !vol.device().info().direct,
+            period_bytes,
+            next_at: (record.size_bytes / period_bytes + 1) * period_bytes,
+            rounds: 0,
+            read: 0,
+            failed: None,
+            stopped: false,
+            elapsed: std::time::Duration::ZERO,
+        }
+    });
+    let mut w = Writer {
+        canary,
+        write_generation: vol.next_generation(),
+        logical: record.size_bytes,
+        committed_bytes: record.size_bytes,
+        record,
+        base,
+        replacing: !dropped.is_empty(),
+        dropped,
+        fill,
+        since_commit_bytes: 0,
+        last_commit: Instant::now(),
+        commits: 0,
+        run_max_blocks,
+        open: None,
+        csum_area: None,
+        sealed: VecDeque::new(),
+        ready: Vec::new(),
+        inflight: Arc::default(),
+        // Completions only record checksums and return the buffer: on the submitters.
+        queue: IoQueue::new(vol.device().clone(), None)?,
+        allocs,
+        data_goal: last.map_or(0, |r| r.data_start_block + r.data_blocks),
+        csum_goal: last.map_or(0, |r| r.csum_start_block),
+        opts: opts.clone(),
+        vol,
+    };
+    let bytes_before = w.logical;
+    let outcome = w.pump(&mut source);
+    if w.replacing && matches!(outcome, Ok(false)) {
+        // Cancelled: the old object stays as it was.
+        w.give_back(false);
+        return Err(Error::Interrupted);
+    }
+    let outcome = outcome.and_then(|complete| w.finish(complete).map(|()| complete));
+    match outcome {
+        Ok(complete) => {
+            let report = WriteReport {
                 name: name.to_string(),
-                size_bytes,
+                bytes: w.record.size_bytes - bytes_before,
+                size_bytes: w.record.size_bytes,
+                elapsed: started.elapsed(),
+                commits: w.commits,
+                extents: w.record.runs.len() as u64,
+                complete,
+                canaries_read: w.canary.as_ref().map_or(0, |c| c.read),
+                canary_failed: w.canary.as_ref().and_then(|c| c.failed.clone()),
+                stopped_early: w.canary.as_ref().is_some_and(|c| c.stopped),
+                canary_elapsed: w.canary.as_ref().map_or(Default::default(), |c| c.elapsed),
             };
-            self.check_space(std::slice::from_ref(&plan), opts)?;
-        }
-        // Space only the older slot still holds (a removal cut short by a crash) is
-        // counted free; one commit makes it so before the write allocates.
-        if self.reclaimable_blocks() > 0 {
-            self.commit_table(self.table().clone(), Vec::new())?;
-        }
-        let mut base = self.table().clone();
-        let mut dropped = Vec::new();
-        let mut resumed_from = None;
-        let record = match base.objects.iter().position(|o| o.name == name) {
-            Some(i) if resuming => {
-                let record = base.objects.remove(i);
-                resumed_from = Some(record.clone());
-                record
+            if complete {
+                Ok(report)
+            } else {
+                Err(Error::Interrupted)
             }
-            Some(i) => {
-                let old = base.objects.remove(i);
-                dropped = self.record_extents(&old);
-                self.new_record(&mut base, name, kind, target_size_bytes)
-            }
-            None => self.new_record(&mut base, name, kind, target_size_bytes),
-        };
-        let bs = u64::from(self.geometry().block_size_bytes);
-        let run_max_blocks = run_max_blocks(opts.commit_every_bytes, bs);
-        let last = record.runs.last().copied();
-        let allocs = Allocs::new(self.alloc_queue()?);
-        let canary =
-            (fill && opts.canaries && matches!(kind, ObjectKind::Pattern { .. })).then(|| {
-                let period_bytes = canary::period_bytes(self.free_bytes());
-                Canaries {
-                    flush_first: !self.device().info().direct,
-                    period_bytes,
-                    next_at: (record.size_bytes / period_bytes + 1) * period_bytes,
-                    rounds: 0,
-                    read: 0,
-                    failed: None,
-                    stopped: false,
-                    elapsed: std::time::Duration::ZERO,
-                }
-            });
-        let mut w = Writer {
-            canary,
-            write_generation: self.next_generation(),
-            logical: record.size_bytes,
-            committed_bytes: record.size_bytes,
-            record,
-            base,
-            replacing: !dropped.is_empty(),
-            dropped,
-            fill,
-            since_commit_bytes: 0,
-            last_commit: Instant::now(),
-            commits: 0,
-            run_max_blocks,
-            open: None,
-            csum_area: None,
-            sealed: VecDeque::new(),
-            ready: Vec::new(),
-            inflight: Arc::default(),
-            // Completions only record checksums and return the buffer: on the submitters.
-            queue: IoQueue::new(self.device().clone(), None)?,
-            allocs,
-            data_goal: last.map_or(0, |r| r.data_start_block + r.data_blocks),
-            csum_goal: last.map_or(0, |r| r.csum_start_block),
-            opts: opts.clone(),
-            vol: self,
-        };
-        let bytes_before = w.logical;
-        let outcome = w.pump(&mut source);
-        if w.replacing && matches!(outcome, Ok(false)) {
-            // Cancelled: the old object stays as it was.
+        }
+        Err(Error::NoSpace {
+            needed_bytes,
+            free_bytes,
+            ..
+        }) if w.replacing => {
+            let written_bytes = w.logical - bytes_before;
             w.give_back(false);
-            return Err(Error::Interrupted);
-        }
-        let outcome = outcome.and_then(|complete| w.finish(complete).map(|()| complete));
-        match outcome {
-            Ok(complete) => {
-                let report = WriteReport {
+            Err(Error::NoSpace {
+                needed_bytes,
+                free_bytes,
+                outcome: NoSpaceOutcome::ReplaceAbandoned {
                     name: name.to_string(),
-                    bytes: w.record.size_bytes - bytes_before,
-                    size_bytes: w.record.size_bytes,
-                    elapsed: started.elapsed(),
-                    commits: w.commits,
-                    extents: w.record.runs.len() as u64,
-                    complete,
-                    canaries_read: w.canary.as_ref().map_or(0, |c| c.read),
-                    canary_failed: w.canary.as_ref().and_then(|c| c.failed.clone()),
-                    stopped_early: w.canary.as_ref().is_some_and(|c| c.stopped),
-                    canary_elapsed: w.canary.as_ref().map_or(Default::default(), |c| c.elapsed),
-                };
-                if complete {
-                    Ok(report)
-                } else {
-                    Err(Error::Interrupted)
-                }
-            }
+                    written_bytes,
+                },
+            })
+        }
+        Err(Error::NoSpace {
+            needed_bytes,
+            free_bytes,
+            ..
+        }) if !w.opts.keep_partial => {
+            let outcome = w.remove_partial(resumed_from, bytes_before)?;
             Err(Error::NoSpace {
                 needed_bytes,
                 free_bytes,
-                ..
-            }) if w.replacing => {
-                let written_bytes = w.logical - bytes_before;
-                w.give_back(false);
-                Err(Error::NoSpace {
-                    needed_bytes,
-                    free_bytes,
-                    outcome: NoSpaceOutcome::ReplaceAbandoned {
-                        name: name.to_string(),
-                        written_bytes,
-                    },
-                })
-            }
+                outcome,
+            })
+        }
+        Err(Error::NoSpace {
+            needed_bytes,
+            free_bytes,
+            ..
+        }) => {
+            let written_bytes = w.logical - bytes_before;
+            w.abort();
+            // Nothing reached the device whole: there is no partial object to keep.
+            let outcome = match w.vol.find(name) {
+                Some(o) if o.id == w.record.id => NoSpaceOutcome::Kept {
+                    name: name.to_string(),
+                    size_bytes: o.size_bytes,
+                },
+                _ => NoSpaceOutcome::Removed {
+                    name: name.to_string(),
+                    written_bytes,
+                },
+            };
             Err(Error::NoSpace {
                 needed_bytes,
                 free_bytes,
-                ..
-            }) if !w.opts.keep_partial => {
-                let outcome = w.remove_partial(resumed_from, bytes_before)?;
-                Err(Error::NoSpace {
-                    needed_bytes,
-                    free_bytes,
-                    outcome,
-                })
-            }
-            Err(Error::NoSpace {
-                needed_bytes,
-                free_bytes,
-                ..
-            }) => {
-                let written_bytes = w.logical - bytes_before;
-                w.abort();
-                // Nothing reached the device whole: there is no partial object to keep.
-                let outcome = match w.vol.find(name) {
-                    Some(o) if o.id == w.record.id => NoSpaceOutcome::Kept {
-                        name: name.to_string(),
-                        size_bytes: o.size_bytes,
-                    },
-                    _ => NoSpaceOutcome::Removed {
-                        name: name.to_string(),
-                        written_bytes,
-                    },
-                };
-                Err(Error::NoSpace {
-                    needed_bytes,
-                    free_bytes,
-                    outcome,
-                })
-            }
-            Err(e) => {
-                w.abort();
-                Err(e)
-            }
+                outcome,
+            })
+        }
+        Err(e) => {
+            w.abort();
+            Err(e)
         }
     }
+}
 
-    fn new_record(
-        &self,
-        base: &mut ObjectTable,
-        name: &str,
-        kind: ObjectKind,
-        target_size_bytes: Option<u64>,
-    ) -> ObjectRecord {
-        let id = base.next_object_id;
-        base.next_object_id += 1;
-        ObjectRecord {
-            id,
-            name: name.to_string(),
-            size_bytes: 0,
-            created_unix_secs: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            kind,
-            complete: false,
-            target_size_bytes,
-            runs: Vec::new(),
-        }
+fn new_record(
+    base: &mut ObjectTable,
+    name: &str,
+    kind: ObjectKind,
+    target_size_bytes: Option<u64>,
+) -> ObjectRecord {
+    let id = base.next_object_id;
+    base.next_object_id += 1;
+    ObjectRecord {
+        id,
+        name: name.to_string(),
+        size_bytes: 0,
+        created_unix_secs: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        kind,
+        complete: false,
+        target_size_bytes,
+        runs: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! after this one, so both slots always describe intact states and falling back to the
 //! older copy is always safe.
 
+mod api;
 mod check;
 mod commit;
 mod device;
