@@ -12,6 +12,9 @@
 //!
 //! - [`Workers`]: the btrfs pool (min/max threads, per-worker lists, high lane,
 //!   idle retirement, [`Ordered`] streams, reusable [`WorkItem`]s that can requeue).
+//! - Caller-runs: [`Workers::run_or_queue`] and [`Ordered::run_or_queue`] run an item on
+//!   the calling thread when the pool is saturated (no worker can be added, every
+//!   worker has work waiting), so a producer that outpaces the pool pays no hand-off.
 //! - [`WorkQueue`]: `max_active` workers created on demand plus an optional rescuer.
 //! - [`Completion`] and `queue_and_wait`: queue, then sleep until done (the XFS
 //!   pattern; never hold a lock the worker needs while you wait).
