@@ -8,6 +8,7 @@ mod crash;
 mod fake;
 mod parallel_verify;
 mod space;
+mod through_bio;
 
 use std::collections::BTreeMap;
 use std::io::Read;

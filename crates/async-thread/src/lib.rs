@@ -12,6 +12,9 @@
 //!
 //! - [`Workers`]: the btrfs pool (min/max threads, per-worker lists, high lane,
 //!   idle retirement, [`Ordered`] streams, reusable [`WorkItem`]s that can requeue).
+//! - Caller-runs: [`Workers::run_or_queue`] and [`Ordered::run_or_queue`] run an item on
+//!   the calling thread when the pool is saturated (no worker can be added, every
+//!   worker has work waiting), so a producer that outpaces the pool pays no hand-off.
 //! - [`WorkQueue`]: `max_active` workers created on demand plus an optional rescuer.
 //! - [`Completion`] and `queue_and_wait`: queue, then sleep until done (the XFS
 //!   pattern; never hold a lock the worker needs while you wait).
@@ -122,7 +125,7 @@ pub use warn::{
 };
 pub use work::{Queued, Step, WorkItem};
 pub use workers::{
-    Workers, WorkersBuilder, DEFAULT_BUSY_THRESHOLD, DEFAULT_IDLE_TIMEOUT,
+    Ran, Workers, WorkersBuilder, DEFAULT_BUSY_THRESHOLD, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_WATCHDOG_INTERVAL, RESCUE_GRACE,
 };
 pub use workqueue::{WorkQueue, WorkQueueBuilder, DEFAULT_MAX_ACTIVE};

@@ -169,6 +169,42 @@ impl Ordered {
         queued
     }
 
+    /// [`queue`](Self::queue) under the pool's caller-runs policy
+    /// ([`Workers::run_or_queue`]): when the pool is saturated, `func` runs on the
+    /// calling thread, and so do the ordered functions that are then ready (this one
+    /// among them, when every earlier item is done). Returns whether `func` ran here.
+    pub fn run_or_queue<T: Send + 'static>(
+        &self,
+        func: impl FnOnce() -> T + Send + 'static,
+        ordered_func: impl FnOnce(T) + Send + 'static,
+    ) -> Result<crate::Ran> {
+        if !self.pool.inner().saturated() {
+            return self.queue(func, ordered_func).map(|()| crate::Ran::Queued);
+        }
+        let seq = {
+            let mut state = lock(&self.shared.state);
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            seq
+        };
+        let shared = Arc::clone(&self.shared);
+        let pool = Arc::clone(self.pool.inner());
+        let mut entry: Option<OrderedFn> = None;
+        let ran = self.pool.inner().run_on_caller(|| {
+            entry = match catch_unwind(AssertUnwindSafe(func)) {
+                Ok(v) => Some(Box::new(move || ordered_func(v))),
+                Err(p) => {
+                    shared.panics.fetch_add(1, Ordering::Relaxed);
+                    pool.record_panic(panic_message(&*p));
+                    None
+                }
+            };
+        });
+        // Refused (the pool shut down): the hole is filled so later items still run.
+        finish(&shared, &pool, seq, entry);
+        ran.map(|()| crate::Ran::Caller)
+    }
+
     /// Waits until every `ordered_func` queued so far has run (or was skipped).
     pub fn flush(&self) {
         let state = lock(&self.shared.state);

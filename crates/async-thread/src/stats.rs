@@ -13,7 +13,12 @@ pub struct Stats {
     pub queued: u64,
     /// Of `queued`, those on the high-priority lane.
     pub queued_high: u64,
-    /// Item runs finished, by workers, the rescuer or a shutting-down caller.
+    /// Items [`Workers::run_or_queue`](crate::Workers::run_or_queue)
+    /// ran on its caller because the pool was saturated (also counted in `run`, not in
+    /// `queued`).
+    pub caller_runs: u64,
+    /// Item runs finished, by workers, the rescuer, a shutting-down caller or a
+    /// caller-runs caller.
     pub run: u64,
     /// Times a work object went back to the tail of its list ([`Step::Requeue`](crate::Step)).
     pub requeued: u64,

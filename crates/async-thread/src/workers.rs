@@ -123,6 +123,26 @@ impl Workers {
         self.handle.inner.submit(Job::once(f), false)
     }
 
+    /// Queues a closure, or runs it at once on the calling thread when the pool is
+    /// saturated: no worker can be added and every worker already has work waiting
+    /// (a thread pool's *caller-runs* policy). A producer that outpaces the pool then
+    /// does the work itself instead of queueing behind it, which bounds the queue and
+    /// saves the hand-off (a wake-up, and the data going cold in the producer's cache)
+    /// where there are no spare cores to gain from it. Returns whether it ran here.
+    ///
+    /// The closure runs as a worker would run it: a panic is caught and counted
+    /// ([`Stats::panics`]), and the run counts in [`Stats::caller_runs`]. Not for work
+    /// that waits for other items of this pool to run: the caller would wait for them
+    /// instead of queueing.
+    pub fn run_or_queue(&self, f: impl FnOnce() + Send + 'static) -> Result<Ran> {
+        let inner = &self.handle.inner;
+        if inner.saturated() {
+            inner.run_on_caller(f)?;
+            return Ok(Ran::Caller);
+        }
+        self.queue(f).map(|()| Ran::Queued)
+    }
+
     /// Queues a closure on the high-priority lane, served before normal work.
     pub fn queue_high(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
         self.handle.inner.submit(Job::once(f), true)
@@ -193,6 +213,15 @@ pub(crate) fn queue_work(inner: &Arc<Inner>, item: &WorkItem, high: bool) -> Res
             Err(e)
         }
     }
+}
+
+/// Where [`Workers::run_or_queue`] put a closure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// It already ran, on the calling thread (the pool was saturated).
+    Caller,
+    /// It was queued on the pool.
+    Queued,
 }
 
 /// Settings of a [`Workers`] pool.

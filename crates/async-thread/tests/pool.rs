@@ -717,3 +717,90 @@ fn idle_worker_robs_a_stuck_workers_batch() {
     got.unwrap();
     pool.drain();
 }
+
+/// A pool whose one worker is held inside an item until the returned sender is
+/// dropped, with one more item waiting behind it: saturated.
+fn saturated_pool() -> (Workers, std::sync::mpsc::Sender<()>) {
+    let pool = Workers::builder("sat")
+        .min_threads(1)
+        .max_threads(1)
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    pool.queue(move || {
+        started_tx.send(()).unwrap();
+        let _ = rx.recv();
+    })
+    .unwrap();
+    started_rx.recv().unwrap();
+    pool.queue(|| {}).unwrap();
+    assert!(eventually(Duration::from_secs(5), || pool
+        .stats()
+        .pending_per_worker
+        == vec![1]));
+    (pool, tx)
+}
+
+/// Caller-runs: a saturated pool runs the closure on the caller (panics caught and
+/// counted), an idle one queues it; both run it exactly once.
+#[test]
+fn run_or_queue_runs_on_the_caller_only_when_saturated() {
+    let idle = Workers::builder("idle").max_threads(2).build().unwrap();
+    let me = std::thread::current().id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    assert_eq!(
+        idle.run_or_queue(move || tx.send(std::thread::current().id()).unwrap())
+            .unwrap(),
+        Ran::Queued
+    );
+    assert_ne!(rx.recv().unwrap(), me);
+    assert_eq!(idle.stats().caller_runs, 0);
+
+    let (pool, release) = saturated_pool();
+    let (tx, rx) = std::sync::mpsc::channel();
+    assert_eq!(
+        pool.run_or_queue(move || tx.send(std::thread::current().id()).unwrap())
+            .unwrap(),
+        Ran::Caller
+    );
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        me,
+        "ran before returning, on the caller"
+    );
+    assert_eq!(pool.run_or_queue(|| panic!("boom")).unwrap(), Ran::Caller);
+    let stats = pool.stats();
+    assert_eq!((stats.caller_runs, stats.panics), (2, 1));
+    drop(release);
+    pool.shutdown();
+    assert!(matches!(
+        pool.run_or_queue(|| {}),
+        Err(Error::ShutDown { .. })
+    ));
+}
+
+/// An ordered stream mixing queued and caller-run items keeps queue order.
+#[test]
+fn ordered_run_or_queue_keeps_order() {
+    let (pool, release) = saturated_pool();
+    let stream = pool.ordered();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o = Arc::clone(&out);
+    // Queued behind the held worker...
+    stream
+        .queue(|| 0, move |v| o.lock().unwrap().push(v))
+        .unwrap();
+    // ...so these run on the caller, and their ordered halves wait for item 0.
+    for i in 1..4 {
+        let o = Arc::clone(&out);
+        let ran = stream
+            .run_or_queue(move || i, move |v| o.lock().unwrap().push(v))
+            .unwrap();
+        assert_eq!(ran, Ran::Caller);
+    }
+    assert!(out.lock().unwrap().is_empty());
+    drop(release);
+    stream.flush();
+    assert_eq!(*out.lock().unwrap(), vec![0, 1, 2, 3]);
+}

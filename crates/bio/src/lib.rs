@@ -10,7 +10,8 @@
 //! threads hand it [`Bio`]s, a few submitters per device pick them in order and run
 //! several at once, merging contiguous bios into large vectored I/O, with a bound on the
 //! bytes in flight, and completions run on an end-I/O
-//! [`Workers`](stack_async_thread::Workers) pool. Without it, N threads writing one
+//! [`Workers`](stack_async_thread::Workers) pool ([`CallerRunsEndIo`] runs them on the
+//! submitter instead while that pool is saturated). Without it, N threads writing one
 //! stream (or N streams) send the disk a shuffle of small writes. With
 //! [`QueueConfig::io_uring`] one thread keeps the I/Os in flight through an io_uring
 //! instead of one submitter thread per I/O, under the same rules
@@ -59,11 +60,14 @@
 //! ```
 
 #![deny(missing_docs)]
+// Unsafe code lives in `sys.rs` (system calls) and `uring.rs` (the ring) only.
+#![deny(unsafe_code)]
 
 mod bio;
 mod buf;
 mod crash;
 mod device;
+mod endio;
 mod error;
 mod faulty;
 mod file;
@@ -73,6 +77,7 @@ mod mem;
 mod queue;
 mod sched;
 mod stats;
+#[allow(unsafe_code)]
 mod sys;
 mod uring;
 
@@ -80,6 +85,7 @@ pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};
 pub use buf::{AlignedBuf, BufferPool, PooledBuf};
 pub use crash::{CrashMode, CRASH_LOG_LIMIT_BYTES};
 pub use device::{Backing, Device, DeviceInfo, DeviceKind, ReadPath, Residency};
+pub use endio::CallerRunsEndIo;
 pub use error::{Error, NOT_QUEUED};
 pub use faulty::FaultyDevice;
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};

@@ -197,6 +197,15 @@ pub enum Error {
     /// A worker pool failed (a panicking work item, a pool shut down, a thread not started).
     #[error(transparent)]
     Workers(#[from] stack_async_thread::Error),
+    /// A thread the pipelines need could not be started (a device queue's submitter, a
+    /// verify reader): the system is out of threads or memory, not a fault of the volume.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        /// What the thread was for.
+        what: &'static str,
+        /// The error from the system.
+        source: std::io::Error,
+    },
     /// A pipeline work item was lost before it finished (it panicked); nothing it wrote
     /// is committed.
     #[error("a {stage} work item was lost (it panicked)")]

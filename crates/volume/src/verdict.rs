@@ -58,16 +58,16 @@ impl Volume {
     /// The verdict on this volume's device from `report`, a verify of `object` (or of
     /// every object) on it.
     pub fn verdict(&self, report: &VerifyReport, object: Option<&str>) -> Verdict {
-        let bs = u64::from(self.sb.block_size_bytes);
+        let bs = u64::from(self.geometry().block_size_bytes);
         let extents: Vec<(u64, u64)> = self
-            .table
+            .table()
             .objects
             .iter()
             .filter(|o| object.is_none_or(|name| o.name == name))
             .flat_map(|o| o.runs.iter())
             .map(|r| (r.data_start_block * bs, r.data_blocks * bs))
             .collect();
-        judge(report, self.device.size_bytes(), &extents)
+        judge(report, self.device().size_bytes(), &extents)
     }
 }
 

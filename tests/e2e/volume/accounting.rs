@@ -11,7 +11,7 @@ use stack_volume::format::{
 use stack_volume::{SuperblockState, Volume};
 
 /// Reads and decodes the superblock in `slot` (a whole block of `bs` bytes).
-fn superblock(device: &dyn Device, slot: u8, bs: u64) -> Result<Superblock, String> {
+pub(crate) fn superblock(device: &dyn Device, slot: u8, bs: u64) -> Result<Superblock, String> {
     // Aligned, so the check also reads a device opened with O_DIRECT.
     let mut buf = AlignedBuf::new(bs as usize, 4096);
     let at = SB_SLOT_OFFSETS[usize::from(slot)];
@@ -22,7 +22,7 @@ fn superblock(device: &dyn Device, slot: u8, bs: u64) -> Result<Superblock, Stri
 }
 
 /// The object table `sb` points to.
-fn table(device: &dyn Device, sb: &Superblock) -> Result<ObjectTable, String> {
+pub(crate) fn table(device: &dyn Device, sb: &Superblock) -> Result<ObjectTable, String> {
     let bs = u64::from(sb.block_size_bytes);
     let mut bytes = AlignedBuf::new((sb.meta_blocks * bs) as usize, 4096);
     device

@@ -91,6 +91,8 @@ struct Counters {
     /// Items refused after `enter` (pool closed): `queued` is entered less these.
     refused: AtomicU64,
     queued_high: AtomicU64,
+    /// Items `run_or_queue` ran on the caller because the pool was saturated.
+    caller_runs: AtomicU64,
 }
 
 /// Who runs a task.
@@ -226,6 +228,42 @@ impl Inner {
             self.counters.queued_high.fetch_add(1, Ordering::Relaxed);
         }
         self.place(Task { job, color }, high);
+        Ok(())
+    }
+
+    /// Whether an item queued now would wait behind others: no worker can be added
+    /// (at `max_threads`, or spawning failed a moment ago) and every live worker already
+    /// has work waiting or is blocked. A hint (lock-free reads), for the caller-runs
+    /// policy of `Workers::run_or_queue`.
+    pub(crate) fn saturated(&self) -> bool {
+        if self.threads.load(Ordering::SeqCst) < self.cfg.max_threads && !self.spawn_cooling() {
+            return false;
+        }
+        let n = self.high_water.load(Ordering::Acquire);
+        let mut live = false;
+        for s in &self.slots[..n] {
+            if !s.is_live() {
+                continue;
+            }
+            live = true;
+            if !s.is_blocked() && s.pending() == 0 {
+                return false;
+            }
+        }
+        live
+    }
+
+    /// Runs `f` on the calling thread as if a worker ran it: a panic is caught and
+    /// counted, never unwound into the caller. Refused once the pool is shut down.
+    pub(crate) fn run_on_caller(&self, f: impl FnOnce()) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(self.shut_down_error());
+        }
+        if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+            self.record_panic(panic_message(&*p));
+        }
+        self.counters.caller_runs.fetch_add(1, Ordering::Relaxed);
+        self.counters.other_runs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -583,6 +621,7 @@ impl Inner {
                 .entered_total()
                 .wrapping_sub(c.refused.load(Ordering::Relaxed)),
             queued_high: c.queued_high.load(Ordering::Relaxed),
+            caller_runs: c.caller_runs.load(Ordering::Relaxed),
             run,
             requeued: c.requeued.load(Ordering::Relaxed),
             already_pending: c.already_pending.load(Ordering::Relaxed),

@@ -8,3 +8,4 @@ mod loopdev;
 mod queue;
 mod stamped;
 mod uring;
+mod verified_reads;

@@ -5,12 +5,14 @@
 //! the field and the byte offset on the device; none panics, and every length read from
 //! disk is checked against the bytes actually present before anything is allocated.
 
+mod csums;
 mod cursor;
 pub mod fields;
 mod meta;
 mod superblock;
 mod table;
 
+pub use csums::{decode_csums, encode_csums};
 pub use meta::{
     decode_block as decode_meta_block, decode_stream as decode_meta_stream,
     encode_stream as encode_meta_stream, payload_per_block, stream_blocks, MetaHeader, MetaKind,

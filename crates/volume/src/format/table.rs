@@ -80,6 +80,17 @@ pub struct ObjectRecord {
     pub runs: Vec<Run>,
 }
 
+impl ObjectRecord {
+    /// The runs in logical order, each with the logical offset of its first block.
+    pub fn runs_with_offsets(&self, block_size_bytes: u64) -> impl Iterator<Item = (&Run, u64)> {
+        self.runs.iter().scan(0u64, move |logical, run| {
+            let at = *logical;
+            *logical = logical.saturating_add(run.data_blocks.saturating_mul(block_size_bytes));
+            Some((run, at))
+        })
+    }
+}
+
 /// The whole table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectTable {

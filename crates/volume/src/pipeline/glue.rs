@@ -1,11 +1,12 @@
 //! Adapters between the pipelines and the lower crates' queues: bios on the device's
 //! `SubmitQueue` with completions on the end-I/O `Workers` pool, and allocations.
+use crate::volume::IO_ALIGN_BYTES;
 use crate::Error;
 use stack_alloc::{AllocQueue, AllocRequest, Extent};
 use stack_async_thread::Workers;
 use stack_bio::{
-    Bio, BioBuf, BioResult, Device, EndIo, EndIoJob, InlineEndIo, PooledBuf, QueueConfig,
-    SubmitQueue,
+    AlignedBuf, Bio, BioBuf, BioResult, Device, EndIo, EndIoJob, InlineEndIo, PooledBuf,
+    QueueConfig, SubmitQueue,
 };
 use std::sync::{Arc, Mutex};
 
@@ -86,6 +87,23 @@ impl IoQueue {
             let buf = take_pooled(&mut r);
             done(buf, r.result)
         }));
+    }
+}
+
+impl IoQueue {
+    /// Writes `bytes` at `offset` through the queue (after the bios queued before it, on
+    /// the sync lane) and waits for it: the checksum streams, so every byte of a write
+    /// reaches the device through its queue.
+    pub(crate) fn write_and_wait(&self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
+        let buf = AlignedBuf::from_slice(bytes, IO_ALIGN_BYTES);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.queue
+            .submit_sync(Bio::write(offset, buf, move |r| drop(tx.send(r.result))));
+        let cancelled = || stack_bio::Error::Cancelled {
+            device: self.queue.device().info().path,
+            offset,
+        };
+        Ok(rx.recv().unwrap_or_else(|_| Err(cancelled()))?)
     }
 }
 

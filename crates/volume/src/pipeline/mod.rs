@@ -1,15 +1,20 @@
-//! The write and verify pipelines, and the two worker pools they run on.
+//! The write, verify and read pipelines, and the two worker pools they run on. Every
+//! byte they move goes through the device's [`stack_bio::SubmitQueue`].
 //!
 //! Write: the caller's thread fills buffers from a bounded [`stack_bio::BufferPool`] →
 //! [`stack_alloc::AllocQueue`] hands out long extents per stream → block checksums are
-//! computed before the I/O (and pattern data generated): on the caller's thread on a
-//! machine of one or two CPUs, else on the *submit* pool with an ordered step handing
-//! bios to the device's [`stack_bio::SubmitQueue`] in stream order → the submitter
-//! threads record the checksums and return the buffers as each bio completes → commit
-//! (checksum streams, table, flush, superblock, flush).
+//! computed before the I/O (and pattern data generated) on the *submit* pool through an
+//! ordered stream, under the pool's caller-runs policy (on the caller's thread while
+//! every submit worker has work waiting, so a 2-core machine pays no hand-off per
+//! chunk) → the ordered step hands bios to the device's queue in stream order → the
+//! submitter threads record the checksums and return the buffers as each bio completes
+//! → commit: the checksum streams through the same queue, then table, flush,
+//! superblock, flush (`volume/commit.rs`, through the device).
 //!
-//! Verify: ordered read bios → the end-I/O pool checks every block after the I/O →
-//! results are reported in order.
+//! Verify and `read`: chunk read bios through the device's queue, several in flight →
+//! each chunk is checked on the *end-I/O* pool as its read completes (or, when that
+//! pool is saturated, on the submitter that completed it: caller-runs) → results come
+//! back in order (`verify_read.rs`).
 //!
 //! The device queue's engine is chosen in one place, `start_queue`: on an `O_DIRECT`
 //! device, io_uring with [`DIRECT_URING_DEPTH`] I/Os in flight, so a fast device always
@@ -19,19 +24,20 @@
 //! The pools are separate, as in btrfs: submit-side work that waits for something only
 //! end-I/O work gives back (a buffer, a slot) would, on one bounded pool, end with every
 //! thread waiting while the completions that would free them sit behind them in the same
-//! pool (`deadlock_tests.rs` shows it). The write pipeline also leases its buffers on the
-//! caller's thread, in stream order, so the ordered step never waits for a buffer held
-//! by a later chunk.
+//! pool (`deadlock_tests.rs` shows it). Caller-runs keeps that true: what runs on a
+//! caller never waits for the pool it was meant for. The write pipeline also leases its
+//! buffers on the caller's thread, in stream order, so the ordered step never waits for
+//! a buffer held by a later chunk.
 
 #[cfg(test)]
 mod deadlock_tests;
 mod glue;
+mod read;
 mod ticket;
 mod verify;
 mod verify_chunk;
 mod verify_read;
 mod write;
-mod write_api;
 #[cfg(test)]
 mod write_tests;
 
@@ -42,6 +48,9 @@ use stack_bio::{Device, EndIo, QueueConfig, SubmitQueue};
 
 use crate::Error;
 
+pub(crate) use read::read_object;
+pub(crate) use verify::verify;
+pub(crate) use write::{check_space, run_write, space_needed};
 pub use write::{PlannedWrite, Source};
 
 /// Bytes per pipeline buffer (one bio); checksums are computed on whole buffers, so the
@@ -68,7 +77,8 @@ impl std::fmt::Debug for Pools {
     }
 }
 
-fn cpus() -> usize {
+/// CPUs this process may use (2 when the system cannot say).
+pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
@@ -77,9 +87,11 @@ impl Pools {
     pub fn new() -> Result<Pools, Error> {
         let n = cpus().clamp(2, 64);
         Ok(Pools {
+            // One core fewer: the caller runs pre-I/O work too when the pool is
+            // saturated (caller-runs), and a bio submitter is busy copying the data.
             submit: Workers::builder("stackctl-submit")
                 .min_threads(1)
-                .max_threads(n)
+                .max_threads(n - 1)
                 .build()?,
             end_io: Workers::builder("stackctl-endio")
                 .min_threads(1)

@@ -1,263 +1,115 @@
-//! The verify pipeline: the superblocks, the object table and every run's checksum blocks
-//! are read through the device here; the data blocks go to the parallel readers of
-//! `verify_read.rs` in 4 MiB chunks, checked by `verify_chunk.rs`, and come back in
-//! order, so damage is reported in object and offset order whatever the worker count.
+//! The verify pipeline: the superblocks and the object table are checked by the volume
+//! (`volume/check.rs`); every run's checksum blocks are read through the device here
+//! (a window at a time); the data blocks are read through the device's
+//! queue by `verify_read.rs` in chunks, checked by `verify_chunk.rs` on the end-I/O pool
+//! as each read completes, and come back in order, so damage is reported in object and
+//! offset order whatever the number of reads in flight.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::verify_chunk::{ChunkCheck, ChunkResult};
-use super::verify_read::{buffered_workers, direct_workers, with_readers, PIECE_BYTES, TASK_BYTES};
-use crate::format::SB_SLOT_OFFSETS;
-use crate::format::{ObjectKind, ObjectRecord, Run};
+use super::verify_chunk::ChunkCheck;
+use super::verify_read::{ChunkResult, Reads};
+use crate::format::ObjectRecord;
 use crate::options::{cancelled, Progress, VerifyOptions};
-use crate::report::{MetadataDamage, SuperblockState, VerifyReport};
-use crate::volume::{judge_slots, load_table, CsumWindow, Rejected, Volume};
+use crate::report::{MetadataDamage, VerifyReport};
+use crate::volume::{CsumWindow, Volume};
 use crate::Error;
 
-impl Volume {
-    /// Re-reads and checks the superblocks, the object table, every checksum block and
-    /// every data block of every object (or of `opts.object`), and reports all damage in
-    /// order. Free space is not read.
-    pub fn verify(&self, opts: &VerifyOptions) -> Result<VerifyReport, Error> {
-        let started = Instant::now();
-        let mut report = VerifyReport {
-            metadata_ok: true,
-            ..VerifyReport::default()
-        };
-        self.verify_superblocks(&mut report);
-        if let Err(e) = load_table(&*self.device, &self.sb).and_then(|t| {
-            if t == self.table {
-                Ok(())
-            } else {
-                Err(Error::Corrupt {
-                    what: "object table",
-                    offset: self.sb.meta_start_block * u64::from(self.sb.block_size_bytes),
-                    detail: "differs from the table read at open".into(),
-                })
+/// Verify's data half and the report (the metadata half is `Volume::verify_metadata`):
+/// see [`Volume::verify`].
+pub(crate) fn verify(vol: &Volume, opts: &VerifyOptions) -> Result<VerifyReport, Error> {
+    let started = Instant::now();
+    let mut report = VerifyReport {
+        metadata_ok: true,
+        ..VerifyReport::default()
+    };
+    vol.verify_metadata(&mut report);
+    let objects: Vec<&ObjectRecord> = match &opts.object {
+        Some(name) => vec![vol
+            .find(name)
+            .ok_or_else(|| Error::ObjectNotFound { name: name.clone() })?],
+        None => vol.table().objects.iter().collect(),
+    };
+    let total: u64 = objects.iter().map(|o| o.size_bytes).sum();
+    let bs = u64::from(vol.geometry().block_size_bytes);
+    let mut reads = Reads::new(vol.device().clone(), vol.pools()?.end_io.clone(), false)?;
+    let chunk_blocks = reads.chunk_blocks(bs);
+    let mut done_bytes = 0u64;
+    let mut emit = |r: ChunkResult| {
+        report.blocks_verified += r.blocks;
+        done_bytes += r.blocks * bs;
+        for d in r.damaged {
+            if let Some(f) = &opts.on_damage {
+                f(&d);
             }
-        }) {
-            report.metadata_ok = false;
-            report.metadata_damage.push(MetadataDamage {
-                what: "object table".into(),
-                object: None,
-                physical_offset: self.sb.meta_start_block * u64::from(self.sb.block_size_bytes),
-                detail: e.to_string(),
+            report.push_damage(d);
+        }
+        if let Some(p) = &opts.progress {
+            p(Progress {
+                done_bytes: done_bytes.min(total),
+                total_bytes: Some(total),
             });
         }
-        let objects: Vec<&ObjectRecord> = match &opts.object {
-            Some(name) => vec![self
-                .find(name)
-                .ok_or_else(|| Error::ObjectNotFound { name: name.clone() })?],
-            None => self.table.objects.iter().collect(),
-        };
-        let total: u64 = objects.iter().map(|o| o.size_bytes).sum();
-        let bs = u64::from(self.sb.block_size_bytes);
-        let direct = self.device.info().direct;
-        let (workers, piece_bytes) = if direct {
-            (direct_workers(), TASK_BYTES)
-        } else {
-            (buffered_workers(), PIECE_BYTES)
-        };
-        let chunk_blocks = TASK_BYTES as u64 / bs;
-        let mut done_bytes = 0u64;
-        let mut emit = |r: ChunkResult| {
-            report.blocks_verified += r.blocks;
-            done_bytes += r.blocks * bs;
-            for d in r.damaged {
-                if let Some(f) = &opts.on_damage {
-                    f(&d);
-                }
-                report.push_damage(d);
-            }
-            if let Some(p) = &opts.progress {
-                p(Progress {
-                    done_bytes: done_bytes.min(total),
-                    total_bytes: Some(total),
-                });
-            }
-        };
-        let mut interrupted = false;
-        let mut incomplete = Vec::new();
-        let mut objects_verified = 0u64;
-        let mut csum_damage = Vec::new();
-        let mut csum_window = CsumWindow::default();
-        with_readers(workers, piece_bytes, |readers| -> Result<(), Error> {
-            'objects: for record in objects {
-                objects_verified += 1;
-                if !record.complete {
-                    incomplete.push(record.name.clone());
-                }
-                let object: Arc<str> = Arc::from(record.name.as_str());
-                let mut run_logical = 0u64;
-                for run in &record.runs {
-                    let expected = match self.load_run_csums_via(&mut csum_window, run) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            csum_damage.push(MetadataDamage {
-                                what: "checksum block".into(),
-                                object: Some(record.name.clone()),
-                                physical_offset: run.csum_start_block * bs,
-                                detail: format!(
-                                    "checksums of logical bytes {}..{}: {e}",
-                                    run_logical,
-                                    run_logical + run.data_blocks * bs
-                                ),
-                            });
-                            match self.rebuild_pattern_csums(record, run, run_logical) {
-                                Some(c) => c,
-                                None => {
-                                    // User data without its checksums cannot be checked.
-                                    run_logical += run.data_blocks * bs;
-                                    continue;
-                                }
-                            }
-                        }
-                    };
-                    let expected = Arc::new(expected);
-                    let mut index = 0u64;
-                    while index < run.data_blocks {
-                        if cancelled(&opts.cancel) {
-                            interrupted = true;
-                            break 'objects;
-                        }
-                        let n = chunk_blocks.min(run.data_blocks - index);
-                        let check = ChunkCheck {
-                            object: object.clone(),
-                            object_id: record.id,
-                            kind: record.kind,
-                            run: *run,
-                            first_index: index,
+        Ok(())
+    };
+    let mut interrupted = false;
+    let mut incomplete = Vec::new();
+    let mut objects_verified = 0u64;
+    let mut csum_damage = Vec::new();
+    let mut csum_window = CsumWindow::default();
+    'objects: for record in objects {
+        objects_verified += 1;
+        if !record.complete {
+            incomplete.push(record.name.clone());
+        }
+        let object: Arc<str> = Arc::from(record.name.as_str());
+        for (run, run_logical) in record.runs_with_offsets(bs) {
+            let check = ChunkCheck::new(vol, record, object.clone(), *run, run_logical);
+            let expected = match vol.load_run_csums_via(&mut csum_window, run) {
+                Ok(c) => c,
+                Err(e) => {
+                    csum_damage.push(MetadataDamage {
+                        what: "checksum block".into(),
+                        object: Some(record.name.clone()),
+                        physical_offset: run.csum_start_block * bs,
+                        detail: format!(
+                            "checksums of logical bytes {}..{}: {e}",
                             run_logical,
-                            blocks: n,
-                            expected: expected.clone(),
-                            csum: self.csum,
-                            algorithm: self.sb.algorithm,
-                            salt: self.salt,
-                            device: self.device.clone(),
-                        };
-                        readers.submit(check, &mut emit)?;
-                        index += n;
+                            run_logical + run.data_blocks * bs
+                        ),
+                    });
+                    match check.rebuilt_csums() {
+                        Some(c) => c,
+                        // User data without its checksums cannot be checked.
+                        None => continue,
                     }
-                    run_logical += run.data_blocks * bs;
                 }
-            }
-            readers.finish(&mut emit)
-        })??;
-        report.interrupted |= interrupted;
-        report.objects_verified += objects_verified;
-        report.incomplete_objects.extend(incomplete);
-        if !csum_damage.is_empty() {
-            report.metadata_ok = false;
-            report.metadata_damage.extend(csum_damage);
-        }
-        report.bytes_verified = report.blocks_verified * bs;
-        // After every read: an eviction that did not take turns the source to the cache.
-        (report.source, report.source_warning) = self.read_source();
-        report.elapsed = started.elapsed();
-        Ok(report)
-    }
-
-    /// Pattern objects survive damaged checksum blocks: the checksums are recomputed from
-    /// the blocks that belong there.
-    fn rebuild_pattern_csums(
-        &self,
-        record: &ObjectRecord,
-        run: &Run,
-        run_logical: u64,
-    ) -> Option<Vec<u64>> {
-        let ObjectKind::Pattern { seed } = record.kind else {
-            return None;
-        };
-        let bs = self.sb.block_size_bytes as usize;
-        let mut block = vec![0u8; bs];
-        Some(
-            (0..run.data_blocks)
-                .map(|i| {
-                    self.expected_pattern_block(
-                        record,
-                        run,
-                        run_logical + i * bs as u64,
-                        i,
-                        seed,
-                        &mut block,
-                    );
-                    self.csum.block(run.data_start_block + i, &block)
-                })
-                .collect(),
-        )
-    }
-
-    /// Judges both slots again by the rule open used (`judge_slots`), so verify, `ls`
-    /// and `info` agree on which slot is usable; every unusable slot is metadata damage.
-    fn verify_superblocks(&self, report: &mut VerifyReport) {
-        let slots = judge_slots(&*self.device);
-        let mut states = slots.states();
-        for (slot, state) in states.iter_mut().enumerate() {
-            let SuperblockState::Ok { generation } = *state else {
-                continue;
             };
-            let Some(sb) = slots
-                .chosen
-                .iter()
-                .chain(&slots.others)
-                .map(|(sb, _)| sb)
-                .find(|sb| usize::from(sb.slot) == slot)
-            else {
-                continue;
-            };
-            // The disk changed since open: a copy the volume in use does not account for.
-            let reason = if slot == usize::from(self.sb.slot) && *sb != self.sb {
-                Some("differs from the copy in use".to_string())
-            } else if generation > self.sb.generation {
-                Some(format!(
-                    "generation {generation} is newer than the state in use; its metadata verifies now but did not when the volume was opened"
-                ))
-            } else if sb.uuid != self.sb.uuid
-                || sb.block_size_bytes != self.sb.block_size_bytes
-                || sb.total_blocks != self.sb.total_blocks
-            {
-                Some("describes another volume than the copy in use".to_string())
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                report.metadata_ok = false;
-                report.metadata_damage.push(MetadataDamage {
-                    what: format!("superblock slot {slot} (generation {generation})"),
-                    object: None,
-                    physical_offset: SB_SLOT_OFFSETS[slot],
-                    detail: reason.clone(),
-                });
-                *state = SuperblockState::Damaged { reason };
+            let run_check = check.with_expected(expected);
+            let mut index = 0u64;
+            while index < run.data_blocks {
+                if cancelled(&opts.cancel) {
+                    interrupted = true;
+                    break 'objects;
+                }
+                let n = chunk_blocks.min(run.data_blocks - index);
+                reads.submit(run_check.part(index, n), &mut emit)?;
+                index += n;
             }
         }
-        for (slot, rejected) in slots.rejected.iter().enumerate() {
-            let Some(rejected) = rejected else { continue };
-            report.metadata_ok = false;
-            report.metadata_damage.push(match rejected {
-                // Say where the table breaks, as exactly as `info` does.
-                Rejected::Metadata { sb, error } => MetadataDamage {
-                    what: format!(
-                        "object table of generation {} (superblock slot {slot})",
-                        sb.generation
-                    ),
-                    object: None,
-                    physical_offset: sb
-                        .meta_start_block
-                        .saturating_mul(u64::from(sb.block_size_bytes)),
-                    detail: error.clone(),
-                },
-                other => MetadataDamage {
-                    what: format!("superblock slot {slot}"),
-                    object: None,
-                    physical_offset: SB_SLOT_OFFSETS[slot],
-                    detail: other.reason(),
-                },
-            });
-        }
-        for (slot, state) in states.into_iter().enumerate() {
-            report.superblocks[slot] = Some(state);
-        }
     }
+    reads.finish(&mut emit)?;
+    report.interrupted |= interrupted;
+    report.objects_verified += objects_verified;
+    report.incomplete_objects.extend(incomplete);
+    if !csum_damage.is_empty() {
+        report.metadata_ok = false;
+        report.metadata_damage.extend(csum_damage);
+    }
+    report.bytes_verified = report.blocks_verified * bs;
+    // After every read: an eviction that did not take turns the source to the cache.
+    (report.source, report.source_warning) = vol.read_source();
+    report.elapsed = started.elapsed();
+    Ok(report)
 }

@@ -1,15 +1,16 @@
 //! Checking one chunk of a run: every block against its stored checksum, and what
 //! happened to each block that fails (flipped bits, stale, torn, misdirected, unreadable).
+//! The one block classification: verify reports it, `read` stops at the first.
 
 use std::sync::Arc;
 
 use stack_bio::Device;
 use stack_csum::{Algorithm, BlockCsum};
 
-use crate::format::{ObjectKind, Run};
+use crate::format::{ObjectKind, ObjectRecord, Run};
 use crate::pattern::{classify_file, classify_pattern, PatternHeader};
 use crate::report::{Cause, DamagedRange};
-use crate::volume::IO_ALIGN_BYTES;
+use crate::volume::{Volume, IO_ALIGN_BYTES};
 
 /// What a verify worker needs to check one chunk (consecutive blocks of a run) on its own.
 #[derive(Clone)]
@@ -30,14 +31,34 @@ pub(super) struct ChunkCheck {
     pub(super) device: Arc<dyn Device>,
 }
 
-/// The outcome of one chunk.
-pub(super) struct ChunkResult {
-    pub(super) seq: u64,
-    pub(super) blocks: u64,
-    pub(super) damaged: Vec<DamagedRange>,
-}
-
 impl ChunkCheck {
+    /// The whole of `run` of `record` (at `run_logical` in the object), its checksums
+    /// still to be given ([`ChunkCheck::with_expected`]); [`ChunkCheck::part`] cuts it
+    /// into chunks.
+    pub(super) fn new(
+        vol: &Volume,
+        record: &ObjectRecord,
+        object: Arc<str>,
+        run: Run,
+        run_logical: u64,
+    ) -> ChunkCheck {
+        let view = vol.check_view();
+        ChunkCheck {
+            object,
+            object_id: record.id,
+            kind: record.kind,
+            run,
+            first_index: 0,
+            run_logical,
+            blocks: run.data_blocks,
+            expected: Arc::default(),
+            csum: view.csum,
+            algorithm: view.algorithm,
+            salt: view.salt,
+            device: view.device,
+        }
+    }
+
     pub(super) fn bs(&self) -> u64 {
         self.csum.block_size_bytes() as u64
     }
@@ -73,22 +94,55 @@ impl ChunkCheck {
         out.push(self.range(index, cause, Some(expected), Some(sum)));
     }
 
+    /// The block that belongs at block `index` of the run of a pattern object.
+    fn pattern_block(&self, seed: u64, index: u64, out: &mut [u8]) {
+        PatternHeader {
+            phys_block: self.run.data_start_block + index,
+            object_id: self.object_id,
+            logical_offset: self.run_logical + index * self.bs(),
+            generation: self.run.write_generation,
+            seed,
+        }
+        .fill(self.salt, out);
+    }
+
+    /// What happened to block `index` of the run, whose content `found` failed its
+    /// checksum.
     fn classify(&self, index: u64, found: &[u8]) -> Cause {
         let addr = self.run.data_start_block + index;
         match self.kind {
             ObjectKind::File => classify_file(found, addr, self.algorithm, self.salt),
             ObjectKind::Pattern { seed } => {
                 let mut want = vec![0u8; found.len()];
-                PatternHeader {
-                    phys_block: addr,
-                    object_id: self.object_id,
-                    logical_offset: self.run_logical + index * self.bs(),
-                    generation: self.run.write_generation,
-                    seed,
-                }
-                .fill(self.salt, &mut want);
+                self.pattern_block(seed, index, &mut want);
                 classify_pattern(found, &want, addr, self.algorithm, self.salt)
             }
+        }
+    }
+
+    /// Pattern objects survive damaged checksum blocks: the run's checksums recomputed
+    /// from the blocks that belong there (`None` for user data).
+    pub(super) fn rebuilt_csums(&self) -> Option<Vec<u64>> {
+        let ObjectKind::Pattern { seed } = self.kind else {
+            return None;
+        };
+        let mut block = vec![0u8; self.bs() as usize];
+        Some(
+            (0..self.run.data_blocks)
+                .map(|i| {
+                    self.pattern_block(seed, i, &mut block);
+                    self.csum.block(self.run.data_start_block + i, &block)
+                })
+                .collect(),
+        )
+    }
+
+    /// This check with the run's stored (or rebuilt) checksums.
+    pub(super) fn with_expected(self, expected: Vec<u64>) -> ChunkCheck {
+        assert_eq!(expected.len() as u64, self.run.data_blocks);
+        ChunkCheck {
+            expected: Arc::new(expected),
+            ..self
         }
     }
 

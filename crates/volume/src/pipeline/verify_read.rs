@@ -1,236 +1,252 @@
-//! Verify's data path: several workers each read (`pread`) and check whole chunks straight
-//! from the device, taken in order from a bounded queue; results are put back in order.
+//! The read side of verify and `read`: chunk bios through the device's `SubmitQueue`,
+//! each chunk checked by its completion on the end-I/O pool as the read completes
+//! (btrfs's post-I/O side), results handed back in submission order.
 //!
-//! Why not the device's `SubmitQueue`: there one submitter thread issues every read, so
-//! on a page-cached volume one core copies every byte out of the page cache while the
-//! checksums wait on other cores, with a hand-off per MiB in between; `dd` only copies.
-//! Here each worker copies *and* checks its own chunks, so the copy itself runs on every
-//! core, and the block just copied is checksummed while it is still in the CPU cache
-//! (buffered reads go in pieces of [`PIECE_BYTES`]). With `O_DIRECT` every worker keeps
-//! one whole-chunk read in flight, so the disk always has [`direct_workers`] reads queued
-//! where `dd` has one, and never idles between them.
+//! The queue runs several submitters, so several reads are in flight: under `O_DIRECT`
+//! the disk always has [`direct_depth`] whole-chunk reads queued where `dd` has one; on
+//! a buffered (page-cache) volume each submitter copies its own chunk, so the copy runs
+//! on every core. Completions go through [`stack_bio::CallerRunsEndIo`]: to the end-I/O
+//! pool while one of its workers has no work waiting, else on the submitter that
+//! finished the read, while the piece is still in its CPU cache (buffered reads go in
+//! pieces of [`PIECE_BYTES`] for that reason). On a 2-core machine that is what the old
+//! reader threads did (read and check on one thread) without a hand-off per piece.
 //!
 //! Why not a mapping of the page cache (no copy at all): measured on the project's 2-core
 //! machine (`/dev/shm` is tmpfs with 4 KiB pages, 1 GiB volume, whole process, min of 5
-//! alternated runs), a mapped verify — the file mapped once, each 4 MiB window filled
-//! with `MADV_POPULATE_READ` and dropped with `MADV_DONTNEED` so the resident set stays
-//! bounded — cost 0.22 CPU s/GiB against 0.18–0.19 for these reads: filling and
-//! clearing page-table entries (`follow_page_pte`, rmap accounting, `zap_page_range`)
-//! costs about what the copy saves, and the checksum then reads DRAM instead of a piece
-//! still in the cache. It would also turn a page the kernel cannot fill (a file truncated
-//! under us, a swap error; a bad sector if ever used off tmpfs) into a `SIGBUS`, which
-//! needs a process-wide signal handler to survive. Reads cost less and fail as errors:
-//! a failed or short read is retried block by block and only the blocks that cannot be
-//! read are reported `unreadable` (a file truncated under verify included).
+//! alternated runs), a mapped verify cost 0.22 CPU s/GiB against 0.18–0.19 for reads:
+//! filling and clearing page-table entries costs about what the copy saves, and a page
+//! the kernel cannot fill becomes a `SIGBUS`. Reads cost less and fail as errors: a
+//! failed or short read is retried block by block (`ChunkCheck::run`) and only the
+//! blocks that cannot be read are reported `unreadable`.
 //!
-//! Memory is bounded whatever the volume's size: a buffer per worker, at most
-//! [`WINDOW_PER_WORKER`] chunks per worker queued or finished but not yet reported.
+//! Memory is bounded whatever the volume's size: a pool of [`buffers`] chunk buffers,
+//! and at most [`WINDOW_PER_SUBMITTER`] chunks per submitter checked but not yet
+//! reported.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use stack_bio::AlignedBuf;
+use stack_async_thread::Workers;
+use stack_bio::{
+    Bio, BioBuf, BufferPool, CallerRunsEndIo, Device, PooledBuf, QueueConfig, SubmitQueue,
+};
 
-use super::verify_chunk::{ChunkCheck, ChunkResult};
+use super::verify_chunk::ChunkCheck;
 use crate::format::MAX_BLOCK_BYTES;
 use crate::report::DamagedRange;
 use crate::volume::IO_ALIGN_BYTES;
 use crate::Error;
 
-/// Bytes of a run a worker takes at once (one read under `O_DIRECT`).
+/// Bytes of a run one bio reads under `O_DIRECT`.
 pub(super) const TASK_BYTES: usize = 4 << 20;
-/// Bytes per read on the buffered path: small enough that the copy is still in the CPU's
-/// cache when it is checksummed.
+/// Bytes of a run one bio reads on the buffered path: small enough that the copy is
+/// still in the CPU's cache when it is checksummed.
 pub(super) const PIECE_BYTES: usize = 512 << 10;
-/// Most workers, whatever the machine (each holds a buffer).
-const MAX_WORKERS: usize = 8;
+/// Most submitters, whatever the machine.
+const MAX_SUBMITTERS: usize = 8;
 /// Reads kept in flight under `O_DIRECT` at least, even on a machine with fewer cores:
-/// the workers mostly wait for the disk.
-const MIN_DIRECT_WORKERS: usize = 4;
-/// Chunks per worker that may be queued or checked ahead of the next one reported.
-pub(super) const WINDOW_PER_WORKER: u64 = 4;
+/// the submitters mostly wait for the disk.
+const MIN_DIRECT_DEPTH: usize = 4;
+/// Chunks per submitter that may be queued or checked ahead of the next one reported.
+const WINDOW_PER_SUBMITTER: u64 = 4;
 
 const _: () = assert!(PIECE_BYTES % MAX_BLOCK_BYTES as usize == 0);
 const _: () = assert!(TASK_BYTES % PIECE_BYTES == 0);
 const _: () = assert!(PIECE_BYTES % IO_ALIGN_BYTES == 0);
 
-fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+/// Reads in flight on a buffered volume: one per core (the work is copying and
+/// checksumming).
+fn buffered_depth() -> usize {
+    super::cpus().clamp(2, MAX_SUBMITTERS)
 }
 
-/// Workers for a buffered verify: one per core (the work is copying and checksumming).
-pub(super) fn buffered_workers() -> usize {
-    cpus().clamp(2, MAX_WORKERS)
+/// Reads in flight under `O_DIRECT`.
+fn direct_depth() -> usize {
+    super::cpus().clamp(MIN_DIRECT_DEPTH, MAX_SUBMITTERS)
 }
 
-/// Workers (reads in flight) for an `O_DIRECT` verify.
-pub(super) fn direct_workers() -> usize {
-    cpus().clamp(MIN_DIRECT_WORKERS, MAX_WORKERS)
+/// Chunk buffers of a read pipeline with `depth` reads in flight: one per read, and two
+/// more being checked (or waiting to be written out) or queued, so a submitter finds its
+/// next read at once. Under `O_DIRECT` on 8 cores: 10 × 4 MiB.
+fn buffers(depth: usize) -> usize {
+    depth + 2
 }
 
-/// One chunk to read and check.
-struct Task {
-    seq: u64,
-    check: ChunkCheck,
+/// The outcome of one chunk.
+pub(super) struct ChunkResult {
+    pub(super) blocks: u64,
+    pub(super) damaged: Vec<DamagedRange>,
+    /// The bytes read (only when the reads were asked to keep them, for `read`).
+    pub(super) data: Option<PooledBuf>,
 }
 
-/// The handle the verify loop submits chunks to; results come back through `emit` in
-/// submission order.
-pub(super) struct Readers {
-    tasks: Option<Sender<Task>>,
-    results: Receiver<Result<ChunkResult, Error>>,
+type Done = (u64, Result<ChunkResult, Error>);
+
+/// Ordered, checked reads of chunks of runs through the device's queue.
+pub(super) struct Reads {
+    queue: SubmitQueue,
+    bufs: BufferPool,
+    chunk_bytes: usize,
+    keep_data: bool,
+    tx: Sender<Done>,
+    rx: Receiver<Done>,
     waiting: BTreeMap<u64, ChunkResult>,
     next_seq: u64,
     seq: u64,
     window: u64,
 }
 
-fn lost() -> Error {
-    Error::Corrupt {
-        what: "verify pipeline",
-        offset: 0,
-        detail: "a verify worker stopped before its chunk was checked".into(),
+impl Reads {
+    /// A read pipeline on `device` whose checks run on `end_io` (caller-runs when it is
+    /// saturated). `keep_data` hands every chunk's bytes back with its result.
+    pub(super) fn new(
+        device: Arc<dyn Device>,
+        end_io: Workers,
+        keep_data: bool,
+    ) -> Result<Reads, Error> {
+        let (chunk_bytes, depth) = if device.info().direct {
+            (TASK_BYTES, direct_depth())
+        } else {
+            (PIECE_BYTES, buffered_depth())
+        };
+        let count = buffers(depth);
+        // One chunk per I/O: a buffered piece must not grow past the CPU cache, and a
+        // direct chunk is already large. Chunks come in order and at once: no plug wait.
+        let config = QueueConfig::default()
+            .with_submitters(depth)
+            .with_max_io_bytes(chunk_bytes)
+            .with_max_in_flight_bytes((chunk_bytes * count) as u64)
+            .with_plug_timeout(std::time::Duration::ZERO);
+        // The engine is chosen in one place (io_uring under O_DIRECT, else threads).
+        let (queue, _engine) =
+            super::start_queue(&device, Arc::new(CallerRunsEndIo(end_io)), config)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok(Reads {
+            queue,
+            bufs: BufferPool::new(count, chunk_bytes, IO_ALIGN_BYTES),
+            chunk_bytes,
+            keep_data,
+            tx,
+            rx,
+            waiting: BTreeMap::new(),
+            next_seq: 0,
+            seq: 0,
+            window: depth as u64 * WINDOW_PER_SUBMITTER,
+        })
     }
-}
 
-impl Readers {
+    /// Blocks of `block_size_bytes` one chunk holds.
+    pub(super) fn chunk_blocks(&self, block_size_bytes: u64) -> u64 {
+        (self.chunk_bytes as u64 / block_size_bytes).max(1)
+    }
+
     /// Reports every finished chunk that is next in order.
-    fn emit_ready(&mut self, emit: &mut impl FnMut(ChunkResult)) {
+    fn emit_ready(
+        &mut self,
+        emit: &mut impl FnMut(ChunkResult) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         while let Some(r) = self.waiting.remove(&self.next_seq) {
-            emit(r);
             self.next_seq += 1;
+            emit(r)?;
         }
+        Ok(())
     }
 
     /// Waits for one more result.
     fn wait_one(&mut self) -> Result<(), Error> {
-        let r = self.results.recv().map_err(|_| lost())??;
-        self.waiting.insert(r.seq, r);
+        let (seq, r) = self.rx.recv().map_err(|_| lost())?;
+        self.waiting.insert(seq, r?);
         Ok(())
     }
 
-    /// Queues a chunk; blocks while the window of unreported chunks is full.
+    /// Queues a read of `check`'s blocks; blocks while the window of unreported chunks
+    /// or the buffers are all taken, reporting what finished meanwhile.
     pub(super) fn submit(
         &mut self,
         check: ChunkCheck,
-        emit: &mut impl FnMut(ChunkResult),
+        emit: &mut impl FnMut(ChunkResult) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        while let Ok(r) = self.results.try_recv() {
-            let r = r?;
-            self.waiting.insert(r.seq, r);
+        while let Ok((seq, r)) = self.rx.try_recv() {
+            self.waiting.insert(seq, r?);
         }
-        self.emit_ready(emit);
+        self.emit_ready(emit)?;
         while self.seq - self.next_seq >= self.window {
             self.wait_one()?;
-            self.emit_ready(emit);
+            self.emit_ready(emit)?;
         }
-        let task = Task {
-            seq: self.seq,
-            check,
+        // A buffer comes back when its chunk is checked (or, kept, reported): never wait
+        // for one without taking results, or `read` would wait for itself.
+        let mut buf = loop {
+            if let Some(b) = self.bufs.try_get() {
+                break b;
+            }
+            self.wait_one()?;
+            self.emit_ready(emit)?;
         };
-        self.tasks
-            .as_ref()
-            .ok_or_else(lost)?
-            .send(task)
-            .map_err(|_| lost())?;
+        let len = usize::try_from(check.blocks * check.bs()).expect("a chunk fits a buffer");
+        assert!(len <= self.chunk_bytes);
+        buf.set_len(len);
+        let (seq, tx, keep) = (self.seq, self.tx.clone(), self.keep_data);
+        let offset = check.physical_offset();
+        self.queue.submit(Bio::read(offset, buf, move |r| {
+            // Post-I/O, on the end-I/O pool or the submitter (caller-runs).
+            let buf = match r.buf {
+                Some(BioBuf::Pooled(b)) => Some(b),
+                _ => None,
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let damaged = match &buf {
+                    Some(b) => check.run(b, r.result),
+                    None => check.run(
+                        &[],
+                        Err(r
+                            .result
+                            .err()
+                            .unwrap_or_else(|| stack_bio::Error::Cancelled {
+                                device: String::new(),
+                                offset,
+                            })),
+                    ),
+                };
+                ChunkResult {
+                    blocks: check.blocks,
+                    damaged,
+                    data: None,
+                }
+            }));
+            let result = match result {
+                Ok(mut done) => {
+                    if keep {
+                        done.data = buf;
+                    } else {
+                        // Back to the pool before the result wakes the submitting thread.
+                        drop(buf);
+                    }
+                    Ok(done)
+                }
+                Err(_) => Err(Error::WorkLost { stage: "verify" }),
+            };
+            let _ = tx.send((seq, result));
+        }));
         self.seq += 1;
         Ok(())
     }
 
-    /// Waits for every queued chunk and reports the rest.
-    pub(super) fn finish(&mut self, emit: &mut impl FnMut(ChunkResult)) -> Result<(), Error> {
-        self.tasks = None;
+    /// Waits for every queued chunk and reports the rest, then stops the queue.
+    pub(super) fn finish(
+        mut self,
+        emit: &mut impl FnMut(ChunkResult) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         while self.next_seq < self.seq {
             self.wait_one()?;
-            self.emit_ready(emit);
+            self.emit_ready(emit)?;
         }
+        self.queue.shutdown();
         Ok(())
     }
 }
 
-/// Runs `body` with `workers` reader threads, each reading `piece_bytes` at a time.
-/// The threads end when `body` returns.
-pub(super) fn with_readers<R>(
-    workers: usize,
-    piece_bytes: usize,
-    body: impl FnOnce(&mut Readers) -> R,
-) -> Result<R, Error> {
-    assert!(workers >= 1);
-    assert!(workers <= MAX_WORKERS);
-    assert!(piece_bytes % IO_ALIGN_BYTES == 0);
-    assert!(piece_bytes >= MAX_BLOCK_BYTES as usize);
-    std::thread::scope(|s| {
-        let (task_tx, task_rx) = crossbeam_channel::bounded::<Task>(workers);
-        let (res_tx, res_rx) = crossbeam_channel::unbounded::<Result<ChunkResult, Error>>();
-        for i in 0..workers {
-            let rx = task_rx.clone();
-            let tx = res_tx.clone();
-            std::thread::Builder::new()
-                .name(format!("stackctl-verify-{i}"))
-                .spawn_scoped(s, move || worker(&rx, &tx, piece_bytes))
-                .map_err(|e| Error::Corrupt {
-                    what: "verify pipeline",
-                    offset: 0,
-                    detail: format!("cannot start a verify worker: {e}"),
-                })?;
-        }
-        drop(task_rx);
-        drop(res_tx);
-        let mut readers = Readers {
-            tasks: Some(task_tx),
-            results: res_rx,
-            waiting: BTreeMap::new(),
-            next_seq: 0,
-            seq: 0,
-            window: workers as u64 * WINDOW_PER_WORKER,
-        };
-        Ok(body(&mut readers))
-    })
-}
-
-fn worker(
-    tasks: &Receiver<Task>,
-    results: &Sender<Result<ChunkResult, Error>>,
-    piece_bytes: usize,
-) {
-    let mut buf = AlignedBuf::new(piece_bytes, IO_ALIGN_BYTES);
-    while let Ok(task) = tasks.recv() {
-        // A panic here is a bug, but it must not leave the verify loop waiting forever
-        // for this chunk while the other workers wait for more work: say so and stop.
-        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check_chunk(&task.check, &mut buf)
-        }));
-        let done = checked
-            .map(|damaged| ChunkResult {
-                seq: task.seq,
-                blocks: task.check.blocks,
-                damaged,
-            })
-            .map_err(|_| Error::Corrupt {
-                what: "verify pipeline",
-                offset: task.check.physical_offset(),
-                detail: "a verify worker panicked while checking this chunk".into(),
-            });
-        let failed = done.is_err();
-        if results.send(done).is_err() || failed {
-            return;
-        }
-    }
-}
-
-/// Reads `check`'s blocks in pieces of `buf.len()` and checks each piece.
-fn check_chunk(check: &ChunkCheck, buf: &mut [u8]) -> Vec<DamagedRange> {
-    let bs = check.bs();
-    let piece_blocks = (buf.len() as u64 / bs).max(1);
-    let mut out = Vec::new();
-    let mut done = 0u64;
-    while done < check.blocks {
-        let n = piece_blocks.min(check.blocks - done);
-        let part = check.part(done, n);
-        let piece = &mut buf[..(n * bs) as usize];
-        let io = check.device.read_at(piece, part.physical_offset());
-        out.extend(part.run(piece, io));
-        done += n;
-    }
-    out
+fn lost() -> Error {
+    Error::WorkLost { stage: "verify" }
 }

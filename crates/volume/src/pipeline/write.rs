@@ -24,6 +24,7 @@ mod runs;
 mod space;
 
 pub use space::PlannedWrite;
+pub(crate) use space::{check_space, space_needed};
 
 /// Shortest run a write makes when the commit interval is short.
 const MIN_RUN_BYTES: u64 = 64 << 10;
@@ -44,27 +45,36 @@ const MAX_CSUM_WRITE_BYTES: usize = 4 << 20;
 /// A run starts on a free extent of at least this much when one exists.
 const LONG_EXTENT_BYTES: u64 = 1 << 20;
 
-/// Most CPUs on which the pre-I/O work (pattern, checksums) runs on the caller's thread.
-///
-/// With two cores, one is busy in the submitter copying every byte into the device (the
-/// page cache), so the other has nothing better to do than read and checksum: the submit
-/// pool would add two thread hand-offs per chunk (a wake-up latency each on a shared
-/// machine) and no parallelism. With more cores the pool checksums chunks in parallel.
-const INLINE_PRE_IO_MAX_CPUS: usize = 2;
-
 #[cfg(test)]
 thread_local! {
-    /// Tests: `Some(inline)` overrides [`pre_io_inline`] on this thread.
+    /// Tests: `Some(true)` runs the pre-I/O work on the caller's thread always,
+    /// `Some(false)` always on the submit pool; `None` lets the pool's caller-runs
+    /// policy choose (the product).
     pub(crate) static FORCE_INLINE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
 }
 
-/// Whether this write computes its pre-I/O work on the caller's thread.
-fn pre_io_inline() -> bool {
+/// Hands a chunk's pre-I/O work to the submit pool's ordered stream: on the pool while
+/// a worker is free, on the caller's thread when the pool is saturated (caller-runs).
+/// On two cores, where one is busy in the submitter copying every byte into the page
+/// cache, that is mostly the caller, with no hand-off per chunk; with more cores the
+/// pool checksums chunks in parallel.
+fn pre_io<T: Send + 'static>(
+    ordered: &stack_async_thread::Ordered,
+    pre: impl FnOnce() -> T + Send + 'static,
+    post: impl FnOnce(T) + Send + 'static,
+) -> Result<(), Error> {
     #[cfg(test)]
-    if let Some(forced) = FORCE_INLINE.with(std::cell::Cell::get) {
-        return forced;
+    match FORCE_INLINE.with(std::cell::Cell::get) {
+        Some(true) => {
+            ordered.flush();
+            post(pre());
+            return Ok(());
+        }
+        Some(false) => return Ok(ordered.queue(pre, post)?),
+        None => {}
     }
-    super::cpus() <= INLINE_PRE_IO_MAX_CPUS
+    ordered.run_or_queue(pre, post)?;
+    Ok(())
 }
 
 /// A chunk after its pre-I/O work: buffer, block checksums, whether they could be
@@ -157,6 +167,8 @@ struct Writer<'v> {
     /// Runs whose checksum blocks are written, not committed yet.
     ready: Vec<Run>,
     inflight: Arc<Inflight>,
+    /// The device's queue: every data bio and the checksum streams go through it.
+    queue: IoQueue,
     allocs: Allocs,
     data_goal: u64,
     csum_goal: u64,
@@ -177,219 +189,217 @@ struct Canaries {
     elapsed: std::time::Duration,
 }
 
-impl Volume {
-    pub(super) fn run_write(
-        &mut self,
-        name: &str,
-        mut source: Source<'_>,
-        kind: ObjectKind,
-        target_size_bytes: Option<u64>,
-        fill: bool,
-        opts: &WriteOptions,
-    ) -> Result<WriteReport, Error> {
-        self.check_writable()?;
-        Self::check_name(name)?;
-        let started = Instant::now();
-        let resuming = matches!(source, Source::Pattern)
-            && self
-                .find(name)
-                .is_some_and(|o| !o.complete && o.kind == kind);
-        if self.find(name).is_some() && !resuming && !opts.replace {
-            return Err(Error::ObjectExists {
-                name: name.to_string(),
-            });
+pub(crate) fn run_write(
+    vol: &mut Volume,
+    name: &str,
+    mut source: Source<'_>,
+    kind: ObjectKind,
+    target_size_bytes: Option<u64>,
+    fill: bool,
+    opts: &WriteOptions,
+) -> Result<WriteReport, Error> {
+    vol.check_writable()?;
+    Volume::check_name(name)?;
+    let started = Instant::now();
+    let resuming = matches!(source, Source::Pattern)
+        && vol
+            .find(name)
+            .is_some_and(|o| !o.complete && o.kind == kind);
+    if vol.find(name).is_some() && !resuming && !opts.replace {
+        return Err(Error::ObjectExists {
+            name: name.to_string(),
+        });
+    }
+    // A write of known size that cannot fit is refused before it changes anything.
+    if let (Some(size_bytes), false) = (target_size_bytes, fill) {
+        let plan = PlannedWrite {
+            name: name.to_string(),
+            size_bytes,
+        };
+        vol.check_space(std::slice::from_ref(&plan), opts)?;
+    }
+    // Space only the older slot still holds (a removal cut short by a crash) is
+    // counted free; one commit makes it so before the write allocates.
+    if vol.reclaimable_blocks() > 0 {
+        vol.commit_table(vol.table().clone(), Vec::new())?;
+    }
+    let mut base = vol.table().clone();
+    let mut dropped = Vec::new();
+    let mut resumed_from = None;
+    let record = match base.objects.iter().position(|o| o.name == name) {
+        Some(i) if resuming => {
+            let record = base.objects.remove(i);
+            resumed_from = Some(record.clone());
+            record
         }
-        // A write of known size that cannot fit is refused before it changes anything.
-        if let (Some(size_bytes), false) = (target_size_bytes, fill) {
-            let plan = PlannedWrite {
+        Some(i) => {
+            let old = base.objects.remove(i);
+            dropped = vol.record_extents(&old);
+            new_record(&mut base, name, kind, target_size_bytes)
+        }
+        None => new_record(&mut base, name, kind, target_size_bytes),
+    };
+    let bs = u64::from(vol.geometry().block_size_bytes);
+    let run_max_blocks = run_max_blocks(opts.commit_every_bytes, bs);
+    let last = record.runs.last().copied();
+    let allocs = Allocs::new(vol.alloc_queue()?);
+    let canary = (fill && opts.canaries && matches!(kind, ObjectKind::Pattern { .. })).then(|| {
+        let period_bytes = canary::period_bytes(vol.free_bytes());
+        Canaries {
+            flush_first: !vol.device().info().direct,
+            period_bytes,
+            next_at: (record.size_bytes / period_bytes + 1) * period_bytes,
+            rounds: 0,
+            read: 0,
+            failed: None,
+            stopped: false,
+            elapsed: std::time::Duration::ZERO,
+        }
+    });
+    let mut w = Writer {
+        canary,
+        write_generation: vol.next_generation(),
+        logical: record.size_bytes,
+        committed_bytes: record.size_bytes,
+        record,
+        base,
+        replacing: !dropped.is_empty(),
+        dropped,
+        fill,
+        since_commit_bytes: 0,
+        last_commit: Instant::now(),
+        commits: 0,
+        run_max_blocks,
+        open: None,
+        csum_area: None,
+        sealed: VecDeque::new(),
+        ready: Vec::new(),
+        inflight: Arc::default(),
+        // Completions only record checksums and return the buffer: on the submitters.
+        queue: IoQueue::new(vol.device().clone(), None)?,
+        allocs,
+        data_goal: last.map_or(0, |r| r.data_start_block + r.data_blocks),
+        csum_goal: last.map_or(0, |r| r.csum_start_block),
+        opts: opts.clone(),
+        vol,
+    };
+    let bytes_before = w.logical;
+    let outcome = w.pump(&mut source);
+    if w.replacing && matches!(outcome, Ok(false)) {
+        // Cancelled: the old object stays as it was.
+        w.give_back(false);
+        return Err(Error::Interrupted);
+    }
+    let outcome = outcome.and_then(|complete| w.finish(complete).map(|()| complete));
+    match outcome {
+        Ok(complete) => {
+            let report = WriteReport {
                 name: name.to_string(),
-                size_bytes,
+                bytes: w.record.size_bytes - bytes_before,
+                size_bytes: w.record.size_bytes,
+                elapsed: started.elapsed(),
+                commits: w.commits,
+                extents: w.record.runs.len() as u64,
+                complete,
+                canaries_read: w.canary.as_ref().map_or(0, |c| c.read),
+                canary_failed: w.canary.as_ref().and_then(|c| c.failed.clone()),
+                stopped_early: w.canary.as_ref().is_some_and(|c| c.stopped),
+                canary_elapsed: w.canary.as_ref().map_or(Default::default(), |c| c.elapsed),
             };
-            self.check_space(std::slice::from_ref(&plan), opts)?;
-        }
-        // Space only the older slot still holds (a removal cut short by a crash) is
-        // counted free; one commit makes it so before the write allocates.
-        if self.reclaimable_blocks > 0 {
-            self.commit_table(self.table.clone(), Vec::new())?;
-        }
-        let mut base = self.table.clone();
-        let mut dropped = Vec::new();
-        let mut resumed_from = None;
-        let record = match base.objects.iter().position(|o| o.name == name) {
-            Some(i) if resuming => {
-                let record = base.objects.remove(i);
-                resumed_from = Some(record.clone());
-                record
+            if complete {
+                Ok(report)
+            } else {
+                Err(Error::Interrupted)
             }
-            Some(i) => {
-                let old = base.objects.remove(i);
-                dropped = self.record_extents(&old);
-                self.new_record(&mut base, name, kind, target_size_bytes)
-            }
-            None => self.new_record(&mut base, name, kind, target_size_bytes),
-        };
-        let bs = u64::from(self.sb.block_size_bytes);
-        let run_max_blocks = run_max_blocks(opts.commit_every_bytes, bs);
-        let last = record.runs.last().copied();
-        let allocs = Allocs::new(self.alloc_queue()?);
-        let canary =
-            (fill && opts.canaries && matches!(kind, ObjectKind::Pattern { .. })).then(|| {
-                let period_bytes = canary::period_bytes(self.free_bytes());
-                Canaries {
-                    flush_first: !self.device.info().direct,
-                    period_bytes,
-                    next_at: (record.size_bytes / period_bytes + 1) * period_bytes,
-                    rounds: 0,
-                    read: 0,
-                    failed: None,
-                    stopped: false,
-                    elapsed: std::time::Duration::ZERO,
-                }
-            });
-        let mut w = Writer {
-            canary,
-            write_generation: self.max_seen_generation.max(self.sb.generation) + 1,
-            logical: record.size_bytes,
-            committed_bytes: record.size_bytes,
-            record,
-            base,
-            replacing: !dropped.is_empty(),
-            dropped,
-            fill,
-            since_commit_bytes: 0,
-            last_commit: Instant::now(),
-            commits: 0,
-            run_max_blocks,
-            open: None,
-            csum_area: None,
-            sealed: VecDeque::new(),
-            ready: Vec::new(),
-            inflight: Arc::default(),
-            allocs,
-            data_goal: last.map_or(0, |r| r.data_start_block + r.data_blocks),
-            csum_goal: last.map_or(0, |r| r.csum_start_block),
-            opts: opts.clone(),
-            vol: self,
-        };
-        let bytes_before = w.logical;
-        let outcome = w.pump(&mut source);
-        if w.replacing && matches!(outcome, Ok(false)) {
-            // Cancelled: the old object stays as it was.
+        }
+        Err(Error::NoSpace {
+            needed_bytes,
+            free_bytes,
+            ..
+        }) if w.replacing => {
+            let written_bytes = w.logical - bytes_before;
             w.give_back(false);
-            return Err(Error::Interrupted);
-        }
-        let outcome = outcome.and_then(|complete| w.finish(complete).map(|()| complete));
-        match outcome {
-            Ok(complete) => {
-                let report = WriteReport {
+            Err(Error::NoSpace {
+                needed_bytes,
+                free_bytes,
+                outcome: NoSpaceOutcome::ReplaceAbandoned {
                     name: name.to_string(),
-                    bytes: w.record.size_bytes - bytes_before,
-                    size_bytes: w.record.size_bytes,
-                    elapsed: started.elapsed(),
-                    commits: w.commits,
-                    extents: w.record.runs.len() as u64,
-                    complete,
-                    canaries_read: w.canary.as_ref().map_or(0, |c| c.read),
-                    canary_failed: w.canary.as_ref().and_then(|c| c.failed.clone()),
-                    stopped_early: w.canary.as_ref().is_some_and(|c| c.stopped),
-                    canary_elapsed: w.canary.as_ref().map_or(Default::default(), |c| c.elapsed),
-                };
-                if complete {
-                    Ok(report)
-                } else {
-                    Err(Error::Interrupted)
-                }
-            }
+                    written_bytes,
+                },
+            })
+        }
+        Err(Error::NoSpace {
+            needed_bytes,
+            free_bytes,
+            ..
+        }) if !w.opts.keep_partial => {
+            let outcome = w.remove_partial(resumed_from, bytes_before)?;
             Err(Error::NoSpace {
                 needed_bytes,
                 free_bytes,
-                ..
-            }) if w.replacing => {
-                let written_bytes = w.logical - bytes_before;
-                w.give_back(false);
-                Err(Error::NoSpace {
-                    needed_bytes,
-                    free_bytes,
-                    outcome: NoSpaceOutcome::ReplaceAbandoned {
-                        name: name.to_string(),
-                        written_bytes,
-                    },
-                })
-            }
+                outcome,
+            })
+        }
+        Err(Error::NoSpace {
+            needed_bytes,
+            free_bytes,
+            ..
+        }) => {
+            let written_bytes = w.logical - bytes_before;
+            w.abort();
+            // Nothing reached the device whole: there is no partial object to keep.
+            let outcome = match w.vol.find(name) {
+                Some(o) if o.id == w.record.id => NoSpaceOutcome::Kept {
+                    name: name.to_string(),
+                    size_bytes: o.size_bytes,
+                },
+                _ => NoSpaceOutcome::Removed {
+                    name: name.to_string(),
+                    written_bytes,
+                },
+            };
             Err(Error::NoSpace {
                 needed_bytes,
                 free_bytes,
-                ..
-            }) if !w.opts.keep_partial => {
-                let outcome = w.remove_partial(resumed_from, bytes_before)?;
-                Err(Error::NoSpace {
-                    needed_bytes,
-                    free_bytes,
-                    outcome,
-                })
-            }
-            Err(Error::NoSpace {
-                needed_bytes,
-                free_bytes,
-                ..
-            }) => {
-                let written_bytes = w.logical - bytes_before;
-                w.abort();
-                // Nothing reached the device whole: there is no partial object to keep.
-                let outcome = match w.vol.find(name) {
-                    Some(o) if o.id == w.record.id => NoSpaceOutcome::Kept {
-                        name: name.to_string(),
-                        size_bytes: o.size_bytes,
-                    },
-                    _ => NoSpaceOutcome::Removed {
-                        name: name.to_string(),
-                        written_bytes,
-                    },
-                };
-                Err(Error::NoSpace {
-                    needed_bytes,
-                    free_bytes,
-                    outcome,
-                })
-            }
-            Err(e) => {
-                w.abort();
-                Err(e)
-            }
+                outcome,
+            })
+        }
+        Err(e) => {
+            w.abort();
+            Err(e)
         }
     }
+}
 
-    fn new_record(
-        &self,
-        base: &mut ObjectTable,
-        name: &str,
-        kind: ObjectKind,
-        target_size_bytes: Option<u64>,
-    ) -> ObjectRecord {
-        let id = base.next_object_id;
-        base.next_object_id += 1;
-        ObjectRecord {
-            id,
-            name: name.to_string(),
-            size_bytes: 0,
-            created_unix_secs: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            kind,
-            complete: false,
-            target_size_bytes,
-            runs: Vec::new(),
-        }
+fn new_record(
+    base: &mut ObjectTable,
+    name: &str,
+    kind: ObjectKind,
+    target_size_bytes: Option<u64>,
+) -> ObjectRecord {
+    let id = base.next_object_id;
+    base.next_object_id += 1;
+    ObjectRecord {
+        id,
+        name: name.to_string(),
+        size_bytes: 0,
+        created_unix_secs: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        kind,
+        complete: false,
+        target_size_bytes,
+        runs: Vec::new(),
     }
 }
 
 impl Writer<'_> {
     fn bs(&self) -> u64 {
-        u64::from(self.vol.sb.block_size_bytes)
+        u64::from(self.vol.geometry().block_size_bytes)
     }
 
     fn width(&self) -> usize {
-        self.vol.sb.algorithm.width_bytes()
+        self.vol.geometry().algorithm.width_bytes()
     }
 
     /// Runs the pipeline until the input ends, the target or the end of the volume is
@@ -397,12 +407,10 @@ impl Writer<'_> {
     fn pump(&mut self, source: &mut Source<'_>) -> Result<bool, Error> {
         let bs = self.bs();
         let pool = BufferPool::new(POOL_BUFFERS, CHUNK_BYTES, IO_ALIGN_BYTES);
-        // Completions only record checksums and return the buffer: on the submitters.
-        let queue = IoQueue::new(self.vol.device.clone(), None)?;
+        let queue = self.queue.clone();
         let ordered = self.vol.pools()?.submit.ordered();
-        let inline = pre_io_inline();
-        let csum = self.vol.csum;
-        let salt = self.vol.salt;
+        let csum = self.vol.csum();
+        let salt = self.vol.salt();
         let (object_id, seed) = match self.record.kind {
             ObjectKind::Pattern { seed } => (self.record.id, Some(seed)),
             ObjectKind::File => (self.record.id, None),
@@ -504,11 +512,7 @@ impl Writer<'_> {
                     ticket.finish(result.map_err(Error::Device));
                 });
             };
-            if inline {
-                post(pre());
-            } else {
-                ordered.queue(pre, post)?;
-            }
+            pre_io(&ordered, pre, post)?;
             run.used_blocks += blocks;
             self.logical += n;
             self.since_commit_bytes += n;
@@ -543,7 +547,7 @@ impl Writer<'_> {
         // drain of the pipeline. Buffered writes are flushed first, since an eviction
         // cannot drop dirty pages; `O_DIRECT` writes are on the drive already.
         if c.flush_first {
-            self.vol.device.flush()?;
+            self.vol.device().flush()?;
         }
         let bs = self.bs();
         let mut written = canary::Written::default();
@@ -574,12 +578,17 @@ impl Writer<'_> {
         let stream = canary::Stream {
             object_id: self.record.id,
             seed,
-            salt: self.vol.salt,
+            salt: self.vol.salt(),
             block_size_bytes: self.bs(),
         };
         let c = self.canary.as_mut().expect("checked above");
-        let (failed, read) =
-            canary::check(&*self.vol.device, &written, stream, c.rounds, self.logical);
+        let (failed, read) = canary::check(
+            &**self.vol.device(),
+            &written,
+            stream,
+            c.rounds,
+            self.logical,
+        );
         c.rounds += 1;
         c.read += read;
         c.elapsed += started.elapsed();
@@ -634,10 +643,7 @@ impl Writer<'_> {
     fn finish(&mut self, complete: bool) -> Result<(), Error> {
         self.commit(complete)?;
         self.release_csum_area()?;
-        if let Some(r) = self.vol.meta_reserve.take() {
-            self.vol.alloc.free_uncommitted(r)?;
-        }
-        Ok(())
+        self.vol.release_meta_reserve()
     }
 
     /// After an error: wait for the bios, give back every extent no commit references,
@@ -659,35 +665,26 @@ impl Writer<'_> {
     fn give_back(&mut self, keep_ready: bool) -> bool {
         let _ = self.inflight.wait_idle();
         // Runs whose bios all succeeded keep their data: write their checksum blocks.
-        if keep_ready && self.vol.broken.is_none() {
+        if keep_ready && !self.vol.is_broken() {
             let _ = self.write_done_csums();
         }
-        let bs32 = self.vol.sb.block_size_bytes;
-        let width = self.width();
         let mut give_back = Vec::new();
         if let Some((run, _)) = self.open.take() {
             give_back.extend([run.data, run.csum]);
         }
         for s in std::mem::take(&mut self.sealed) {
-            let r = s.run;
-            give_back.extend([
-                Extent::new(r.data_start_block, r.data_blocks),
-                Extent::new(r.csum_start_block, r.csum_blocks(bs32, width)),
-            ]);
+            give_back.extend(self.vol.run_extents(&s.run));
         }
         give_back.extend(self.csum_area.take());
-        give_back.extend(self.vol.meta_reserve.take());
-        let keep = keep_ready && self.vol.broken.is_none() && !self.ready.is_empty();
+        give_back.extend(self.vol.take_meta_reserve());
+        let keep = keep_ready && !self.vol.is_broken() && !self.ready.is_empty();
         if !keep {
             for r in std::mem::take(&mut self.ready) {
-                give_back.extend([
-                    Extent::new(r.data_start_block, r.data_blocks),
-                    Extent::new(r.csum_start_block, r.csum_blocks(bs32, width)),
-                ]);
+                give_back.extend(self.vol.run_extents(&r));
             }
         }
         for e in give_back {
-            let _ = self.vol.alloc.free_uncommitted(e);
+            let _ = self.vol.free_uncommitted(e);
         }
         keep
     }
@@ -709,15 +706,7 @@ impl Writer<'_> {
             let kept_runs = resumed_from.as_ref().map_or(0, |r| r.runs.len());
             let dropped: Vec<Extent> = self.record.runs[kept_runs..]
                 .iter()
-                .flat_map(|r| {
-                    [
-                        Extent::new(r.data_start_block, r.data_blocks),
-                        Extent::new(
-                            r.csum_start_block,
-                            r.csum_blocks(self.vol.sb.block_size_bytes, self.width()),
-                        ),
-                    ]
-                })
+                .flat_map(|r| self.vol.run_extents(r))
                 .collect();
             table.objects.extend(resumed_from.clone());
             self.vol.commit_released(table, dropped)?;

@@ -44,7 +44,7 @@ fn write_and_check(inline: bool) {
     };
     let mut out = Vec::new();
     vol.read("pattern", &mut out).unwrap();
-    let bs = vol.sb.block_size_bytes as usize;
+    let bs = vol.block_size_bytes() as usize;
     let mut logical = 0usize;
     for run in &record.runs {
         let len = run.data_blocks as usize * bs;
@@ -56,7 +56,7 @@ fn write_and_check(inline: bool) {
             generation: run.write_generation,
             seed,
         };
-        fill_blocks(&mut want, bs, vol.salt, first);
+        fill_blocks(&mut want, bs, vol.salt(), first);
         assert!(
             out[logical..logical + len] == want[..],
             "inline {inline}: {run:?}"

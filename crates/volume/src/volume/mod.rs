@@ -1,5 +1,6 @@
-//! The volume: format, open, commit, list, remove. Writes, reads and verify live in
-//! [`crate::pipeline`] and `read.rs`.
+//! The volume: format, open, commit, list, remove, and verify's metadata half
+//! (`check.rs`). Writes, reads and verify's data half live in [`crate::pipeline`], which
+//! reaches the volume only through `seam.rs` and the crate-visible methods here.
 //!
 //! Commit protocol: write the new object table copy-on-write into fresh blocks, flush,
 //! write the *older* superblock slot with the next generation, flush. The previous
@@ -7,12 +8,15 @@
 //! after this one, so both slots always describe intact states and falling back to the
 //! older copy is always safe.
 
+mod api;
+mod check;
 mod commit;
 mod device;
 mod io;
 mod lock;
 mod open;
 mod read;
+mod seam;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -22,8 +26,8 @@ use stack_bio::Device;
 use stack_csum::BlockCsum;
 
 use crate::format::{
-    block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Superblock, MAX_BLOCK_BYTES,
-    MAX_TOTAL_BLOCKS, SB_SLOT_OFFSETS,
+    block_size_ok, name_problem, uuid_salt, ObjectRecord, ObjectTable, Run, Superblock,
+    MAX_BLOCK_BYTES, MAX_TOTAL_BLOCKS, SB_SLOT_OFFSETS,
 };
 use crate::options::{
     uuid_string, DeviceSummary, FormatOptions, ObjectInfo, OpenOptions, VolumeInfo,
@@ -37,46 +41,46 @@ pub use device::{device_read_source, open_raw_device};
 pub(crate) use io::{read_blocks, write_blocks, IO_ALIGN_BYTES};
 pub use lock::{FileId, Holder, LockMode, VolumeLock};
 pub(crate) use open::{judge_slots, load_table, read_slot, Rejected, SlotRead};
-pub(crate) use read::{encode_csum, CsumWindow};
+pub(crate) use read::CsumWindow;
 
 /// Blocks of free space a volume has at least, besides its superblocks.
 pub const MIN_FREE_BLOCKS: u64 = 16;
 
 /// A volume opened on a file, a block device or any [`Device`].
 pub struct Volume {
-    pub(crate) path: PathBuf,
-    pub(crate) device: Arc<dyn Device>,
-    pub(crate) read_only: bool,
+    path: PathBuf,
+    device: Arc<dyn Device>,
+    read_only: bool,
     /// The superblock of the committed state in use.
-    pub(crate) sb: Superblock,
-    pub(crate) salt: u64,
-    pub(crate) csum: BlockCsum,
+    sb: Superblock,
+    salt: u64,
+    csum: BlockCsum,
     /// The committed object table.
-    pub(crate) table: ObjectTable,
+    table: ObjectTable,
     /// Where the committed table lives (`None` only while formatting).
-    pub(crate) meta_extent: Option<Extent>,
+    meta_extent: Option<Extent>,
     /// Highest generation any slot with a valid checksum carries.
-    pub(crate) max_seen_generation: u64,
-    pub(crate) slot_states: [SuperblockState; 2],
-    pub(crate) fallback_warning: Option<String>,
-    pub(crate) alloc: Allocator,
+    max_seen_generation: u64,
+    slot_states: [SuperblockState; 2],
+    fallback_warning: Option<String>,
+    alloc: Allocator,
     /// Allocations of the write pipeline go through this queue (it shares `alloc`);
     /// started by the first write, so read-only commands start no threads for it.
     alloc_queue: OnceLock<AllocQueue>,
     /// The pipelines' worker pools, likewise started by the first write.
     pools: OnceLock<Pools>,
     /// A table extent allocated ahead, so a full volume can still commit.
-    pub(crate) meta_reserve: Option<Extent>,
+    meta_reserve: Option<Extent>,
     /// Set when a commit failed half-way: the in-memory state may not match the disk.
-    pub(crate) broken: Option<String>,
+    broken: Option<String>,
     /// Data and checksum blocks only the older slot's table references (a removal or
     /// replacement whose second commit a crash cut off). They stay busy, so the fallback
     /// stays intact, but count as free: the next commit releases them, and a write makes
     /// that commit before it allocates.
-    pub(crate) reclaimable_blocks: u64,
+    reclaimable_blocks: u64,
     /// The lock on the file or device (`None` for devices opened with `open_device`).
     /// Declared last, so it is released only after the device and pools are gone.
-    pub(crate) lock: Option<VolumeLock>,
+    lock: Option<VolumeLock>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -109,6 +113,18 @@ pub(crate) fn min_blocks(block_size_bytes: u32) -> u64 {
     SB_SLOT_OFFSETS[1] / u64::from(block_size_bytes) + 1 + MIN_FREE_BLOCKS
 }
 
+/// The blocks a run holds: its data extent and its checksum stream's extent. The one
+/// mapping from a run to extents (allocation, release, accounting all use it).
+pub(crate) fn run_extents(run: &Run, block_size_bytes: u32, width_bytes: usize) -> [Extent; 2] {
+    [
+        Extent::new(run.data_start_block, run.data_blocks),
+        Extent::new(
+            run.csum_start_block,
+            run.csum_blocks(block_size_bytes, width_bytes),
+        ),
+    ]
+}
+
 /// Every extent a committed table references: its own blocks, data and checksum runs.
 pub(crate) fn table_refs(
     table: &ObjectTable,
@@ -116,17 +132,10 @@ pub(crate) fn table_refs(
     block_size_bytes: u32,
     width_bytes: usize,
 ) -> Vec<Extent> {
-    let mut out = vec![meta];
-    for o in &table.objects {
-        for r in &o.runs {
-            out.push(Extent::new(r.data_start_block, r.data_blocks));
-            out.push(Extent::new(
-                r.csum_start_block,
-                r.csum_blocks(block_size_bytes, width_bytes),
-            ));
-        }
-    }
-    out
+    let runs = table.objects.iter().flat_map(|o| &o.runs);
+    std::iter::once(meta)
+        .chain(runs.flat_map(|r| run_extents(r, block_size_bytes, width_bytes)))
+        .collect()
 }
 
 impl Volume {
@@ -312,24 +321,6 @@ impl Volume {
         self
     }
 
-    /// The pipelines' pools, started on first use.
-    pub(crate) fn pools(&self) -> Result<&Pools, Error> {
-        if let Some(p) = self.pools.get() {
-            return Ok(p);
-        }
-        let pools = Pools::new()?;
-        Ok(self.pools.get_or_init(|| pools))
-    }
-
-    /// The allocation queue of the write pipeline, started on first use.
-    pub(crate) fn alloc_queue(&self) -> Result<&AllocQueue, Error> {
-        if let Some(q) = self.alloc_queue.get() {
-            return Ok(q);
-        }
-        let queue = AllocQueue::new(self.alloc.clone())?;
-        Ok(self.alloc_queue.get_or_init(|| queue))
-    }
-
     /// The device the volume lives on.
     pub fn device(&self) -> &Arc<dyn Device> {
         &self.device
@@ -411,20 +402,20 @@ impl Volume {
 
     /// The data and checksum extents of a record.
     pub(crate) fn record_extents(&self, record: &ObjectRecord) -> Vec<Extent> {
-        let width = self.sb.algorithm.width_bytes();
         record
             .runs
             .iter()
-            .flat_map(|r| {
-                [
-                    Extent::new(r.data_start_block, r.data_blocks),
-                    Extent::new(
-                        r.csum_start_block,
-                        r.csum_blocks(self.sb.block_size_bytes, width),
-                    ),
-                ]
-            })
+            .flat_map(|r| self.run_extents(r))
             .collect()
+    }
+
+    /// [`run_extents`] in this volume's geometry.
+    pub(crate) fn run_extents(&self, run: &Run) -> [Extent; 2] {
+        run_extents(
+            run,
+            self.sb.block_size_bytes,
+            self.sb.algorithm.width_bytes(),
+        )
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), Error> {

@@ -12,8 +12,7 @@ use super::{
     OpenRun, SealedRun, Writer, LONG_EXTENT_BYTES, MAX_AREA_DATA_BYTES, MAX_CSUM_WRITE_BYTES,
     MAX_HELD_CSUM_DATA_BYTES,
 };
-use crate::format::{csum_stream_blocks, encode_meta_stream, MetaKind, Run};
-use crate::volume::write_blocks;
+use crate::format::{csum_stream_blocks, encode_csums, encode_meta_stream, MetaKind, Run};
 use crate::Error;
 
 impl Writer<'_> {
@@ -22,7 +21,7 @@ impl Writer<'_> {
     /// least `LONG_EXTENT_BYTES` unless the volume is fragmented (then the area is
     /// renewed sooner).
     fn csum_area_blocks(&self, want_blocks: u64) -> u64 {
-        let (bs32, width) = (self.vol.sb.block_size_bytes, self.width());
+        let (bs32, width) = (self.vol.geometry().block_size_bytes, self.width());
         let mut until_commit = self
             .opts
             .commit_every_bytes
@@ -49,11 +48,11 @@ impl Writer<'_> {
             }
             Some(a) => {
                 self.csum_area = None;
-                self.vol.alloc.free_uncommitted(a)?;
+                self.vol.free_uncommitted(a)?;
             }
             None => {}
         }
-        let total_blocks = self.vol.sb.total_blocks;
+        let total_blocks = self.vol.geometry().total_blocks;
         let goal = if self.csum_goal < total_blocks {
             self.csum_goal
         } else {
@@ -80,7 +79,7 @@ impl Writer<'_> {
             Some(a) if tail.end() == a.start => {
                 self.csum_area = Some(Extent::new(tail.start, tail.len + a.len));
             }
-            Some(_) => self.vol.alloc.free_uncommitted(tail)?,
+            Some(_) => self.vol.free_uncommitted(tail)?,
         }
         Ok(())
     }
@@ -88,7 +87,7 @@ impl Writer<'_> {
     /// Frees the checksum area (end of the write, or room for data on a full volume).
     pub(super) fn release_csum_area(&mut self) -> Result<(), Error> {
         if let Some(a) = self.csum_area.take() {
-            self.vol.alloc.free_uncommitted(a)?;
+            self.vol.free_uncommitted(a)?;
         }
         Ok(())
     }
@@ -98,7 +97,11 @@ impl Writer<'_> {
     /// the data does not fit beside a checksum area sized for a whole commit interval,
     /// the area is given back and the run takes only the checksum blocks it needs.
     pub(super) fn open_run(&mut self, want_blocks: u64) -> Result<(), Error> {
-        let exact = csum_stream_blocks(want_blocks, self.vol.sb.block_size_bytes, self.width());
+        let exact = csum_stream_blocks(
+            want_blocks,
+            self.vol.geometry().block_size_bytes,
+            self.width(),
+        );
         let area_blocks = self.csum_area_blocks(want_blocks);
         match self.try_open_run(want_blocks, area_blocks) {
             Err(Error::NoSpace { .. }) if area_blocks > exact || self.csum_area.is_some() => {
@@ -111,7 +114,7 @@ impl Writer<'_> {
 
     fn try_open_run(&mut self, want_blocks: u64, area_blocks: u64) -> Result<(), Error> {
         assert!(self.open.is_none());
-        let bs32 = self.vol.sb.block_size_bytes;
+        let bs32 = self.vol.geometry().block_size_bytes;
         let width = self.width();
         // Room to commit the table with this run and the next.
         let meta_blocks = self.vol.table_blocks(
@@ -123,7 +126,7 @@ impl Writer<'_> {
         let csum = self.take_csum(csum_len, area_blocks)?;
         let covered = csum.len * crate::format::payload_per_block(bs32) as u64 / width as u64;
         let want_blocks = want_blocks.min(covered);
-        let total_blocks = self.vol.sb.total_blocks;
+        let total_blocks = self.vol.geometry().total_blocks;
         let data_goal = if self.data_goal < total_blocks {
             self.data_goal
         } else {
@@ -170,14 +173,14 @@ impl Writer<'_> {
         let Some((run, pending)) = self.open.take() else {
             return Ok(());
         };
-        let bs32 = self.vol.sb.block_size_bytes;
+        let bs32 = self.vol.geometry().block_size_bytes;
         let need_csum = if run.used_blocks == 0 {
             0
         } else {
             csum_stream_blocks(run.used_blocks, bs32, self.width())
         };
         if run.used_blocks < run.data.len {
-            self.vol.alloc.free_uncommitted(Extent::new(
+            self.vol.free_uncommitted(Extent::new(
                 run.data.start + run.used_blocks,
                 run.data.len - run.used_blocks,
             ))?;
@@ -218,7 +221,7 @@ impl Writer<'_> {
     /// the first that is not (or failed); streams that follow each other on the device
     /// go out as one write.
     pub(super) fn write_done_csums(&mut self) -> Result<(), Error> {
-        let bs32 = self.vol.sb.block_size_bytes;
+        let bs32 = self.vol.geometry().block_size_bytes;
         let width = self.width();
         // (first block, encoded streams) of the contiguous group being gathered.
         let mut group: Option<(u64, Vec<u8>)> = None;
@@ -229,10 +232,12 @@ impl Writer<'_> {
                 break;
             }
             let s = self.sealed.pop_front().expect("front exists");
-            let mut payload = Vec::with_capacity(s.run.data_blocks as usize * width);
-            for &c in s.csums.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                crate::volume::encode_csum(c, width, &mut payload);
-            }
+            let mut payload = Vec::new();
+            encode_csums(
+                &s.csums.lock().unwrap_or_else(|e| e.into_inner()),
+                width,
+                &mut payload,
+            );
             let v = &*self.vol;
             let bytes = encode_meta_stream(
                 MetaKind::Checksums,
@@ -240,8 +245,8 @@ impl Writer<'_> {
                 s.run.csum_start_block,
                 &payload,
                 bs32,
-                v.sb.algorithm,
-                v.salt,
+                v.geometry().algorithm,
+                v.salt(),
             );
             group = match group.take() {
                 Some((start, mut buf))
@@ -275,21 +280,17 @@ impl Writer<'_> {
         runs: &mut Vec<Run>,
     ) -> Result<(), Error> {
         let v = &*self.vol;
-        match write_blocks(&*v.device, start, bytes, v.sb.block_size_bytes) {
+        let at = start * u64::from(v.geometry().block_size_bytes);
+        match self.queue.write_and_wait(at, bytes) {
             Ok(()) => {
                 self.ready.append(runs);
                 Ok(())
             }
             Err(e) => {
-                let (bs32, width) = (v.sb.block_size_bytes, self.width());
                 for r in runs.drain(..) {
-                    let _ = v
-                        .alloc
-                        .free_uncommitted(Extent::new(r.data_start_block, r.data_blocks));
-                    let _ = v.alloc.free_uncommitted(Extent::new(
-                        r.csum_start_block,
-                        r.csum_blocks(bs32, width),
-                    ));
+                    for extent in v.run_extents(&r) {
+                        let _ = v.free_uncommitted(extent);
+                    }
                 }
                 Err(e)
             }

@@ -38,79 +38,81 @@ pub struct PlannedWrite {
     pub size_bytes: u64,
 }
 
-impl Volume {
-    /// Bytes the `writes` (run one after another, with `opts`) need at most, by the
-    /// estimate in this module's docs. A write naming an incomplete pattern object that
-    /// `opts` does not replace counts as its resume: only what is left of its size.
-    /// A record for each new object is counted; a replaced one is not subtracted.
-    pub fn space_needed(&self, writes: &[PlannedWrite], opts: &WriteOptions) -> u64 {
-        let bs32 = self.sb.block_size_bytes;
-        let bs = u64::from(bs32);
-        let width = self.sb.algorithm.width_bytes();
-        let run_max_blocks = super::run_max_blocks(opts.commit_every_bytes, bs);
-        let mut data_and_csum = 0u64;
-        let mut table = self.table.clone();
-        let mut extra_runs = 0usize;
-        for w in writes {
-            // Only an incomplete pattern object is resumed (user data cannot be).
-            let resumed = self.find(&w.name).filter(|o| {
-                !o.complete && !opts.replace && matches!(o.kind, ObjectKind::Pattern { .. })
+/// Bytes the `writes` (run one after another, with `opts`) need at most, by the
+/// estimate in this module's docs. A write naming an incomplete pattern object that
+/// `opts` does not replace counts as its resume: only what is left of its size.
+/// A record for each new object is counted; a replaced one is not subtracted.
+pub(crate) fn space_needed(vol: &Volume, writes: &[PlannedWrite], opts: &WriteOptions) -> u64 {
+    let bs32 = vol.geometry().block_size_bytes;
+    let bs = u64::from(bs32);
+    let width = vol.geometry().algorithm.width_bytes();
+    let run_max_blocks = super::run_max_blocks(opts.commit_every_bytes, bs);
+    let mut data_and_csum = 0u64;
+    let mut table = vol.table().clone();
+    let mut extra_runs = 0usize;
+    for w in writes {
+        // Only an incomplete pattern object is resumed (user data cannot be).
+        let resumed = vol.find(&w.name).filter(|o| {
+            !o.complete && !opts.replace && matches!(o.kind, ObjectKind::Pattern { .. })
+        });
+        let done_blocks = resumed.map_or(0, |o| o.size_bytes / bs);
+        let data_blocks = w.size_bytes.div_ceil(bs).saturating_sub(done_blocks);
+        // Runs end at `run_max_blocks`; some end sooner where the writer's own
+        // checksum areas cut a data extent (measured: about one per 200 blocks at
+        // 512-byte blocks, rarely at 4 KiB). A cut costs one checksum block more
+        // (csum(a) + csum(b) <= csum(a + b) + 1) and one table entry.
+        let full_runs = data_blocks.div_ceil(run_max_blocks);
+        let cuts = data_blocks / SPLIT_EVERY_BLOCKS + 2;
+        let runs = full_runs + cuts;
+        let csum_blocks = full_runs
+            .saturating_mul(csum_stream_blocks(
+                data_blocks.min(run_max_blocks),
+                bs32,
+                width,
+            ))
+            .saturating_add(cuts);
+        data_and_csum = data_and_csum
+            .saturating_add(data_blocks)
+            .saturating_add(csum_blocks);
+        extra_runs = extra_runs.saturating_add(usize::try_from(runs).unwrap_or(usize::MAX));
+        if resumed.is_none() {
+            table.objects.push(ObjectRecord {
+                id: 0,
+                name: w.name.clone(),
+                size_bytes: 0,
+                created_unix_secs: 0,
+                kind: ObjectKind::File,
+                complete: false,
+                target_size_bytes: None,
+                runs: Vec::new(),
             });
-            let done_blocks = resumed.map_or(0, |o| o.size_bytes / bs);
-            let data_blocks = w.size_bytes.div_ceil(bs).saturating_sub(done_blocks);
-            // Runs end at `run_max_blocks`; some end sooner where the writer's own
-            // checksum areas cut a data extent (measured: about one per 200 blocks at
-            // 512-byte blocks, rarely at 4 KiB). A cut costs one checksum block more
-            // (csum(a) + csum(b) <= csum(a + b) + 1) and one table entry.
-            let full_runs = data_blocks.div_ceil(run_max_blocks);
-            let cuts = data_blocks / SPLIT_EVERY_BLOCKS + 2;
-            let runs = full_runs + cuts;
-            let csum_blocks = full_runs
-                .saturating_mul(csum_stream_blocks(
-                    data_blocks.min(run_max_blocks),
-                    bs32,
-                    width,
-                ))
-                .saturating_add(cuts);
-            data_and_csum = data_and_csum
-                .saturating_add(data_blocks)
-                .saturating_add(csum_blocks);
-            extra_runs = extra_runs.saturating_add(usize::try_from(runs).unwrap_or(usize::MAX));
-            if resumed.is_none() {
-                table.objects.push(ObjectRecord {
-                    id: 0,
-                    name: w.name.clone(),
-                    size_bytes: 0,
-                    created_unix_secs: 0,
-                    kind: ObjectKind::File,
-                    complete: false,
-                    target_size_bytes: None,
-                    runs: Vec::new(),
-                });
-            }
         }
-        let table_bytes = (table.encoded_len() as u64)
-            .saturating_add((extra_runs as u64).saturating_mul(RUN_BYTES as u64));
-        let table_blocks = stream_blocks(table_bytes, bs32);
-        let with_slack = table_blocks + table_blocks / 4 + 1;
-        let tables = if self.reclaimable_blocks > 0 { 4 } else { 3 };
-        data_and_csum
-            .saturating_add(with_slack.saturating_mul(tables))
-            .saturating_mul(bs)
     }
+    let table_bytes = (table.encoded_len() as u64)
+        .saturating_add((extra_runs as u64).saturating_mul(RUN_BYTES as u64));
+    let table_blocks = stream_blocks(table_bytes, bs32);
+    let with_slack = table_blocks + table_blocks / 4 + 1;
+    let tables = if vol.reclaimable_blocks() > 0 { 4 } else { 3 };
+    data_and_csum
+        .saturating_add(with_slack.saturating_mul(tables))
+        .saturating_mul(bs)
+}
 
-    /// Refuses the `writes` with [`Error::NoSpace`] (nothing written) when
-    /// [`Volume::space_needed`] exceeds the free space.
-    pub fn check_space(&self, writes: &[PlannedWrite], opts: &WriteOptions) -> Result<(), Error> {
-        let needed_bytes = self.space_needed(writes, opts);
-        let free_bytes = self.free_bytes();
-        if needed_bytes > free_bytes {
-            return Err(Error::NoSpace {
-                needed_bytes,
-                free_bytes,
-                outcome: NoSpaceOutcome::NothingWritten,
-            });
-        }
-        Ok(())
+/// Refuses the `writes` with [`Error::NoSpace`] (nothing written) when
+/// [`space_needed`] exceeds the free space.
+pub(crate) fn check_space(
+    vol: &Volume,
+    writes: &[PlannedWrite],
+    opts: &WriteOptions,
+) -> Result<(), Error> {
+    let needed_bytes = space_needed(vol, writes, opts);
+    let free_bytes = vol.free_bytes();
+    if needed_bytes > free_bytes {
+        return Err(Error::NoSpace {
+            needed_bytes,
+            free_bytes,
+            outcome: NoSpaceOutcome::NothingWritten,
+        });
     }
+    Ok(())
 }

@@ -1,11 +1,14 @@
-//! The public write operations of a volume, all run by the write pipeline.
+//! The public operations the pipelines run (write, pattern, fill, resume, verify, space
+//! estimates): here, on the volume, each handing itself to `crate::pipeline`, which
+//! reaches it only through `seam.rs`.
 
 use std::io::Read;
 
-use super::write::Source;
+use super::Volume;
 use crate::format::ObjectKind;
-use crate::options::{WriteOptions, WriteReport};
-use crate::volume::Volume;
+use crate::options::{VerifyOptions, WriteOptions, WriteReport};
+use crate::pipeline::{self, PlannedWrite, Source};
+use crate::report::VerifyReport;
 use crate::Error;
 
 impl Volume {
@@ -16,7 +19,8 @@ impl Volume {
         input: &mut dyn Read,
         opts: &WriteOptions,
     ) -> Result<WriteReport, Error> {
-        self.run_write(
+        pipeline::run_write(
+            self,
             name,
             Source::Reader(input),
             ObjectKind::File,
@@ -34,7 +38,8 @@ impl Volume {
         seed: u64,
         opts: &WriteOptions,
     ) -> Result<WriteReport, Error> {
-        self.run_write(
+        pipeline::run_write(
+            self,
             name,
             Source::Pattern,
             ObjectKind::Pattern { seed },
@@ -51,7 +56,8 @@ impl Volume {
         seed: u64,
         opts: &WriteOptions,
     ) -> Result<WriteReport, Error> {
-        self.run_write(
+        pipeline::run_write(
+            self,
             name,
             Source::Pattern,
             ObjectKind::Pattern { seed },
@@ -80,6 +86,35 @@ impl Volume {
             });
         };
         let (kind, target) = (record.kind, record.target_size_bytes);
-        self.run_write(name, Source::Pattern, kind, target, target.is_none(), opts)
+        pipeline::run_write(
+            self,
+            name,
+            Source::Pattern,
+            kind,
+            target,
+            target.is_none(),
+            opts,
+        )
+    }
+
+    /// Re-reads and checks the superblocks, the object table, every checksum block and
+    /// every data block of every object (or of `opts.object`), and reports all damage in
+    /// order. Free space is not read.
+    pub fn verify(&self, opts: &VerifyOptions) -> Result<VerifyReport, Error> {
+        pipeline::verify(self, opts)
+    }
+
+    /// Bytes the `writes` (run one after another, with `opts`) need at most, by the
+    /// estimate in this module's docs. A write naming an incomplete pattern object that
+    /// `opts` does not replace counts as its resume: only what is left of its size.
+    /// A record for each new object is counted; a replaced one is not subtracted.
+    pub fn space_needed(&self, writes: &[PlannedWrite], opts: &WriteOptions) -> u64 {
+        pipeline::space_needed(self, writes, opts)
+    }
+
+    /// Refuses the `writes` with [`Error::NoSpace`] (nothing written) when
+    /// [`Volume::space_needed`] exceeds the free space.
+    pub fn check_space(&self, writes: &[PlannedWrite], opts: &WriteOptions) -> Result<(), Error> {
+        pipeline::check_space(self, writes, opts)
     }
 }
