@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 ///
 /// A small buffer over-allocates a `Vec` by `align` bytes and starts at the first
 /// aligned byte (a `Vec`'s heap block never moves when the `Vec` itself moves). A buffer
-/// of [`HUGE_BUF_BYTES`] or more is its own mapping on a huge-page boundary with
+/// of `HUGE_BUF_BYTES` (2 MiB) or more is its own mapping on a huge-page boundary with
 /// transparent huge pages asked for (`sys::HugeMap`): `O_DIRECT` then pins it a huge
 /// page at a time.
 pub struct AlignedBuf {
