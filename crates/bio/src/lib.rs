@@ -4,7 +4,9 @@
 //! and writes and a fixed size: a regular file or raw block device ([`FileDevice`],
 //! optionally `O_DIRECT`), memory ([`MemDevice`]), or a fault-injecting wrapper
 //! ([`FaultyDevice`]) that fails, corrupts, tears, drops, misdirects or wraps writes and
-//! models what a crash keeps.
+//! models what a crash keeps (and slows: a slow region, a write cliff, stalls), or a
+//! timing wrapper ([`TimedDevice`]) that records throughput and latency per region of
+//! the capacity for a map of the drive.
 //!
 //! On top sits the [`SubmitQueue`], after the bio queueing of the btrfs seed: many
 //! threads hand it [`Bio`]s, a few submitters per device pick them in order and run
@@ -55,6 +57,7 @@ mod queue;
 mod sched;
 mod stats;
 mod sys;
+mod timing;
 mod uring;
 
 pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};
@@ -62,10 +65,14 @@ pub use buf::{AlignedBuf, BufferPool, PooledBuf};
 pub use crash::{CrashMode, CRASH_LOG_LIMIT_BYTES};
 pub use device::{Backing, Device, DeviceInfo, DeviceKind, ReadPath, Residency};
 pub use error::Error;
-pub use faulty::FaultyDevice;
+pub use faulty::{FaultyDevice, InjectedStall, Slowdown};
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};
 pub use mem::{MemDevice, MEM_LOGICAL_BLOCK_SIZE};
 pub use queue::{
     default_submitters, EndIo, EndIoJob, InlineEndIo, QueueConfig, SubmitQueue, DEFAULT_URING_DEPTH,
 };
 pub use stats::{QueueStats, SeqCounter};
+pub use timing::{
+    IoKind, IoRecorder, IoSnapshot, RegionTiming, SlowIo, TimedDevice, DEFAULT_REGIONS,
+    LATENCY_BUCKETS, MAX_SLOW_IOS, MIN_REGION_BYTES,
+};
