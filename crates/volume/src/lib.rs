@@ -31,7 +31,10 @@
 
 pub mod ack;
 mod error;
+pub mod findings;
 pub mod format;
+pub mod html;
+pub mod map;
 mod options;
 pub mod pattern;
 pub mod pipeline;

@@ -46,6 +46,8 @@ pub const MIN_FREE_BLOCKS: u64 = 16;
 pub struct Volume {
     pub(crate) path: PathBuf,
     pub(crate) device: Arc<dyn Device>,
+    /// `device` itself: the timing wrapper every I/O passes ([`crate::map`]).
+    pub(crate) timed: Arc<stack_bio::TimedDevice>,
     pub(crate) read_only: bool,
     /// The superblock of the committed state in use.
     pub(crate) sb: Superblock,
@@ -172,6 +174,8 @@ impl Volume {
 
     /// Formats any device (in-memory or fault-injecting ones in tests).
     pub fn format_device(device: Arc<dyn Device>, opts: &FormatOptions) -> Result<Volume, Error> {
+        let timed = crate::map::timed(device, crate::map::DEFAULT_REGIONS);
+        let device: Arc<dyn Device> = timed.clone();
         let bs = opts.block_size_bytes;
         let path = PathBuf::from(device.info().path);
         if !block_size_ok(bs.into()) {
@@ -244,6 +248,7 @@ impl Volume {
             broken: None,
             reclaimable_blocks: 0,
             device,
+            timed,
             lock: None,
         };
         // Wipe both slots first: an older volume's superblocks must not outlive a format
