@@ -112,7 +112,11 @@ impl Cells {
     }
 
     fn snapshot(&self) -> RegionTiming {
-        let counts: Vec<u64> = self.hist.iter().map(|h| u64::from(h.load(Relaxed))).collect();
+        let counts: Vec<u64> = self
+            .hist
+            .iter()
+            .map(|h| u64::from(h.load(Relaxed)))
+            .collect();
         let max_ns = self.max_ns.load(Relaxed);
         let total: u64 = counts.iter().sum();
         // The smallest bucket bound with at least `q` of the samples at or below it,
@@ -406,7 +410,9 @@ impl TimedDevice {
 impl Device for TimedDevice {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
         let len = buf.len();
-        self.timed(IoKind::Read, offset, len, || self.inner.read_at(buf, offset))
+        self.timed(IoKind::Read, offset, len, || {
+            self.inner.read_at(buf, offset)
+        })
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
@@ -417,7 +423,9 @@ impl Device for TimedDevice {
 
     fn readv_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> Result<(), Error> {
         let len = bufs.iter().map(|b| b.len()).sum();
-        self.timed(IoKind::Read, offset, len, || self.inner.readv_at(bufs, offset))
+        self.timed(IoKind::Read, offset, len, || {
+            self.inner.readv_at(bufs, offset)
+        })
     }
 
     fn writev_at(&self, bufs: &[&[u8]], offset: u64) -> Result<(), Error> {
@@ -469,7 +477,10 @@ mod tests {
             assert!(bucket(ns) >= last, "buckets grow with the latency");
             last = bucket(ns);
         }
-        for ns in (0..40).map(|s| 1u64 << s).chain([3, 999, 1500, 12_345_678, u64::MAX]) {
+        for ns in (0..40)
+            .map(|s| 1u64 << s)
+            .chain([3, 999, 1500, 12_345_678, u64::MAX])
+        {
             let b = bucket(ns);
             assert!(b < LATENCY_BUCKETS);
             if ns < 1 << 42 {
@@ -524,7 +535,8 @@ mod tests {
     fn the_device_passes_bytes_through_and_counts_them() {
         let dev = TimedDevice::new(Arc::new(MemDevice::new(1 << 20)), 4);
         dev.write_at(&[7u8; 8192], 4096).unwrap();
-        dev.writev_at(&[&[1u8; 4096], &[2u8; 4096]], 256 << 10).unwrap();
+        dev.writev_at(&[&[1u8; 4096], &[2u8; 4096]], 256 << 10)
+            .unwrap();
         let mut back = vec![0u8; 8192];
         dev.read_at(&mut back, 4096).unwrap();
         assert!(back.iter().all(|&b| b == 7));
@@ -535,7 +547,10 @@ mod tests {
         assert_eq!(s.write[1].ios, 1);
         assert_eq!(s.read[0].bytes, 8192);
         assert_eq!(s.flushes, 1);
-        assert!(dev.read_at(&mut back, 1 << 20).is_err(), "errors pass through");
+        assert!(
+            dev.read_at(&mut back, 1 << 20).is_err(),
+            "errors pass through"
+        );
         dev.recorder().reset();
         assert_eq!(dev.recorder().snapshot().write[0], RegionTiming::default());
     }

@@ -8,16 +8,17 @@
 //!
 //! - a **slow region**: throughput under 1/3 of the median region's *and* median latency
 //!   at least twice the median region's (a region slow throughout, not one late I/O),
-//!   costing at least 100 ms more than at the median speed; or, with at least 64 I/Os,
+//!   costing at least 250 ms more than at the median speed, not counting its stalls; or, with at least 64 I/Os,
 //!   a p99 latency over 10× the median p99 and over 50 ms. Adjacent slow regions are one
-//!   finding. Only regions with at least 4 I/Os are judged, against at least 4 others.
+//!   finding. Only regions with at least 2 I/Os are judged, against at least 4 others.
 //! - a **write cliff**: writes slower after some offset to the end of the fill (an SLC
 //!   cache that ran out): the best two-level fit of the regions' throughput whose second
-//!   level is at most half the first, with at least 80% of the regions on each side on
-//!   their side of 0.7× the first level, and at least 3 regions and 100 ms of excess
-//!   time after it. Its offset is the first region of the slow level. Slow write regions
+//!   level is at most half the first, with at least 80% of the regions after it and half
+//!   of those before it on their side of 0.7× the first level, and at least 3 regions
+//!   and 1 s of excess time after it (a real write cache costs minutes; a busy CPU
+//!   slowing a memory device for a moment does not reach it). Its offset is the first region of the slow level. Slow write regions
 //!   are then judged against their own side of the cliff.
-//! - a **stall**: one I/O over 500 ms.
+//! - a **stall**: one I/O over 500 ms (outside a region found slow).
 
 use std::fmt;
 
@@ -43,8 +44,11 @@ pub struct FindingOptions {
     pub slow_p99_min_ios: u64,
     /// Regions with fewer I/Os are not judged.
     pub min_ios: u64,
-    /// A slow region or a cliff costs at least this much more than the median speed.
+    /// A slow region costs at least this much more than at the median speed (its
+    /// stalls not counted: a stall is its own finding).
     pub min_excess_ms: f64,
+    /// The writes after a cliff cost at least this much more than before it.
+    pub cliff_min_excess_ms: f64,
     /// After a cliff, writes are at most this share of the speed before it.
     pub cliff_drop_fraction: f64,
     /// Regions on each side of a cliff, at least.
@@ -60,8 +64,9 @@ impl Default for FindingOptions {
             slow_p99_factor: 10.0,
             slow_p99_min_ms: 50.0,
             slow_p99_min_ios: 64,
-            min_ios: 4,
-            min_excess_ms: 100.0,
+            min_ios: 2,
+            min_excess_ms: 250.0,
+            cliff_min_excess_ms: 1000.0,
             cliff_drop_fraction: 0.5,
             cliff_min_regions: 3,
         }
@@ -262,9 +267,29 @@ fn slow_regions(
     let med_p50 = median(regions.iter().map(|r| r.latency_us_p50 as f64).collect());
     let med_p99 = median(regions.iter().map(|r| r.latency_us_p99 as f64).collect());
     let slow = |r: &MapRegion| {
+        // The region's stalls are findings of their own: their time is not counted,
+        // unless most of its I/Os are that slow (then it is slow throughout).
+        let stalled_us: f64 = if r.latency_us_p50 as f64 >= opts.stall_ms * 1000.0 {
+            0.0
+        } else {
+            map.slow_ios
+                .iter()
+                .filter(|s| {
+                    s.op == op
+                        && s.latency_ms >= opts.stall_ms
+                        && s.offset_bytes < r.offset_bytes + map.region_bytes
+                        && r.offset_bytes < s.offset_bytes + s.len_bytes.max(1)
+                })
+                .map(|s| s.latency_ms * 1000.0)
+                .sum()
+        };
+        let unstalled = MapRegion {
+            busy_us: (r.busy_us as f64 - stalled_us).max(0.0) as u64,
+            ..r.clone()
+        };
         let by_speed = r.mib_per_s < med_tp * opts.slow_throughput_fraction
             && r.latency_us_p50 as f64 >= med_p50 * opts.slow_p50_factor
-            && excess_us(r, med_tp) >= opts.min_excess_ms * 1000.0;
+            && excess_us(&unstalled, med_tp) >= opts.min_excess_ms * 1000.0;
         let by_latency = r.ios >= opts.slow_p99_min_ios
             && r.latency_us_p99 as f64 > med_p99 * opts.slow_p99_factor
             && r.latency_us_p99 as f64 >= opts.slow_p99_min_ms * 1000.0;
@@ -314,7 +339,12 @@ fn find_cliff(regions: &[&MapRegion], opts: &FindingOptions) -> Option<(usize, f
     if n < 2 * m {
         return None;
     }
-    let logs: Vec<f64> = regions.iter().map(|r| r.mib_per_s.max(1e-3).ln()).collect();
+    // Where the levels split is fitted on the median latency, which a busy moment of
+    // the CPU or a region's few metadata I/Os move far less than its throughput.
+    let logs: Vec<f64> = regions
+        .iter()
+        .map(|r| (r.latency_us_p50.max(1) as f64).ln())
+        .collect();
     let sse = |xs: &[f64]| {
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
@@ -329,11 +359,11 @@ fn find_cliff(regions: &[&MapRegion], opts: &FindingOptions) -> Option<(usize, f
         let line = before * 0.7;
         let slow_after = regions[k..].iter().filter(|r| r.mib_per_s < line).count();
         let fast_before = regions[..k].iter().filter(|r| r.mib_per_s >= line).count();
-        if (slow_after as f64) < 0.8 * (n - k) as f64 || (fast_before as f64) < 0.8 * k as f64 {
+        if (slow_after as f64) < 0.8 * (n - k) as f64 || (fast_before as f64) < 0.5 * k as f64 {
             continue;
         }
         let excess: f64 = regions[k..].iter().map(|r| excess_us(r, before)).sum();
-        if excess < opts.min_excess_ms * 1000.0 {
+        if excess < opts.cliff_min_excess_ms * 1000.0 {
             continue;
         }
         let cost = sse(&logs[..k]) + sse(&logs[k..]);
@@ -377,9 +407,23 @@ pub fn find(map: &SurfaceMap, opts: &FindingOptions) -> Vec<Finding> {
         let regions: Vec<&MapRegion> = owned.iter().collect();
         slow_regions("read", &regions, map, opts, &mut slow);
     }
+    let in_slow_region = |op: &str, at: u64, len: u64| {
+        slow.iter().any(|f| match f {
+            Finding::SlowRegion {
+                op: o,
+                offset_bytes,
+                len_bytes,
+                ..
+            } => o == op && *offset_bytes < at + len.max(1) && at < offset_bytes + len_bytes,
+            _ => false,
+        })
+    };
+    let mut stalls = Vec::new();
     for io in &map.slow_ios {
-        if io.latency_ms >= opts.stall_ms {
-            slow.push(Finding::Stall {
+        // A stall inside a region found slow is part of that finding.
+        if io.latency_ms >= opts.stall_ms && !in_slow_region(&io.op, io.offset_bytes, io.len_bytes)
+        {
+            stalls.push(Finding::Stall {
                 op: io.op.clone(),
                 offset_bytes: io.offset_bytes,
                 len_bytes: io.len_bytes,
@@ -387,6 +431,7 @@ pub fn find(map: &SurfaceMap, opts: &FindingOptions) -> Vec<Finding> {
             });
         }
     }
+    slow.extend(stalls);
     slow.sort_by_key(|f| f.range(map.capacity_bytes).0);
     out.extend(slow);
     out
@@ -452,7 +497,11 @@ mod tests {
         let m = map(series(64, noisy), series(64, |i| noisy(i + 3)), Vec::new());
         assert_eq!(find(&m, &FindingOptions::default()), Vec::new());
         // Nor does a 40-region drop of a fast device that costs under 100 ms.
-        let m = map(series(64, |i| if i < 24 { 4000.0 } else { 1500.0 }), series(64, noisy), Vec::new());
+        let m = map(
+            series(64, |i| if i < 24 { 4000.0 } else { 1500.0 }),
+            series(64, noisy),
+            Vec::new(),
+        );
         assert_eq!(find(&m, &FindingOptions::default()), Vec::new());
     }
 
@@ -460,7 +509,7 @@ mod tests {
     fn a_slow_run_of_regions_is_one_finding() {
         let m = map(
             series(32, |_| 200.0),
-            series(32, |i| if (10..13).contains(&i) { 20.0 } else { 300.0 }),
+            series(32, |i| if (10..13).contains(&i) { 8.0 } else { 300.0 }),
             Vec::new(),
         );
         let f = find(&m, &FindingOptions::default());
@@ -474,7 +523,10 @@ mod tests {
         else {
             panic!("{f:?}")
         };
-        assert_eq!((op.as_str(), *offset_bytes, *len_bytes), ("read", 10 * REGION, 3 * REGION));
+        assert_eq!(
+            (op.as_str(), *offset_bytes, *len_bytes),
+            ("read", 10 * REGION, 3 * REGION)
+        );
     }
 
     #[test]
@@ -494,7 +546,11 @@ mod tests {
             }]
         );
         // Near the end (fewer regions after it than the minimum): not a cliff.
-        let m = map(series(40, |i| if i < 38 { 900.0 } else { 60.0 }), series(40, |_| 1000.0), Vec::new());
+        let m = map(
+            series(40, |i| if i < 38 { 900.0 } else { 60.0 }),
+            series(40, |_| 1000.0),
+            Vec::new(),
+        );
         assert!(find(&m, &FindingOptions::default())
             .iter()
             .all(|f| f.kind() != "write-cliff"));
@@ -509,7 +565,11 @@ mod tests {
             latency_ms: ms,
             at_secs: 0.1,
         };
-        let m = map(series(16, |_| 500.0), series(16, |_| 500.0), vec![io(800.0), io(120.0)]);
+        let m = map(
+            series(16, |_| 500.0),
+            series(16, |_| 500.0),
+            vec![io(800.0), io(120.0)],
+        );
         let f = find(&m, &FindingOptions::default());
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].kind(), "stall");

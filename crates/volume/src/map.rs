@@ -234,7 +234,10 @@ mod tests {
         let w = fill.write.as_ref().expect("writes were mapped");
         assert!(w.bytes >= 12 << 20, "{}", w.bytes);
         assert!(w.regions.len() >= 7, "the fill reached most regions");
-        assert!(w.regions.iter().all(|r| r.offset_bytes == r.index as u64 * (2 << 20)));
+        assert!(w
+            .regions
+            .iter()
+            .all(|r| r.offset_bytes == r.index as u64 * (2 << 20)));
         vol.reset_map();
         assert!(vol.surface_map().write.is_none());
         vol.verify(&VerifyOptions::default()).unwrap();

@@ -16,6 +16,9 @@ pub enum Slowdown {
     Delay(Duration),
     /// The I/O takes `factor` times as long as the inner device took (at least 1).
     Factor(u32),
+    /// The I/O takes at least its length at this many bytes per second (a drive's
+    /// media speed: small I/Os stay fast, as on an SLC cache that ran out).
+    BytesPerSec(u64),
 }
 
 /// A stall the device injected.
@@ -53,10 +56,14 @@ impl Plan {
         }
     }
 
-    fn add(&mut self, slowdown: Slowdown) {
+    fn add(&mut self, slowdown: Slowdown, len: u64) {
         match slowdown {
             Slowdown::Delay(d) => self.delay += d,
             Slowdown::Factor(f) => self.factor = self.factor.max(f),
+            Slowdown::BytesPerSec(rate) => {
+                let ns = u128::from(len) * 1_000_000_000 / u128::from(rate.max(1));
+                self.delay += Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX));
+            }
         }
     }
 }
@@ -128,14 +135,14 @@ impl Latency {
         self.ios += 1;
         for (range, slowdown) in &self.slow {
             if offset < range.end && range.start < end {
-                plan.add(*slowdown);
+                plan.add(*slowdown, len);
             }
         }
         if let (true, Some(cliff)) = (write, self.cliff.as_mut()) {
             // The write that crosses the threshold is the first slow one.
             if cliff.written_bytes.saturating_add(len) > cliff.after_bytes {
                 cliff.started_at.get_or_insert(offset);
-                plan.add(cliff.slowdown);
+                plan.add(cliff.slowdown, len);
             }
             cliff.written_bytes = cliff.written_bytes.saturating_add(len);
         }
@@ -174,6 +181,11 @@ mod tests {
         assert_eq!(l.plan(true, 4095, 2).delay, MS);
         assert_eq!(l.plan(false, 8191, 1).delay, MS);
         assert_eq!(l.plan(false, 8192, 4096), Plan::default());
+        l.slow_region(1 << 20..2 << 20, Slowdown::BytesPerSec(1 << 20));
+        assert_eq!(
+            l.plan(true, 1 << 20, 4096).delay,
+            Duration::from_nanos(3_906_250)
+        );
     }
 
     #[test]
@@ -181,7 +193,11 @@ mod tests {
         let mut l = Latency::default();
         l.cliff_after(10_000, Slowdown::Factor(4));
         assert_eq!(l.plan(true, 0, 8192), Plan::default());
-        assert_eq!(l.plan(false, 0, 8192), Plan::default(), "reads do not count");
+        assert_eq!(
+            l.plan(false, 0, 8192),
+            Plan::default(),
+            "reads do not count"
+        );
         assert_eq!(l.cliff_offset(), None);
         assert_eq!(l.plan(true, 8192, 8192).factor, 4);
         assert_eq!(l.plan(true, 1 << 20, 8192).factor, 4);
@@ -196,8 +212,20 @@ mod tests {
         let mut l = Latency::default();
         l.stall_every(3, MS);
         l.stall_at(100_000, 2 * MS);
-        let delays: Vec<Duration> = (0..6).map(|i| l.plan(false, i * 4096, 4096).delay).collect();
-        assert_eq!(delays, [Duration::ZERO, Duration::ZERO, MS, Duration::ZERO, Duration::ZERO, MS]);
+        let delays: Vec<Duration> = (0..6)
+            .map(|i| l.plan(false, i * 4096, 4096).delay)
+            .collect();
+        assert_eq!(
+            delays,
+            [
+                Duration::ZERO,
+                Duration::ZERO,
+                MS,
+                Duration::ZERO,
+                Duration::ZERO,
+                MS
+            ]
+        );
         assert_eq!(l.plan(true, 98_304, 4096).delay, 2 * MS);
         assert_eq!(l.plan(true, 98_304, 4096).delay, Duration::ZERO, "once");
         assert_eq!(l.stalls().len(), 3);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Serialize;
+use stack_volume::map::SurfaceMap;
 use stack_volume::{CanaryFailure, OpenOptions, Verdict, Volume};
 
 use super::ack::AckLog;
@@ -15,7 +16,7 @@ use super::args::BurnInArgs;
 use super::doc::{VerifyDoc, WrittenDoc};
 use super::format::{format_target, summary, FormatDoc, FormatRequest};
 use super::human;
-use super::verify::{status_of, verify_volume};
+use super::verify::{status_of, verify_report};
 use super::write::{random_seed, write_options};
 use super::{shown, Ctx, Outcome};
 
@@ -38,6 +39,10 @@ pub struct BurnInDoc {
     pub write: WrittenDoc,
     /// The verify step.
     pub verify: VerifyDoc,
+    /// Throughput and latency per region: the fill's writes, the verify's reads.
+    pub map: Option<stack_volume::map::SurfaceMap>,
+    /// What the map shows: slow regions, a write cliff, stalls. Not damage.
+    pub findings: Vec<stack_volume::findings::Finding>,
 }
 
 /// The canary that failed during the fill, as evidence.
@@ -93,6 +98,7 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     let report = result
         .with_context(|| format!("filling {} with pattern data (seed {seed})", shown(target)))?;
     let write = WrittenDoc::new(&report, Some(seed), volume.write_source());
+    let fill_map = volume.surface_map();
     // The exclusive lock passes from the fill to the verify: no other process may change
     // the volume in between (a second lock on the same file would conflict with ours).
     let lock = volume
@@ -109,7 +115,15 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         lock,
     )
     .with_context(|| format!("reopening {} to verify", shown(target)))?;
-    let mut verify = verify_volume(ctx, &volume, None, "burn-in")?;
+    let (mut verify, verify_report) = verify_report(ctx, &volume, None, "burn-in")?;
+    let map = verify
+        .map
+        .take()
+        .map(|read| SurfaceMap::combine(&fill_map, &read));
+    if let Some(map) = map.clone() {
+        super::report::set_map(&mut verify, map);
+    }
+    let findings = std::mem::take(&mut verify.findings);
     if let (Some(Verdict::FakeCapacity { evidence, .. }), Some(canary)) =
         (verify.verdict.as_mut(), &write.canary_failed)
     {
@@ -120,6 +134,21 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
     text.push_str(&summary(&format_doc));
     text.push_str(&human::written(std::slice::from_ref(&write)));
     text.push_str(&human::verify(&verify));
+    text.push_str(&stack_volume::findings::summary(&findings));
+    if let Some(path) = &args.report {
+        let mut drive = super::report::drive(target, &volume, &verify_report, &verify);
+        drive.map.clone_from(&map);
+        drive.findings.clone_from(&findings);
+        drive.facts.insert(
+            0,
+            (
+                "written".into(),
+                stack_volume::findings::human_bytes(write.bytes),
+            ),
+        );
+        super::report::write_html(path, &[drive])?;
+    }
+    verify.map = None;
     let doc = BurnInDoc {
         clean: verify.clean,
         verdict: verify.verdict.clone(),
@@ -127,6 +156,8 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         format: format_doc,
         write,
         verify,
+        map,
+        findings,
     };
     let mut outcome = Outcome::new(status, "burn-in", &doc, text)?;
     outcome.human_on_stderr = ack.as_ref().is_some_and(AckLog::is_stdout);

@@ -12,17 +12,7 @@ use super::exit::Status;
 use super::human;
 use super::{Ctx, Outcome};
 
-/// Verifies an open volume and builds its document.
-pub fn verify_volume(
-    ctx: &Ctx,
-    volume: &Volume,
-    object: Option<&str>,
-    command: &'static str,
-) -> anyhow::Result<VerifyDoc> {
-    verify_report(ctx, volume, object, command).map(|(doc, _)| doc)
-}
-
-/// [`verify_volume`], with the library's report too.
+/// Verifies an open volume and builds its document, with the library's report too.
 pub fn verify_report(
     ctx: &Ctx,
     volume: &Volume,
@@ -50,7 +40,9 @@ pub fn verify_report(
     phase.finish();
     let report = result.with_context(|| format!("verifying {}", info.device.path))?;
     let verdict = volume.verdict(&report, object);
-    Ok((VerifyDoc::new(&report, &info, verdict), report))
+    let mut doc = VerifyDoc::new(&report, &info, verdict);
+    super::report::set_map(&mut doc, volume.surface_map());
+    Ok((doc, report))
 }
 
 /// The exit status of a verify document.
@@ -70,7 +62,16 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let acked = args.acked.as_deref().map(read_log).transpose()?;
     let volume = super::lock::open(ctx, &args.target, args.direct, args.cached, true)?;
     let (doc, report) = verify_report(ctx, &volume, args.object.as_deref(), "verify")?;
-    let human = format!("{}{}", human::verdict_line(&doc), human::verify(&doc));
+    let human = format!(
+        "{}{}{}",
+        human::verdict_line(&doc),
+        human::verify(&doc),
+        stack_volume::findings::summary(&doc.findings)
+    );
+    if let Some(path) = &args.report {
+        let drive = super::report::drive(&args.target, &volume, &report, &doc);
+        super::report::write_html(path, &[drive])?;
+    }
     let mut outcome = Outcome::new(status_of(&doc), "verify", &doc, human)?;
     if let (Some((records, partial)), Some(path)) = (acked, args.acked.as_deref()) {
         let check = volume

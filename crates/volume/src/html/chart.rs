@@ -41,7 +41,8 @@ pub(super) fn heat(ratio: f64) -> RGBColor {
         let ((a, ca), (b, cb)) = (w[0], w[1]);
         if r <= b {
             let t = (r.ln() - a.ln()) / (b.ln() - a.ln());
-            let mix = |x: u8, y: u8| (f64::from(x) + (f64::from(y) - f64::from(x)) * t).round() as u8;
+            let mix =
+                |x: u8, y: u8| (f64::from(x) + (f64::from(y) - f64::from(x)) * t).round() as u8;
             return RGBColor(mix(ca.0, cb.0), mix(ca.1, cb.1), mix(ca.2, cb.2));
         }
     }
@@ -73,7 +74,10 @@ fn runs(series: &MapSeries, map: &SurfaceMap) -> Vec<Vec<(f64, f64)>> {
         }
         let mid = r.offset_bytes + map.region_bytes / 2;
         if let Some(run) = out.last_mut() {
-            run.push((pct(mid.min(map.capacity_bytes), map.capacity_bytes), r.mib_per_s));
+            run.push((
+                pct(mid.min(map.capacity_bytes), map.capacity_bytes),
+                r.mib_per_s,
+            ));
         }
         last = Some(r.index);
     }
@@ -108,7 +112,11 @@ fn speed_chart(area: &Area<'_>, drive: &DriveReport, y_max: f64) -> DrawResult {
     for f in &drive.findings {
         let (off, len) = f.range(capacity);
         let (a, b) = span(off, len, capacity, 0.4);
-        let alpha = if matches!(f, Finding::WriteCliff { .. }) { 0.08 } else { 0.22 };
+        let alpha = if matches!(f, Finding::WriteCliff { .. }) {
+            0.08
+        } else {
+            0.22
+        };
         chart.draw_series(std::iter::once(Rectangle::new(
             [(a, 0.0), (b, y_max)],
             FINDING.mix(alpha).filled(),
@@ -133,11 +141,13 @@ fn speed_chart(area: &Area<'_>, drive: &DriveReport, y_max: f64) -> DrawResult {
         for (series, color) in [(&map.write, WRITE), (&map.read, READ)] {
             let Some(series) = series else { continue };
             for run in runs(series, map) {
-                let clipped: Vec<(f64, f64)> = run.iter().map(|&(x, y)| (x, y.min(y_max))).collect();
+                let clipped: Vec<(f64, f64)> =
+                    run.iter().map(|&(x, y)| (x, y.min(y_max))).collect();
                 chart.draw_series(AreaSeries::new(clipped.clone(), 0.0, color.mix(0.10)))?;
                 chart.draw_series(LineSeries::new(clipped.clone(), color.stroke_width(2)))?;
                 if clipped.len() == 1 {
-                    chart.draw_series(clipped.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+                    chart
+                        .draw_series(clipped.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
                 }
             }
         }
@@ -198,7 +208,14 @@ fn strips(area: &Area<'_>, drive: &DriveReport) -> DrawResult {
             EMPTY.filled(),
         )))?;
         let (px, py) = chart.backend_coord(&(0.0, y0 + 0.5));
-        area.draw(&Text::new(name.to_string(), (px - 8 - area.get_base_pixel().0, py - area.get_base_pixel().1), label.clone()))?;
+        area.draw(&Text::new(
+            name.to_string(),
+            (
+                px - 8 - area.get_base_pixel().0,
+                py - area.get_base_pixel().1,
+            ),
+            label.clone(),
+        ))?;
         match row {
             Row::Latency(series, p99) => {
                 let Some(map) = &drive.map else { continue };
@@ -206,7 +223,11 @@ fn strips(area: &Area<'_>, drive: &DriveReport) -> DrawResult {
                 p50s.sort_unstable();
                 let median = p50s.get(p50s.len() / 2).copied().unwrap_or(1).max(1) as f64;
                 chart.draw_series(series.regions.iter().map(|r| {
-                    let v = if *p99 { r.latency_us_p99 } else { r.latency_us_p50 };
+                    let v = if *p99 {
+                        r.latency_us_p99
+                    } else {
+                        r.latency_us_p50
+                    };
                     let (a, b) = span(r.offset_bytes, map.region_bytes, capacity, 0.0);
                     Rectangle::new([(a, y_lo), (b, y_hi)], heat(v as f64 / median).filled())
                 }))?;

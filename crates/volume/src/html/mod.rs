@@ -82,7 +82,10 @@ impl DriveReport {
             ..
         }) = verdict
         {
-            detail.push(format!("holds only {} of what it reports", human_bytes(*usable_bytes)));
+            detail.push(format!(
+                "holds only {} of what it reports",
+                human_bytes(*usable_bytes)
+            ));
             detail.extend(evidence.iter().cloned());
         }
         if !report.metadata_ok {
@@ -92,13 +95,19 @@ impl DriveReport {
             ));
         }
         let d = &info.device;
-        let mut identity = vec![("path".to_owned(), d.path.clone()), ("kind".to_owned(), d.kind.clone())];
+        let mut identity = vec![
+            ("path".to_owned(), d.path.clone()),
+            ("kind".to_owned(), d.kind.clone()),
+        ];
         for (k, v) in [("model", &d.model), ("serial", &d.serial)] {
             if let Some(v) = v {
                 identity.push((k.to_owned(), v.clone()));
             }
         }
-        identity.push(("logical block".to_owned(), format!("{} B", d.logical_block_size)));
+        identity.push((
+            "logical block".to_owned(),
+            format!("{} B", d.logical_block_size),
+        ));
         identity.push(("volume".to_owned(), info.uuid.clone()));
         let damaged: Vec<DamageMark> = report
             .damaged
@@ -116,7 +125,10 @@ impl DriveReport {
             verdict_detail: detail,
             facts: vec![
                 ("verified".to_owned(), human_bytes(report.bytes_verified)),
-                ("verify time".to_owned(), format!("{:.1} s", report.elapsed.as_secs_f64())),
+                (
+                    "verify time".to_owned(),
+                    format!("{:.1} s", report.elapsed.as_secs_f64()),
+                ),
                 ("read from".to_owned(), report.source.name().to_owned()),
             ],
             identity,
@@ -136,7 +148,13 @@ impl DriveReport {
     fn speed(&self, read: bool) -> String {
         self.map
             .as_ref()
-            .and_then(|m| if read { m.read.as_ref() } else { m.write.as_ref() })
+            .and_then(|m| {
+                if read {
+                    m.read.as_ref()
+                } else {
+                    m.write.as_ref()
+                }
+            })
             .map_or_else(|| "—".to_owned(), |s| format!("{:.0} MiB/s", s.mib_per_s))
     }
 }
@@ -223,7 +241,12 @@ fn verdict_badges(d: &DriveReport) -> String {
 }
 
 fn model_of(d: &DriveReport) -> String {
-    let get = |k: &str| d.identity.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        d.identity
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     [get("model"), get("serial")]
         .into_iter()
         .flatten()
@@ -272,7 +295,12 @@ fn kv_table(rows: &[(String, String)], out: &mut String) {
 }
 
 fn legend(out: &mut String) {
-    let sw = |c, label: &str| format!("<span><span class=\"sw\" style=\"background:{}\"></span>{label}</span>", hex(c));
+    let sw = |c, label: &str| {
+        format!(
+            "<span><span class=\"sw\" style=\"background:{}\"></span>{label}</span>",
+            hex(c)
+        )
+    };
     let stops: Vec<String> = chart::HEAT.iter().map(|(_, c)| hex(*c)).collect();
     let _ = write!(
         out,
@@ -331,7 +359,11 @@ fn drive_card(i: usize, d: &DriveReport, y_max: f64, out: &mut String) {
             let _ = write!(out, "<div class=\"chart\">{svg}</div>");
         }
         Err(e) => {
-            let _ = write!(out, "<p class=\"none\">the chart could not be drawn: {}</p>", esc(&e));
+            let _ = write!(
+                out,
+                "<p class=\"none\">the chart could not be drawn: {}</p>",
+                esc(&e)
+            );
         }
     }
     legend(out);

@@ -86,7 +86,7 @@ fn drives_share_one_speed_scale() {
     let y = chart::shared_y_max(&[drive("slow"), fast]);
     assert_eq!(y, 3000.0);
     assert_eq!(chart::shared_y_max(&[drive("slow")]), 1000.0);
-    assert_eq!(chart::shared_y_max(&[DriveReport::default()]), 1.5);
+    assert_eq!(chart::shared_y_max(&[DriveReport::default()]), 1.0);
 }
 
 #[test]
