@@ -17,6 +17,7 @@ pub(crate) mod harness;
 mod output;
 mod probe;
 mod refusals;
+mod report_html;
 mod signals;
 mod space;
 mod stress;
