@@ -8,7 +8,8 @@
 //!
 //! - a **slow region**: throughput under 1/3 of the median region's *and* median latency
 //!   at least twice the median region's (a region slow throughout, not one late I/O),
-//!   costing at least 250 ms more than at the median speed, not counting its stalls; or, with at least 64 I/Os,
+//!   the run of such regions costing at least 250 ms more than at the median speed, not
+//!   counting its stalls; or, with at least 64 I/Os,
 //!   a p99 latency over 10× the median p99 and over 50 ms. Adjacent slow regions are one
 //!   finding. Only regions with at least 2 I/Os are judged, against at least 4 others.
 //! - a **write cliff**: writes slower after some offset to the end of the fill (an SLC
@@ -288,18 +289,31 @@ fn slow_regions(
             ..r.clone()
         };
         let by_speed = r.mib_per_s < med_tp * opts.slow_throughput_fraction
-            && r.latency_us_p50 as f64 >= med_p50 * opts.slow_p50_factor
-            && excess_us(&unstalled, med_tp) >= opts.min_excess_ms * 1000.0;
+            && r.latency_us_p50 as f64 >= med_p50 * opts.slow_p50_factor;
         let by_latency = r.ios >= opts.slow_p99_min_ios
             && r.latency_us_p99 as f64 > med_p99 * opts.slow_p99_factor
             && r.latency_us_p99 as f64 >= opts.slow_p99_min_ms * 1000.0;
-        by_speed || by_latency
+        (by_speed || by_latency).then(|| (excess_us(&unstalled, med_tp).max(0.0), by_latency))
     };
+    // A run of slow regions is a finding when it costs the floor together (many small
+    // regions of a large slow area each cost little) or one is slow by its p99.
     let mut run: Vec<&MapRegion> = Vec::new();
-    let flush = |run: &mut Vec<&MapRegion>, out: &mut Vec<Finding>| {
+    let mut run_excess_us = 0.0;
+    let mut run_by_latency = false;
+    let flush = |run: &mut Vec<&MapRegion>,
+                 excess_us: &mut f64,
+                 by_latency: &mut bool,
+                 out: &mut Vec<Finding>| {
+        let keep = *by_latency || *excess_us >= opts.min_excess_ms * 1000.0;
+        *excess_us = 0.0;
+        *by_latency = false;
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return;
         };
+        if !keep {
+            run.clear();
+            return;
+        }
         let end = (last.offset_bytes + map.region_bytes).min(map.capacity_bytes.max(1));
         let bytes: u64 = run.iter().map(|r| r.bytes).sum();
         let busy_us: u64 = run.iter().map(|r| r.busy_us).sum();
@@ -319,16 +333,18 @@ fn slow_regions(
         run.clear();
     };
     for r in regions {
-        if slow(r) {
+        if let Some((excess, by_latency)) = slow(r) {
             if run.last().is_some_and(|p| p.index + 1 != r.index) {
-                flush(&mut run, out);
+                flush(&mut run, &mut run_excess_us, &mut run_by_latency, out);
             }
             run.push(r);
+            run_excess_us += excess;
+            run_by_latency |= by_latency;
         } else {
-            flush(&mut run, out);
+            flush(&mut run, &mut run_excess_us, &mut run_by_latency, out);
         }
     }
-    flush(&mut run, out);
+    flush(&mut run, &mut run_excess_us, &mut run_by_latency, out);
 }
 
 /// The region index (into `regions`) where a write cliff starts, with the medians

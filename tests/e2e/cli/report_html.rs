@@ -79,20 +79,28 @@ fn burn_in_and_verify_write_the_report_and_the_map() {
 /// A page of three drives: a clean one, one with a slow region, a write cliff and a
 /// stall, and one whose reads flip bits (damage).
 fn example_page() -> String {
-    let mem = || Arc::new(FaultyDevice::new(Arc::new(MemDevice::new(128 * MIB))));
-    let clean = burn_in("/dev/sdb", &mem(), |_| {}, |_| {});
+    const SIZE: u64 = 256 * MIB;
+    // Memory paced like a drive (its media speed), so the lines look like one's.
+    let drive = |media_bytes_per_sec: u64| {
+        let d = FaultyDevice::new(Arc::new(MemDevice::new(SIZE)));
+        d.slow_region(0..SIZE, Slowdown::BytesPerSec(media_bytes_per_sec));
+        Arc::new(d)
+    };
+    let clean = burn_in("/dev/sdb", &drive(900 * MIB), 32, |_| {}, |_| {});
     let slow = burn_in(
         "/dev/sdc",
-        &mem(),
+        &drive(700 * MIB),
+        32,
         |d| {
-            d.slow_region(24 * MIB..32 * MIB, Slowdown::BytesPerSec(6 * MIB));
-            d.cliff_after(80 * MIB, Slowdown::BytesPerSec(60 * MIB));
+            d.slow_region(64 * MIB..80 * MIB, Slowdown::BytesPerSec(16 * MIB));
+            d.cliff_after(150 * MIB, Slowdown::BytesPerSec(30 * MIB));
         },
-        |d| d.stall_at(100 * MIB + 4096, Duration::from_millis(700)),
+        |d| d.stall_at(200 * MIB + 4096, Duration::from_millis(700)),
     );
     let bad = burn_in(
         "/dev/sdd",
-        &mem(),
+        &drive(800 * MIB),
+        32,
         |_| {},
         |d| {
             for at in [40 * MIB + 100, 40 * MIB + 9000, 90 * MIB + 7] {
@@ -111,6 +119,10 @@ fn example_page() -> String {
         d.health = vec![("SMART".into(), "not asked (--smart)".into())];
     }
     assert!(!drives[2].damaged.is_empty(), "{:?}", drives[2].verdict);
+    let kinds: Vec<&str> = drives[1].findings.iter().map(|f| f.kind()).collect();
+    for kind in ["write-cliff", "slow-region", "stall"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
     render(&drives)
 }
 

@@ -28,6 +28,7 @@ pub(crate) struct Burned {
 pub(crate) fn burn_in(
     name: &str,
     dev: &Arc<FaultyDevice>,
+    regions: u32,
     before_fill: impl FnOnce(&FaultyDevice),
     before_verify: impl FnOnce(&FaultyDevice),
 ) -> Burned {
@@ -36,7 +37,7 @@ pub(crate) fn burn_in(
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut vol = Volume::format_device(dev.clone(), &FormatOptions::default()).expect("format");
-    vol.set_map_regions(REGIONS);
+    vol.set_map_regions(regions);
     before_fill(dev);
     let opts = WriteOptions {
         canaries: false,
@@ -54,26 +55,10 @@ pub(crate) fn burn_in(
         },
     )
     .expect("open");
-    vol.set_map_regions(REGIONS);
+    vol.set_map_regions(regions);
     let report = vol.verify(&VerifyOptions::default()).expect("verify");
     let map = SurfaceMap::combine(&fill, &vol.surface_map());
     let findings = find(&map, &FindingOptions::default());
-    if std::env::var_os("MAP_DEBUG").is_some() {
-        for (op, s) in [("W", &map.write), ("R", &map.read)] {
-            for r in &s.as_ref().unwrap().regions {
-                eprintln!(
-                    "{name} {op} {} {} ios {} busy {} mib {} p50 {} p99 {}",
-                    r.index,
-                    r.bytes,
-                    r.ios,
-                    r.busy_us,
-                    r.mib_per_s,
-                    r.latency_us_p50,
-                    r.latency_us_p99
-                );
-            }
-        }
-    }
     let verdict = vol.verdict(&report, None);
     let mut drive = DriveReport::from_verify(name, &vol.info(), &report, Some(&verdict));
     drive.facts.insert(
@@ -101,7 +86,7 @@ fn nothing(_: &FaultyDevice) {}
 #[test]
 fn a_clean_device_has_no_findings() {
     let dev = faulty();
-    let b = burn_in("clean", &dev, nothing, nothing);
+    let b = burn_in("clean", &dev, REGIONS, nothing, nothing);
     let w = b.map.write.as_ref().expect("writes mapped");
     let r = b.map.read.as_ref().expect("reads mapped");
     assert!(
@@ -121,6 +106,7 @@ fn a_slow_region_is_found_where_it_is_for_writes_and_reads() {
     let b = burn_in(
         "slow",
         &dev,
+        REGIONS,
         |d| d.slow_region(slow.clone(), Slowdown::BytesPerSec(4 * MIB)),
         nothing,
     );
@@ -161,6 +147,7 @@ fn a_write_cliff_is_found_at_its_offset_within_one_region() {
     let b = burn_in(
         "cliff",
         &dev,
+        REGIONS,
         |d| d.cliff_after(44 * MIB, Slowdown::BytesPerSec(20 * MIB)),
         nothing,
     );
@@ -190,6 +177,7 @@ fn stalls_are_found_at_their_ios() {
     let b = burn_in(
         "stalls",
         &dev,
+        REGIONS,
         |d| d.stall_at(40 * MIB + 4096, pause),
         |d| d.stall_at(88 * MIB + 4096, pause),
     );

@@ -278,15 +278,21 @@ pub(super) fn drive_svg(drive: &DriveReport, y_max: f64) -> Result<String, Strin
     Ok(svg)
 }
 
-/// The speed axis's top for every drive on a page: the fastest region's speed, with
-/// some room, rounded to a round number.
+/// The speed axis's top for every drive on a page: the 98th percentile of the regions'
+/// speeds (one freak region must not flatten every line), with some room, rounded to a
+/// round number. A faster region is drawn at the top edge.
 pub(super) fn shared_y_max(drives: &[DriveReport]) -> f64 {
-    let top = drives
+    let mut speeds: Vec<f64> = drives
         .iter()
         .filter_map(|d| d.map.as_ref())
         .flat_map(|m| m.write.iter().chain(m.read.iter()))
         .flat_map(|s| s.regions.iter().filter(|r| r.ios >= 2).map(|r| r.mib_per_s))
-        .fold(0.0f64, f64::max);
+        .collect();
+    speeds.sort_by(f64::total_cmp);
+    let top = speeds
+        .get((speeds.len() * 98 / 100).min(speeds.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0);
     let want = (top * 1.1).max(1.0);
     let step = 10f64.powf(want.log10().floor());
     let nice = [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]

@@ -304,7 +304,7 @@ fn legend(out: &mut String) {
     let stops: Vec<String> = chart::HEAT.iter().map(|(_, c)| hex(*c)).collect();
     let _ = write!(
         out,
-        "<div class=\"legend\">{}{}{}{}<span>latency vs the drive's median:\
+        "<div class=\"legend\">{}{}{}{}<span>latency vs the drive's median: \
          1×<span class=\"heat\" style=\"background:linear-gradient(90deg,{})\"></span>30×+</span></div>",
         sw(chart::WRITE, "write speed"),
         sw(chart::READ, "read speed"),
@@ -385,7 +385,8 @@ fn drive_card(i: usize, d: &DriveReport, y_max: f64, out: &mut String) {
         for r in d.damaged.iter().take(LISTED_RANGES) {
             let _ = write!(
                 out,
-                "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                "<tr><td class=\"num\">{} <span class=\"none\">({})</span></td><td class=\"num\">{}</td><td>{}</td></tr>",
+                human_bytes(r.offset_bytes),
                 r.offset_bytes,
                 human_bytes(r.len_bytes),
                 esc(&r.cause)
