@@ -356,7 +356,7 @@ impl IoRecorder {
             let slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
             (slow.kept.clone(), slow.total)
         };
-        slow_ios.sort_by(|a, b| b.latency_ns.cmp(&a.latency_ns));
+        slow_ios.sort_by_key(|s| std::cmp::Reverse(s.latency_ns));
         IoSnapshot {
             size_bytes: self.size_bytes,
             region_bytes: self.region_bytes,
