@@ -8,7 +8,7 @@
 //!
 //! - a **slow region**: throughput under 1/3 of the median region's *and* median latency
 //!   at least twice the median region's (a region slow throughout, not one late I/O),
-//!   the run of such regions costing at least 250 ms more than at the median speed, not
+//!   the run of such regions costing at least 500 ms more than at the median speed, not
 //!   counting its stalls; or, with at least 64 I/Os,
 //!   a p99 latency over 10× the median p99 and over 50 ms. Adjacent slow regions are one
 //!   finding. Only regions with at least 2 I/Os are judged, against at least 4 others.
@@ -66,7 +66,7 @@ impl Default for FindingOptions {
             slow_p99_min_ms: 50.0,
             slow_p99_min_ios: 64,
             min_ios: 2,
-            min_excess_ms: 250.0,
+            min_excess_ms: 500.0,
             cliff_min_excess_ms: 1000.0,
             cliff_drop_fraction: 0.5,
             cliff_min_regions: 3,

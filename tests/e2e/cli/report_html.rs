@@ -92,7 +92,7 @@ fn example_page() -> String {
         &drive(700 * MIB),
         32,
         |d| {
-            d.slow_region(64 * MIB..80 * MIB, Slowdown::BytesPerSec(16 * MIB));
+            d.slow_region(64 * MIB..80 * MIB, Slowdown::BytesPerSec(8 * MIB));
             d.cliff_after(150 * MIB, Slowdown::BytesPerSec(30 * MIB));
         },
         |d| d.stall_at(200 * MIB + 4096, Duration::from_millis(700)),
