@@ -18,6 +18,7 @@ mod many;
 mod output;
 mod probe;
 mod refusals;
+mod report_html;
 mod signals;
 mod space;
 mod stress;

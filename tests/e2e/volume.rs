@@ -6,6 +6,7 @@ pub(crate) mod accounting;
 mod acked;
 mod crash;
 mod fake;
+pub(crate) mod findings;
 mod parallel_verify;
 mod space;
 mod through_bio;

@@ -276,6 +276,14 @@ pub trait Device: Send + Sync + fmt::Debug {
     fn as_file_device(&self) -> Option<&FileDevice> {
         None
     }
+
+    /// The recorder of a timing wrapper ([`crate::TimedDevice`]) that hands its queue the
+    /// inner file through [`Device::as_file_device`]: an engine that issues to that file
+    /// directly (io_uring) times each I/O into it, so the wrapper still sees every I/O.
+    /// `None` (the default) for every other device.
+    fn io_recorder(&self) -> Option<&crate::IoRecorder> {
+        None
+    }
 }
 
 /// Refuses an I/O of `len` bytes at `offset` that does not fit in `size` bytes.

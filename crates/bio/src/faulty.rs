@@ -10,13 +10,22 @@
 //! event (writes and flushes); the program either runs on unaware of the cut, or, with
 //! [`FaultyDevice::failing_after_cut`], sees every I/O from the cut on fail, as on a
 //! device that lost power. [`FaultyDevice::crash_image`] is what a reboot finds.
+//!
+//! Latency faults (`latency.rs`): a slow region, a write-speed cliff after N bytes, and
+//! stalls, each slept after the I/O with no lock held.
+
+mod latency;
 
 use crate::crash::{CrashModel, WriteFate};
 use crate::device::{check_range, total_len};
 use crate::{AlignedBuf, CrashMode, Device, DeviceInfo, Error, MemDevice, Op};
+use latency::{Latency, Plan};
 use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub use latency::{InjectedStall, Slowdown};
 
 #[derive(Debug, Default)]
 struct Faults {
@@ -64,6 +73,8 @@ pub struct FaultyDevice {
     inner: Arc<dyn Device>,
     name: String,
     state: Mutex<State>,
+    /// Latency faults, apart from `state`: their sleeps hold no lock.
+    latency: Mutex<Latency>,
     /// I/O from the cut on fails, as on a device that lost power.
     fail_after_cut: bool,
     /// A counterfeit: the size the device claims, larger than `inner`, whose size is all
@@ -105,6 +116,7 @@ impl FaultyDevice {
             inner,
             name,
             state: Mutex::new(State::default()),
+            latency: Mutex::new(Latency::default()),
             fail_after_cut: false,
             advertised_bytes: None,
         }
@@ -224,6 +236,48 @@ impl FaultyDevice {
     /// Disarms every fault (the crash model stays).
     pub fn clear_faults(&self) {
         self.lock().faults = Faults::default();
+        self.latency().clear();
+    }
+
+    fn latency(&self) -> MutexGuard<'_, Latency> {
+        self.latency.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads and writes overlapping `range` are slowed (a worn or remapped region).
+    pub fn slow_region(&self, range: Range<u64>, slowdown: Slowdown) {
+        self.latency().slow_region(range, slowdown);
+    }
+
+    /// Writes are slowed once `written_bytes` more bytes were written (from now on): a
+    /// drive whose fast (SLC) cache ran out. [`FaultyDevice::cliff_offset`] says where
+    /// the first slow write landed.
+    pub fn cliff_after(&self, written_bytes: u64, slowdown: Slowdown) {
+        self.latency().cliff_after(written_bytes, slowdown);
+    }
+
+    /// Every `every_ios`th I/O (reads and writes, counted since the device was made) is
+    /// held `pause` after it completes.
+    pub fn stall_every(&self, every_ios: u64, pause: Duration) {
+        self.latency().stall_every(every_ios, pause);
+    }
+
+    /// The first I/O covering byte `offset` is held `pause` after it completes.
+    pub fn stall_at(&self, offset: u64, pause: Duration) {
+        self.latency().stall_at(offset, pause);
+    }
+
+    /// The offset of the first write the cliff slowed, once it started.
+    pub fn cliff_offset(&self) -> Option<u64> {
+        self.latency().cliff_offset()
+    }
+
+    /// The stalls injected so far.
+    pub fn stalls_injected(&self) -> Vec<InjectedStall> {
+        self.latency().stalls().to_vec()
+    }
+
+    fn plan(&self, write: bool, offset: u64, len: usize) -> Plan {
+        self.latency().plan(write, offset, len)
     }
 
     /// Crash right before write number `write_index` (0-based): that write, every later
@@ -402,8 +456,8 @@ impl FaultyDevice {
     }
 }
 
-impl Device for FaultyDevice {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+impl FaultyDevice {
+    fn read_faulty(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
         let mut state = self.lock();
         let len = buf.len();
         check_range(&self.name, offset, len, self.size_bytes())?;
@@ -434,13 +488,26 @@ impl Device for FaultyDevice {
         }
         Ok(())
     }
+}
+
+impl Device for FaultyDevice {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        let plan = self.plan(false, offset, buf.len());
+        let start = Instant::now();
+        let out = self.read_faulty(buf, offset);
+        plan.wait(start.elapsed());
+        out
+    }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
         // Copied (the faults edit it) into an aligned buffer, for an O_DIRECT inner device.
         let mut data = self.bounce(buf.len());
         data.copy_from_slice(buf);
-        let mut state = self.lock();
-        self.write_locked(&mut state, data, offset)
+        let plan = self.plan(true, offset, buf.len());
+        let start = Instant::now();
+        let out = self.write_locked(&mut self.lock(), data, offset);
+        plan.wait(start.elapsed());
+        out
     }
 
     fn readv_at(&self, bufs: &mut [&mut [u8]], offset: u64) -> Result<(), Error> {
@@ -461,8 +528,11 @@ impl Device for FaultyDevice {
             data[at..at + buf.len()].copy_from_slice(buf);
             at += buf.len();
         }
-        let mut state = self.lock();
-        self.write_locked(&mut state, data, offset)
+        let plan = self.plan(true, offset, data.len());
+        let start = Instant::now();
+        let out = self.write_locked(&mut self.lock(), data, offset);
+        plan.wait(start.elapsed());
+        out
     }
 
     fn flush(&self) -> Result<(), Error> {

@@ -4,7 +4,9 @@
 //! and writes and a fixed size: a regular file or raw block device ([`FileDevice`],
 //! optionally `O_DIRECT`), memory ([`MemDevice`]), or a fault-injecting wrapper
 //! ([`FaultyDevice`]) that fails, corrupts, tears, drops, misdirects or wraps writes and
-//! models what a crash keeps.
+//! models what a crash keeps (and slows: a slow region, a write cliff, stalls), or a
+//! timing wrapper ([`TimedDevice`]) that records throughput and latency per region of
+//! the capacity for a map of the drive.
 //!
 //! On top sits the [`SubmitQueue`], after the bio queueing of the btrfs seed: many
 //! threads hand it [`Bio`]s, a few submitters per device pick them in order and run
@@ -79,6 +81,7 @@ mod sched;
 mod stats;
 #[allow(unsafe_code)]
 mod sys;
+mod timing;
 mod uring;
 
 pub use bio::{Bio, BioBuf, BioResult, OnComplete, Op};
@@ -87,7 +90,7 @@ pub use crash::{CrashMode, CRASH_LOG_LIMIT_BYTES};
 pub use device::{Backing, Device, DeviceInfo, DeviceKind, ReadPath, Residency};
 pub use endio::CallerRunsEndIo;
 pub use error::{Error, NOT_QUEUED};
-pub use faulty::FaultyDevice;
+pub use faulty::{FaultyDevice, InjectedStall, Slowdown};
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};
 pub use group::BioGroup;
 pub use mem::{MemDevice, MEM_LOGICAL_BLOCK_SIZE};
@@ -96,3 +99,7 @@ pub use queue::{
     DEFAULT_URING_DEPTH, MAX_QUEUE_DEPTH,
 };
 pub use stats::{QueueStats, SeqCounter};
+pub use timing::{
+    IoKind, IoRecorder, IoSnapshot, RegionTiming, SlowIo, TimedDevice, DEFAULT_REGIONS,
+    LATENCY_BUCKETS, MAX_SLOW_IOS, MIN_REGION_BYTES,
+};

@@ -98,6 +98,9 @@ struct Pending {
     left: usize,
     /// Every part reaped so far moved all its bytes.
     whole: bool,
+    /// When it was handed to the ring, and the I/Os the device's recorder counted in
+    /// flight then (`Device::io_recorder`), for a timing wrapper to see it.
+    timer: Option<(Instant, u64)>,
 }
 
 /// The ring and the I/Os in it, one slot per I/O; a part's `user_data` is its slot in
@@ -302,6 +305,10 @@ impl Ring {
             parts,
             part_lens,
             whole: true,
+            timer: shared
+                .device
+                .io_recorder()
+                .map(|r| (Instant::now(), r.begin())),
         });
         let fd = types::Fd(file.file().as_raw_fd());
         let (op, mut offset) = (pending.run.op, pending.run.offset);
@@ -430,10 +437,19 @@ impl Ring {
                 run,
                 parts,
                 whole,
+                timer,
                 ..
             } = pending;
             drop(parts);
             let len = run.len_bytes;
+            if let (Some((start, with)), Some(recorder)) = (timer, shared.device.io_recorder()) {
+                let kind = if run.op == Op::Write {
+                    crate::IoKind::Write
+                } else {
+                    crate::IoKind::Read
+                };
+                recorder.end(kind, run.offset, len, start, with);
+            }
             let (outcome, bios, results) = if whole {
                 write_behind(shared, &run);
                 let results = run.bios.iter().map(|_| Ok(())).collect();
@@ -617,6 +633,51 @@ mod tests {
     /// The engine waits in the ring only with I/Os in it; pretend one is there so
     /// `wait` really waits, up to a deadline far beyond the signal (a hang guard, not a
     /// timing: the assertion is on which completion ended the wait).
+    /// Regression: a `TimedDevice` was no `FileDevice`, so a queue over it refused
+    /// io_uring, and the product's O_DIRECT queues fell back to threads once every
+    /// volume's device was timed. The wrapper now hands over its file, and the engine
+    /// times each I/O into the wrapper's recorder.
+    #[test]
+    fn io_uring_over_a_timed_device_uses_the_file_and_times_every_io() {
+        use crate::{Bio, Device, FileDevice, InlineEndIo, OpenOptions, QueueConfig};
+        use crate::{Engine, SubmitQueue, TimedDevice};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = OpenOptions::new().create_size_bytes(4 << 20);
+        let file: Arc<dyn Device> =
+            Arc::new(FileDevice::open(&dir.path().join("dev.img"), &opts).unwrap());
+        let config = QueueConfig::default()
+            .with_io_uring(true)
+            .with_submitters(4);
+        if let Err(e) = SubmitQueue::new(file.clone(), InlineEndIo, config.clone()) {
+            return eprintln!("skipped: io_uring is not available here: {e}");
+        }
+        let timed = Arc::new(TimedDevice::new(file, 16));
+        let q = SubmitQueue::new(timed.clone(), InlineEndIo, config)
+            .expect("a timed file device takes io_uring where its file does");
+        assert!(matches!(q.info().engine, Engine::IoUring), "{:?}", q.info());
+        for i in 0..16u64 {
+            q.submit(Bio::write(i << 18, vec![i as u8; 256 << 10], |r| {
+                r.result.unwrap()
+            }));
+        }
+        q.flush_and_wait().unwrap();
+        for i in 0..16u64 {
+            q.submit(Bio::read(i << 18, vec![0u8; 256 << 10], |r| {
+                r.result.unwrap()
+            }));
+        }
+        q.flush_and_wait().unwrap();
+        let snap = timed.recorder().snapshot();
+        let bytes = |rs: &[crate::RegionTiming]| rs.iter().map(|r| r.bytes).sum::<u64>();
+        assert_eq!(bytes(&snap.write), 4 << 20, "every byte written is timed");
+        assert_eq!(bytes(&snap.read), 4 << 20, "every byte read is timed");
+        assert!(
+            snap.read.iter().all(|r| r.ios > 0),
+            "every region saw its reads"
+        );
+    }
+
     fn wait_as_if_busy(ring: &mut Ring) -> Vec<u64> {
         ring.running = 1;
         ring.wait(Some(Instant::now() + Duration::from_secs(30)));

@@ -31,8 +31,11 @@
 
 pub mod ack;
 mod error;
+pub mod findings;
 pub mod format;
+pub mod html;
 pub mod identity;
+pub mod map;
 mod options;
 pub mod pattern;
 pub mod pipeline;

@@ -239,6 +239,9 @@ pub struct VerifyArgs {
     /// lost-flushes (exit status 1).
     #[arg(long, value_name = "PATH", conflicts_with = "object")]
     pub acked: Option<PathBuf>,
+    /// Write an HTML report (read speed and latency across the drive, findings, damage).
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// Insist on O_DIRECT; fail (exit 3) where it cannot serve. By default O_DIRECT is
     /// used wherever it can serve anyway.
     #[arg(long)]
@@ -334,6 +337,9 @@ pub struct BurnInArgs {
     /// Do not re-read canaries during the fill (for comparison in benchmarks).
     #[arg(long, hide = true)]
     pub no_canaries: bool,
+    /// Write an HTML report (speed and latency across the drive, findings, damage).
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 /// `probe`.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Serialize;
+use stack_volume::map::SurfaceMap;
 use stack_volume::pipeline::Pools;
 use stack_volume::{CanaryFailure, OpenOptions, Verdict, Volume};
 
@@ -20,7 +21,7 @@ use super::drives::{self, refuse_duplicates, DriveRun, Row};
 use super::exit::usage;
 use super::format::{check_target, format_checked, summary, Checked, FormatDoc, FormatRequest};
 use super::human;
-use super::verify::{status_of, verify_volume};
+use super::verify::{status_of, verify_report};
 use super::write::{random_seed, write_options};
 use super::{shown, Ctx, Outcome};
 
@@ -43,6 +44,10 @@ pub struct BurnInDoc {
     pub write: WrittenDoc,
     /// The verify step.
     pub verify: VerifyDoc,
+    /// Throughput and latency per region: the fill's writes, the verify's reads.
+    pub map: Option<stack_volume::map::SurfaceMap>,
+    /// What the map shows: slow regions, a write cliff, stalls. Not damage.
+    pub findings: Vec<stack_volume::findings::Finding>,
 }
 
 /// The canary that failed during the fill, as evidence.
@@ -124,9 +129,14 @@ pub fn run(ctx: &Ctx, args: &BurnInArgs) -> anyhow::Result<Outcome> {
         |(target, p): (PathBuf, Prepared)| p.checked.abandon(&target),
     )?;
     let pools = shared_pools(prepared.len())?;
-    drives::run(ctx, "burn-in", prepared, args.smart, |ctx, target, p| {
-        burn_in_one(ctx, args, target, p, &pools)
-    })
+    drives::run(
+        ctx,
+        "burn-in",
+        prepared,
+        args.smart,
+        args.report.as_deref(),
+        |ctx, target, p| burn_in_one(ctx, args, target, p, &pools),
+    )
 }
 
 /// Burns in one checked target.
@@ -157,6 +167,7 @@ fn burn_in_one(
     let report = result
         .with_context(|| format!("filling {} with pattern data (seed {seed})", shown(target)))?;
     let write = WrittenDoc::new(&report, Some(seed), volume.write_source());
+    let fill_map = volume.surface_map();
     // The exclusive lock passes from the fill to the verify: no other process may change
     // the volume in between (a second lock on the same file would conflict with ours).
     let lock = volume
@@ -173,7 +184,15 @@ fn burn_in_one(
         lock,
     )
     .with_context(|| format!("reopening {} to verify", shown(target)))?;
-    let mut verify = verify_volume(ctx, &volume, None, "burn-in")?;
+    let (mut verify, verify_report) = verify_report(ctx, &volume, None, "burn-in")?;
+    let map = verify
+        .map
+        .take()
+        .map(|read| SurfaceMap::combine(&fill_map, &read));
+    if let Some(map) = map.clone() {
+        super::report::set_map(&mut verify, map);
+    }
+    let findings = std::mem::take(&mut verify.findings);
     if let (Some(Verdict::FakeCapacity { evidence, .. }), Some(canary)) =
         (verify.verdict.as_mut(), &write.canary_failed)
     {
@@ -184,6 +203,21 @@ fn burn_in_one(
     text.push_str(&summary(&format_doc));
     text.push_str(&human::written(std::slice::from_ref(&write)));
     text.push_str(&human::verify(&verify));
+    text.push_str(&stack_volume::findings::summary(&findings));
+    let html = args.report.as_ref().map(|_| {
+        let mut drive = super::report::drive(target, &volume, &verify_report, &verify);
+        drive.map.clone_from(&map);
+        drive.findings.clone_from(&findings);
+        drive.facts.insert(
+            0,
+            (
+                "written".into(),
+                stack_volume::findings::human_bytes(write.bytes),
+            ),
+        );
+        drive
+    });
+    verify.map = None;
     let row = Row {
         verdict: verdict_name(&verify),
         size_bytes: Some(format_doc.volume.device.size),
@@ -200,10 +234,12 @@ fn burn_in_one(
         format: format_doc,
         write,
         verify,
+        map,
+        findings,
     };
     let mut outcome = Outcome::new(status, "burn-in", &doc, text)?;
     outcome.human_on_stderr = ack.as_ref().is_some_and(AckLog::is_stdout);
-    Ok(DriveRun { outcome, row })
+    Ok(DriveRun { outcome, row, html })
 }
 
 /// The row's verdict of a verify document.

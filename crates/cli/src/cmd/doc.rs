@@ -240,6 +240,12 @@ pub struct VerifyDoc {
     /// advertised and usable sizes and the evidence), `damaged` or `unreadable`; null
     /// when verify was interrupted before it found anything.
     pub verdict: Option<Verdict>,
+    /// Throughput and latency per region of the device (burn-in puts its map, with the
+    /// fill's writes, at the top of its document instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<stack_volume::map::SurfaceMap>,
+    /// What the map shows: slow regions, a write cliff, stalls. Not damage.
+    pub findings: Vec<stack_volume::findings::Finding>,
 }
 
 /// Bytes per second, 0 when no time passed.
@@ -285,6 +291,8 @@ impl VerifyDoc {
             source_warning: report.source_warning.clone(),
             device: DeviceDoc::new(info),
             verdict: (!nothing_found).then_some(verdict),
+            map: None,
+            findings: Vec::new(),
         }
     }
 }

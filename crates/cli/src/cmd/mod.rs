@@ -14,6 +14,7 @@ mod misc;
 mod probe;
 mod progress;
 mod read;
+mod report;
 pub mod safety;
 mod signal;
 pub mod size;

@@ -175,9 +175,14 @@ pub fn run(ctx: &Ctx, args: &ProbeArgs) -> anyhow::Result<Outcome> {
         |target| Ok((target.to_path_buf(), check(ctx, args, target)?)),
         drop,
     )?;
-    drives::run(ctx, "probe", checked, args.smart, |ctx, target, checked| {
-        probe_one(ctx, args, target, checked)
-    })
+    drives::run(
+        ctx,
+        "probe",
+        checked,
+        args.smart,
+        None,
+        |ctx, target, checked| probe_one(ctx, args, target, checked),
+    )
 }
 
 /// The checks before a probe, leaving the target locked and untouched.
@@ -271,7 +276,11 @@ fn probe_one(
         damaged_bytes: 0,
     };
     let outcome = Outcome::new(status, "probe", &doc, text)?;
-    Ok(DriveRun { outcome, row })
+    Ok(DriveRun {
+        outcome,
+        row,
+        html: None,
+    })
 }
 
 #[cfg(test)]

@@ -16,17 +16,7 @@ use super::exit::{usage, Status};
 use super::human;
 use super::{Ctx, Outcome};
 
-/// Verifies an open volume and builds its document.
-pub fn verify_volume(
-    ctx: &Ctx,
-    volume: &Volume,
-    object: Option<&str>,
-    command: &'static str,
-) -> anyhow::Result<VerifyDoc> {
-    verify_report(ctx, volume, object, command).map(|(doc, _)| doc)
-}
-
-/// [`verify_volume`], with the library's report too.
+/// Verifies an open volume and builds its document, with the library's report too.
 pub fn verify_report(
     ctx: &Ctx,
     volume: &Volume,
@@ -54,7 +44,9 @@ pub fn verify_report(
     phase.finish();
     let report = result.with_context(|| format!("verifying {}", info.device.path))?;
     let verdict = volume.verdict(&report, object);
-    Ok((VerifyDoc::new(&report, &info, verdict), report))
+    let mut doc = VerifyDoc::new(&report, &info, verdict);
+    super::report::set_map(&mut doc, volume.surface_map());
+    Ok((doc, report))
 }
 
 /// The exit status of a verify document.
@@ -86,10 +78,17 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         .map(|t| (t.clone(), ()))
         .collect::<Vec<_>>();
     let acked = std::sync::Mutex::new(acked);
-    drives::run(ctx, "verify", targets, args.smart, |ctx, target, ()| {
-        let acked = acked.lock().map(|mut a| a.take()).unwrap_or(None);
-        verify_one(ctx, args, target, acked)
-    })
+    drives::run(
+        ctx,
+        "verify",
+        targets,
+        args.smart,
+        args.report.as_deref(),
+        |ctx, target, ()| {
+            let acked = acked.lock().map(|mut a| a.take()).unwrap_or(None);
+            verify_one(ctx, args, target, acked)
+        },
+    )
 }
 
 /// Verifies one target.
@@ -101,7 +100,16 @@ fn verify_one(
 ) -> anyhow::Result<DriveRun> {
     let volume = super::lock::open(ctx, target, args.direct, args.cached, true)?;
     let (doc, report) = verify_report(ctx, &volume, args.object.as_deref(), "verify")?;
-    let human = format!("{}{}", human::verdict_line(&doc), human::verify(&doc));
+    let human = format!(
+        "{}{}{}",
+        human::verdict_line(&doc),
+        human::verify(&doc),
+        stack_volume::findings::summary(&doc.findings)
+    );
+    let html = args
+        .report
+        .as_ref()
+        .map(|_| super::report::drive(target, &volume, &report, &doc));
     let row = Row {
         verdict: verdict_name(&doc),
         size_bytes: Some(doc.device.size),
@@ -118,5 +126,5 @@ fn verify_one(
             .with_context(|| format!("checking the ack log {}", path.display()))?;
         apply(&mut outcome, &check, partial);
     }
-    Ok(DriveRun { outcome, row })
+    Ok(DriveRun { outcome, row, html })
 }

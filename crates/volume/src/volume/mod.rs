@@ -17,6 +17,7 @@ mod lock;
 mod open;
 mod read;
 mod seam;
+mod timing;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -50,6 +51,8 @@ pub const MIN_FREE_BLOCKS: u64 = 16;
 pub struct Volume {
     path: PathBuf,
     device: Arc<dyn Device>,
+    /// `device` itself: the timing wrapper every I/O passes ([`crate::map`]).
+    timed: Arc<stack_bio::TimedDevice>,
     read_only: bool,
     /// The superblock of the committed state in use.
     sb: Superblock,
@@ -181,6 +184,8 @@ impl Volume {
 
     /// Formats any device (in-memory or fault-injecting ones in tests).
     pub fn format_device(device: Arc<dyn Device>, opts: &FormatOptions) -> Result<Volume, Error> {
+        let timed = crate::map::timed(device, crate::map::DEFAULT_REGIONS);
+        let device: Arc<dyn Device> = timed.clone();
         let bs = opts.block_size_bytes;
         let path = PathBuf::from(device.info().path);
         if !block_size_ok(bs.into()) {
@@ -253,6 +258,7 @@ impl Volume {
             broken: None,
             reclaimable_blocks: 0,
             device,
+            timed,
             lock: None,
         };
         // Wipe both slots first: an older volume's superblocks must not outlive a format

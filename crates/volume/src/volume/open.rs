@@ -301,6 +301,8 @@ pub(crate) fn load_table(device: &dyn Device, sb: &Superblock) -> Result<ObjectT
 }
 
 pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, Error> {
+    let timed = crate::map::timed(device, crate::map::DEFAULT_REGIONS);
+    let device: Arc<dyn Device> = timed.clone();
     let path = std::path::PathBuf::from(device.info().path);
     let slots = judge_slots(&*device);
     if slots.no_magic {
@@ -360,6 +362,7 @@ pub(crate) fn open(device: Arc<dyn Device>, read_only: bool) -> Result<Volume, E
     Ok(Volume {
         path,
         device,
+        timed,
         read_only,
         csum: BlockCsum::new(sb.algorithm, salt, bs as usize)?,
         salt,

@@ -40,6 +40,8 @@ pub struct DriveRun {
     pub outcome: Outcome,
     /// The row.
     pub row: Row,
+    /// The drive's part of the `--report` page, when one was asked for.
+    pub html: Option<stack_volume::html::DriveReport>,
 }
 
 /// The figures of one drive's summary row.
@@ -171,6 +173,7 @@ pub fn run<P: Send>(
     command: &'static str,
     targets: Vec<(PathBuf, P)>,
     smart_wanted: bool,
+    report: Option<&Path>,
     body: impl Fn(&Ctx, &Path, P) -> anyhow::Result<DriveRun> + Sync,
 ) -> anyhow::Result<Outcome> {
     let count = targets.len();
@@ -233,7 +236,92 @@ pub fn run<P: Send>(
         board.finish();
     }
     let elapsed_secs = started.elapsed().as_secs_f64();
-    combine(command, results, elapsed_secs)
+    let mut results = results;
+    let page: Vec<_> = results.iter_mut().map(page_drive).collect();
+    let mut outcome = combine(command, results, elapsed_secs)?;
+    if let Some(path) = report {
+        // The drives are done and their verdicts stand: a page that cannot be written is
+        // said, and makes the status at least "could not run", but loses no verdict.
+        if let Err(e) = super::report::write_html(path, &page) {
+            eprintln!("stackctl {command}: {e:#}");
+            outcome.status = worst(outcome.status, Status::CouldNotRun);
+            outcome.json["exit_status"] = outcome.status.code().into();
+        }
+    }
+    Ok(outcome)
+}
+
+/// One drive's part of the `--report` page: what its run drew, with the identity and
+/// SMART health the drive thread read; a drive that failed or was lost gets its verdict
+/// and why, on the same axis as the others.
+fn page_drive(
+    (doc, run, _): &mut (DriveDoc, Option<DriveRun>, Option<anyhow::Error>),
+) -> stack_volume::html::DriveReport {
+    let mut drive = run.as_mut().and_then(|r| r.html.take()).unwrap_or_else(|| {
+        stack_volume::html::DriveReport {
+            target: doc.target.clone(),
+            capacity_bytes: doc.size_bytes.unwrap_or(0),
+            verdict: doc.verdict.clone(),
+            verdict_detail: Vec::new(),
+            facts: Vec::new(),
+            identity: Vec::new(),
+            health: Vec::new(),
+            map: None,
+            findings: Vec::new(),
+            damaged: Vec::new(),
+            damaged_bytes: doc.damaged_bytes,
+        }
+    });
+    drive.verdict.clone_from(&doc.verdict);
+    if let Some(lost) = &doc.lost {
+        drive.verdict_detail.push(lost.detail.clone());
+    }
+    if let Some(error) = &doc.error {
+        drive.verdict_detail.push(error.clone());
+    }
+    let id = &doc.identity;
+    let fields = [
+        ("vendor", id.vendor.clone()),
+        ("model", id.model.clone()),
+        ("serial", id.serial.clone()),
+        ("firmware", id.firmware.clone()),
+        ("transport", id.transport.clone()),
+        ("rotational", id.rotational.map(|r| r.to_string())),
+        ("backing file", id.backing_file.clone()),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            if !drive.identity.iter().any(|(k, _)| k == key) {
+                drive.identity.push((key.to_owned(), value));
+            }
+        }
+    }
+    if let Some(smart) = &doc.smart {
+        let passed = |p: Option<bool>| match p {
+            Some(true) => "PASSED",
+            Some(false) => "FAILED",
+            None => "-",
+        };
+        drive.health.push((
+            "SMART health".to_owned(),
+            format!(
+                "{} → {}",
+                passed(smart.passed_before),
+                passed(smart.passed_after)
+            ),
+        ));
+        for change in &smart.changed {
+            let n = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            drive.health.push((
+                change.name.clone(),
+                format!("{} → {}", n(change.before), n(change.after)),
+            ));
+        }
+        if let Some(note) = &smart.note {
+            drive.health.push(("note".to_owned(), note.clone()));
+        }
+    }
+    drive
 }
 
 /// Bytes of a drive's damaged ranges (`verify.damaged` of burn-in, `damaged` of verify)
