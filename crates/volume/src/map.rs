@@ -3,7 +3,7 @@
 //!
 //! Every volume's device is wrapped in a `TimedDevice` when it is formatted or opened,
 //! so every I/O the volume does (fill, verify, metadata) is timed where it meets the
-//! device. [`Volume::surface_map`] takes what was recorded so far; a burn-in combines the
+//! device. [`crate::Volume::surface_map`] takes what was recorded so far; a burn-in combines the
 //! fill's writes with the verify pass's reads ([`SurfaceMap::combine`]).
 
 use std::sync::Arc;
