@@ -38,9 +38,8 @@ fn parse() -> Result<(u64, u64), String> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (mib, writers) = parse().map_err(|e| {
+    let (mib, writers) = parse().inspect_err(|_| {
         eprintln!("usage: allocate [--mib N] [--writers W]");
-        e
     })?;
     let total_blocks = writers * (1 << 30) / BLOCK;
     // Allocation groups of 128 MiB: each has its own lock.

@@ -57,9 +57,8 @@ fn parse() -> Result<(usize, usize), String> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (mib, threads) = parse().map_err(|e| {
+    let (mib, threads) = parse().inspect_err(|_| {
         eprintln!("usage: checksum_pool [--mib N] [--threads T]");
-        e
     })?;
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let data: Arc<Vec<u8>> = Arc::new(

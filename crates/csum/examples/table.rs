@@ -36,9 +36,8 @@ fn parse() -> Result<(usize, Algorithm), String> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (mib, algorithm) = parse().map_err(|e| {
+    let (mib, algorithm) = parse().inspect_err(|_| {
         eprintln!("usage: table [--mib N] [--algorithm crc32c|xxh3|xxh64]");
-        e
     })?;
     let mut data: Vec<u8> = (0..mib << 20).map(|i| (i ^ (i >> 12)) as u8).collect();
     let blocks = data.len() / BLOCK;
