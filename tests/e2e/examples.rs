@@ -2,7 +2,7 @@
 //!
 //! Cargo builds a package's examples for its own `cargo test` only to see that they
 //! compile, and never runs them; this module builds them all (one `cargo build
-//! --examples` for the profile the tests run in) and runs each binary with small
+//! --workspace --examples` for the profile the tests run in) and runs each binary with small
 //! arguments. Each example checks its own results and exits non-zero when they are
 //! wrong.
 
@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The library crates and `stack-tests` (the cross-crate example): every package with
-/// an `examples/` directory.
+/// an `examples/` directory, each of which must have one.
 const PACKAGES: [(&str, &str); 6] = [
     ("stack-async-thread", "crates/async-thread"),
     ("stack-bio", "crates/bio"),
@@ -28,7 +28,7 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/<profile>/examples`, after building every example of [`PACKAGES`] for the
+/// `target/<profile>/examples`, after building every example in the workspace for the
 /// profile this test binary was built with (a no-op when they are fresh). Without
 /// cargo (the test binary run by hand) the examples must already be there.
 fn examples_dir() -> &'static Path {
@@ -46,11 +46,10 @@ fn examples_dir() -> &'static Path {
             .unwrap_or("debug");
         if let Ok(cargo) = std::env::var("CARGO") {
             let mut build = Command::new(cargo);
-            build.args(["build", "-q", "--examples", "--target-dir"]);
+            // The whole workspace, so features unify as in `cargo test --workspace`
+            // and the libraries already built for it are reused.
+            build.args(["build", "-q", "--workspace", "--examples", "--target-dir"]);
             build.arg(target_dir);
-            for (package, _) in PACKAGES {
-                build.args(["-p", package]);
-            }
             if profile != "debug" {
                 build.args(["--profile", profile]);
             }

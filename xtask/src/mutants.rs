@@ -4,11 +4,12 @@
 //!
 //! ```text
 //! CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_INCREMENTAL=true \
-//! cargo mutants -p CRATE --profile release --gitignore true --cargo-test-arg=--tests \
+//! cargo mutants -p CRATE --profile release --all-features --gitignore true --cargo-test-arg=--tests \
 //!     -j JOBS --timeout SECS --build-timeout 300 -o target/mutants/CRATE
 //! ```
 //!
-//! The release profile ships with overflow checks off, so mutants are judged as users
+//! `--all-features` so code behind a feature (`stack-csum`'s `parallel`) is tested, not
+//! left as survivors. The release profile ships with overflow checks off, so mutants are judged as users
 //! would run the code; opt-level 1 with incremental builds makes each mutant rebuild in
 //! seconds. `--tests` runs the unit and integration tests, not the doc tests (each doc
 //! test is its own build: minutes per mutant). Then prints, per crate, the caught,
@@ -132,7 +133,7 @@ pub fn main(args: &[String]) -> Result<()> {
                 .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
                 .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
                 .env("CARGO_PROFILE_RELEASE_INCREMENTAL", "true")
-                .args(["mutants", "-p", krate, "--profile", "release"])
+                .args(["mutants", "-p", krate, "--profile", "release", "--all-features"])
                 .args([
                     "--gitignore",
                     "true",
