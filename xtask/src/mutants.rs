@@ -128,6 +128,8 @@ pub fn main(args: &[String]) -> Result<()> {
     for krate in &o.crates {
         let out_dir = root.join("target/mutants").join(krate);
         if !o.report_only {
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("creating {}", out_dir.display()))?;
             let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             cmd.current_dir(&root)
                 .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
