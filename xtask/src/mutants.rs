@@ -135,7 +135,14 @@ pub fn main(args: &[String]) -> Result<()> {
                 .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
                 .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
                 .env("CARGO_PROFILE_RELEASE_INCREMENTAL", "true")
-                .args(["mutants", "-p", krate, "--profile", "release", "--all-features"])
+                .args([
+                    "mutants",
+                    "-p",
+                    krate,
+                    "--profile",
+                    "release",
+                    "--all-features",
+                ])
                 .args([
                     "--gitignore",
                     "true",
