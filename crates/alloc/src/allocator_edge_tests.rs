@@ -152,3 +152,48 @@ fn exact_without_a_goal_is_an_invalid_request() {
         Err(Error::InvalidRequest { reason }) if reason.contains("without a goal")
     ));
 }
+
+#[test]
+fn a_dropped_stream_no_longer_steers_new_streams_away() {
+    let a = Allocator::new(10_000, 10_000).unwrap();
+    {
+        // Uses its whole reservation [0, 100): its head stays at 100 while it lives.
+        let mut s = a.stream_with_reserve(100);
+        assert_eq!(s.alloc(100, 100).unwrap(), Extent::new(0, 100));
+        let mut other = a.stream_with_reserve(10);
+        assert_eq!(
+            other.alloc(10, 10).unwrap().start,
+            5050,
+            "a live stream heads for 100: the next one starts mid-gap"
+        );
+    }
+    // Both dropped: a new stream starts at the head of the longest free extent.
+    let mut b = a.stream_with_reserve(10);
+    assert_eq!(b.alloc(10, 10).unwrap(), Extent::new(100, 10));
+}
+
+#[test]
+fn a_stream_heading_elsewhere_does_not_steer_a_new_one() {
+    let a = Allocator::new(10_000, 10_000).unwrap();
+    let mut s = a.stream_with_reserve(100);
+    assert_eq!(s.alloc(100, 100).unwrap(), Extent::new(0, 100));
+    // Block 100 (where `s` heads) taken by someone else: the longest free extent now
+    // starts at 101, where no stream heads.
+    a.mark_used(Extent::new(100, 1)).unwrap();
+    let mut b = a.stream_with_reserve(10);
+    assert_eq!(b.alloc(10, 10).unwrap(), Extent::new(101, 10));
+}
+
+#[test]
+fn a_batch_of_exactly_max_batch_requests_is_one_hand_off() {
+    let q = crate::AllocQueue::new(Arc::new(Allocator::new(10_000, 10_000).unwrap())).unwrap();
+    let got = q.alloc_batch(vec![AllocRequest::any(1); crate::MAX_BATCH]);
+    assert_eq!(got.len(), crate::MAX_BATCH);
+    assert!(got.iter().all(Result::is_ok));
+    let got = q.alloc_batch(vec![AllocRequest::any(1); crate::MAX_BATCH + 1]);
+    assert_eq!(
+        got.iter().filter(|r| r.is_ok()).count(),
+        crate::MAX_BATCH + 1
+    );
+    q.shutdown();
+}
