@@ -26,6 +26,7 @@ tasks:
         what the library crates publish: complete Cargo metadata and READMEs,
         `cargo doc --no-deps` with RUSTDOCFLAGS=-D warnings (broken intra-doc links
         fail), `cargo package --list` per crate; --tarballs also writes the .crate files
+        and builds each from its tarball
   mutants [--crate NAME]... [--jobs N] [--timeout SECS] [--shard K/N] [--report-only]
         cargo-mutants over stack-alloc, stack-csum and stack-async-thread (release
         profile), then caught/missed/timeouts/unviable per crate and the survivors;

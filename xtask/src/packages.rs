@@ -8,9 +8,9 @@
 //! 3. `cargo package --list` for each: the files that would be published, which must
 //!    include the README and an example.
 //!
-//! With `--tarballs` it also builds the `.crate` files (`cargo package --no-verify`, all
-//! crates in one call so their path dependencies resolve to each other; this needs the
-//! crates.io index).
+//! With `--tarballs` it also builds the `.crate` files and compiles each from its
+//! tarball (`cargo package`, all crates in one call so their path dependencies resolve
+//! to each other; this needs the crates.io index).
 
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
@@ -88,12 +88,12 @@ pub fn main(args: &[String]) -> Result<()> {
 
     if tarballs {
         let mut package = cargo();
-        package.args(["package", "--no-verify", "--allow-dirty"]);
+        package.args(["package", "--allow-dirty"]);
         for c in LIBRARY_CRATES {
             package.args(["-p", c]);
         }
-        run(package, "cargo package --no-verify")?;
-        println!("cargo package: target/package/*.crate written");
+        run(package, "cargo package")?;
+        println!("cargo package: target/package/*.crate written, each built from its tarball");
     }
     Ok(())
 }
