@@ -1,5 +1,5 @@
 //! Tests that pin behaviour mutation testing (`cargo xtask mutants`) found unpinned:
-//! `Ordered::progress` and `Stats::outstanding` while work is held.
+//! `Ordered::progress` and `Stats::outstanding` while work is held, and `Debug` output.
 //! `docs/MUTANTS.md` lists the mutants each one kills.
 
 use stack_async_thread::Workers;
@@ -63,5 +63,30 @@ fn outstanding_counts_work_accepted_and_not_finished() {
     release.send(()).unwrap();
     pool.flush();
     assert_eq!(pool.stats().outstanding, 0);
+    pool.shutdown();
+}
+
+/// `Debug` output is what a user sees in a log or a failed assertion: it names the type
+/// and its state.
+#[test]
+fn debug_output_names_the_type_and_its_state() {
+    let c = stack_async_thread::Completion::<u32>::new();
+    assert_eq!(format!("{c:?}"), r#"Completion { state: "pending" }"#);
+    c.complete(7);
+    assert_eq!(format!("{c:?}"), r#"Completion { state: "ready" }"#);
+    assert_eq!(c.wait().unwrap(), 7);
+    assert_eq!(format!("{c:?}"), r#"Completion { state: "taken" }"#);
+
+    let pool = Workers::builder("debugged").max_threads(1).build().unwrap();
+    let stream = pool.ordered();
+    stream.queue(|| 1, |_| {}).unwrap();
+    stream.flush();
+    assert_eq!(
+        format!("{stream:?}"),
+        "Ordered { queued: 1, ordered_run: 1 }"
+    );
+    let item = stack_async_thread::WorkItem::new(|| stack_async_thread::Step::Done);
+    assert_eq!(format!("{item:?}"), "WorkItem { pending: false, runs: 0 }");
+    assert!(format!("{pool:?}").contains("debugged"), "{pool:?}");
     pool.shutdown();
 }
