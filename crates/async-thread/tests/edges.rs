@@ -90,3 +90,21 @@ fn debug_output_names_the_type_and_its_state() {
     assert!(format!("{pool:?}").contains("debugged"), "{pool:?}");
     pool.shutdown();
 }
+
+#[test]
+fn a_workqueues_high_lane_runs_its_items() {
+    let queue = stack_async_thread::WorkQueue::builder("high")
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    for i in 0..3 {
+        let tx = tx.clone();
+        queue.queue_high(move || tx.send(i).unwrap()).unwrap();
+    }
+    queue.flush();
+    let mut got: Vec<i32> = rx.try_iter().collect();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2]);
+    assert_eq!(queue.stats().queued_high, 3);
+    queue.shutdown();
+}
