@@ -606,3 +606,7 @@ mod tests {
         assert_eq!(a.committed_generation(), 9);
     }
 }
+
+#[cfg(test)]
+#[path = "allocator_edge_tests.rs"]
+mod edge_tests;

@@ -570,3 +570,7 @@ mod tests {
         g.check(0).unwrap();
     }
 }
+
+#[cfg(test)]
+#[path = "group_edge_tests.rs"]
+mod edge_tests;

@@ -32,7 +32,11 @@ pub struct BlockCsum {
 }
 
 /// One block whose checksum did not match, as found by [`BlockCsum::verify`].
+///
+/// `#[non_exhaustive]`: read its fields; only this crate makes one, so a later field
+/// (the algorithm, say) is not a breaking change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Mismatch {
     /// Index of the block within the buffer (0 for the first block).
     pub index: usize,
@@ -197,7 +201,9 @@ impl BlockCsum {
     /// Like [`compute`](BlockCsum::compute), spread over the rayon thread pool: for
     /// library users with one large buffer. (The stack's own pipelines parallelise
     /// through their worker pools and call `compute` per buffer.)
-    #[cfg(feature = "rayon")]
+    ///
+    /// Only with the `parallel` feature (off by default; it pulls in rayon).
+    #[cfg(feature = "parallel")]
     pub fn compute_par(&self, first_addr: u64, buf: &[u8], out: &mut [u64]) -> Result<(), Error> {
         use rayon::prelude::*;
         self.check_shape(first_addr, buf, out.len())?;
@@ -215,7 +221,12 @@ impl BlockCsum {
 
     /// Checks that `buf` is whole blocks, that there are `checksums` of them and that
     /// their addresses fit in a `u64`; returns the number of blocks.
-    fn check_shape(&self, first_addr: u64, buf: &[u8], checksums: usize) -> Result<usize, Error> {
+    pub(crate) fn check_shape(
+        &self,
+        first_addr: u64,
+        buf: &[u8],
+        checksums: usize,
+    ) -> Result<usize, Error> {
         let block_size_bytes = self.block_size_bytes;
         // Block sizes are nearly always powers of two: a shift and a mask instead of
         // two 64-bit divisions keeps a one-block call as cheap as the bare hash.

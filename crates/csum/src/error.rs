@@ -89,4 +89,43 @@ pub enum Error {
         /// The checksum of the bytes as read.
         found: u64,
     },
+    /// A checksum table (or the buffer for one) whose length does not match its
+    /// number of entries.
+    #[error("a {algorithm} checksum table of {entries} entries takes {} bytes, got {len_bytes}", match expected_bytes { Some(n) => n.to_string(), None => "more than usize::MAX".to_owned() })]
+    TableSize {
+        /// The algorithm whose width applies.
+        algorithm: Algorithm,
+        /// Entries wanted (values to encode, or slots to decode into).
+        entries: usize,
+        /// Length of the table given.
+        len_bytes: usize,
+        /// The length it should have (`None` if that overflows a `usize`).
+        expected_bytes: Option<usize>,
+    },
+    /// A checksum table that is not a whole number of entries.
+    #[error("a {algorithm} checksum table of {len_bytes} bytes ends in a partial {width_bytes}-byte entry at byte offset {offset_bytes}")]
+    TablePartialEntry {
+        /// The algorithm whose width applies.
+        algorithm: Algorithm,
+        /// Byte offset in the table where the cut-off entry starts.
+        offset_bytes: usize,
+        /// Length of the table given.
+        len_bytes: usize,
+        /// The algorithm's stored width.
+        width_bytes: usize,
+    },
+    /// A value to put in a checksum table with bits set above the algorithm's width.
+    #[error("checksum {value:#x} at table entry {index} (byte offset {offset_bytes}) does not fit the {width_bytes}-byte width of {algorithm}")]
+    TableValueTooWide {
+        /// The algorithm whose width applies.
+        algorithm: Algorithm,
+        /// Index of the value.
+        index: usize,
+        /// Byte offset of its entry in the table.
+        offset_bytes: usize,
+        /// The value that does not fit.
+        value: u64,
+        /// The algorithm's stored width.
+        width_bytes: usize,
+    },
 }

@@ -66,12 +66,45 @@
 //! # Ok::<(), stack_csum::Error>(())
 //! ```
 //!
+//! # Checksum tables
+//!
+//! A volume stores its block checksums packed back to back: entry `i` holds the
+//! checksum of block `first_addr + i` in [`Algorithm::width_bytes`] bytes, little-endian.
+//! [`Algorithm::encode_table`] and [`Algorithm::decode_table`] convert whole tables (errors
+//! name the entry and byte offset at fault), and [`BlockCsum::compute_table`] and
+//! [`BlockCsum::verify_table`] work on the stored bytes directly:
+//!
+//! ```
+//! use stack_csum::{Algorithm, BlockCsum};
+//!
+//! let csum = BlockCsum::new(Algorithm::Crc32c, 7, 4096)?;
+//! let data = vec![0xa5u8; 16 * 4096];
+//! let mut table = vec![0u8; Algorithm::Crc32c.table_len_bytes(16).unwrap()];
+//! csum.compute_table(1000, &data, &mut table)?; // 64 bytes, ready to write
+//!
+//! let values = Algorithm::Crc32c.decode_table_vec(&table)?;
+//! assert_eq!(values[3], csum.block(1003, &data[3 * 4096..4 * 4096]));
+//! assert_eq!(csum.verify_table(1000, &data, &table, &mut Vec::new())?, 0);
+//! # Ok::<(), stack_csum::Error>(())
+//! ```
+//!
+//! # Cargo features
+//!
+//! - `parallel` (off by default): `BlockCsum::compute_par`, which checksums one large
+//!   buffer on the rayon thread pool. Off because it pulls in rayon, and a program with
+//!   its own worker pool does better calling [`BlockCsum::compute`] per buffer from
+//!   there (as `stack-volume` does).
+//!
 //! # Modules
 //!
-//! - [`Algorithm`]: names, stable on-disk ids, stored widths, encoding.
-//! - [`BlockCsum`], [`Mismatch`]: bound per-block checksums, batch compute and verify.
+//! - [`Algorithm`]: names, stable on-disk ids, stored widths, encoding of one checksum
+//!   or a whole table.
+//! - [`BlockCsum`], [`Mismatch`]: bound per-block checksums, batch compute and verify,
+//!   against a `u64` slice or a stored table.
 //! - [`checksum`]: plain seeded checksums.
-//! - [`xxh3_64_with_seed`]: XXH3 with a runtime-dispatched AVX2 path.
+//! - [`xxh3_64_with_seed`]: XXH3 with a runtime-dispatched AVX2 path;
+//!   [`xxh3_backend`] says which path runs.
+//! - [`Error`]: every failure, with the sizes, addresses and offsets involved.
 //!
 //! CRC-32C of a block runs as three interleaved streams over the whole block (SSE4.2,
 //! detected at run time; the `crc32c` crate otherwise), bit for bit the crate's result.
@@ -89,6 +122,7 @@ mod error;
 mod plain;
 #[cfg(test)]
 mod props;
+mod table;
 mod xxh3;
 
 pub use algorithm::Algorithm;

@@ -199,6 +199,9 @@ fn ctrl_c_stops_every_drive_with_130() {
         .spawn()
         .expect("spawning stackctl");
     let stderr = BufReader::new(child.stderr.take().unwrap());
+    // Read at once: a document with surface maps outgrows the pipe, and a stackctl
+    // blocked writing it never closes stderr.
+    let stdout = drain(child.stdout.take().unwrap());
     let mut seen = BTreeSet::new();
     let mut lines = stderr.lines();
     for line in lines.by_ref() {
@@ -214,7 +217,11 @@ fn ctrl_c_stops_every_drive_with_130() {
     let sent = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(sent, 0);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let output = child.wait_with_output().unwrap();
+    let output = std::process::Output {
+        status: child.wait().unwrap(),
+        stdout: stdout.join().unwrap(),
+        stderr: Vec::new(),
+    };
     assert_eq!(output.status.code(), Some(130), "{rest:?}");
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(doc["exit_status"], 130);
@@ -222,6 +229,15 @@ fn ctrl_c_stops_every_drive_with_130() {
         assert_eq!(drive["verdict"], "interrupted", "{drive}");
         assert_eq!(drive["exit_status"], 130);
     }
+}
+
+/// All of `pipe`, read on a thread of its own.
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = pipe.read_to_end(&mut all);
+        all
+    })
 }
 
 /// A loop device over a file in `/dev/shm` (memory: fast, and safe to shrink).
@@ -350,6 +366,9 @@ fn pulled_mid_phase(phase: &str) {
         .spawn()
         .expect("spawning stackctl");
     let stderr = BufReader::new(child.stderr.take().unwrap());
+    // Read at once: a document with surface maps outgrows the pipe, and a stackctl
+    // blocked writing it never closes stderr.
+    let stdout = drain(child.stdout.take().unwrap());
     let mut pulled = false;
     let mut rest = Vec::new();
     for line in stderr.lines().map_while(Result::ok) {
@@ -370,7 +389,11 @@ fn pulled_mid_phase(phase: &str) {
         }
         rest.push(line);
     }
-    let output = child.wait_with_output().unwrap();
+    let output = std::process::Output {
+        status: child.wait().unwrap(),
+        stdout: stdout.join().unwrap(),
+        stderr: Vec::new(),
+    };
     assert!(
         pulled,
         "the drive finished before it could be pulled: {rest:?}"
