@@ -9,10 +9,14 @@
 //! checks the digest against a serial run. The pool is built for CPU-bound items: with
 //! the default busy threshold (64 queued items per worker before another is woken) a
 //! producer that queues quickly keeps one thread busy while the rest sleep; a threshold
-//! of 2 spreads the items at once. The last step asks a `WorkQueue` with a rescuer for
-//! an answer and waits for it (`queue_and_wait`), the XFS pattern.
+//! of 2 spreads the items at once. Then a long job (a second digest of the whole buffer)
+//! runs as a reusable `WorkItem` that hashes one slice per run and returns
+//! `Step::Requeue`, so items queued behind it get the CPU between its slices (btrfs's
+//! requeue), while a `queue_high` item jumps the normal lane and reads its progress. The
+//! last step asks a `WorkQueue` with a rescuer for an answer and waits for it
+//! (`queue_and_wait`), the XFS pattern.
 
-use stack_async_thread::{WorkQueue, Workers};
+use stack_async_thread::{Completion, Step, WorkItem, WorkQueue, Workers};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -107,6 +111,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.threads_peak,
         elapsed.as_secs_f64() * 1e3,
     );
+
+    // A long job that yields: one slice per run, then back to the tail of the list.
+    let one = Workers::builder("long-job").max_threads(1).build()?;
+    let done = Completion::new();
+    let (slice_data, slice_done) = (Arc::clone(&data), done.clone());
+    let (mut next, mut long_digest) = (0usize, 0u64);
+    let slices = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&slices);
+    let long_job = WorkItem::new(move || {
+        long_digest = fold(
+            long_digest,
+            hash(&slice_data[next * PIECE..(next + 1) * PIECE]),
+        );
+        next += 1;
+        seen.store(next, std::sync::atomic::Ordering::Relaxed);
+        if next < pieces {
+            return Step::Requeue; // let what is queued behind run first
+        }
+        slice_done.complete(long_digest);
+        Step::Done
+    });
+    let _ = one.queue_work(&long_job)?;
+    // High lane: runs before the normal lane's next entry, between two slices.
+    let (progress, high_ran) = (Arc::clone(&slices), Completion::new());
+    let high_done = high_ran.clone();
+    one.queue_high(move || {
+        high_done.complete(progress.load(std::sync::atomic::Ordering::Relaxed));
+    })?;
+    let at = high_ran.wait()?;
+    let long = done.wait()?;
+    if long != serial || long_job.runs() != pieces as u64 {
+        return Err(format!(
+            "the requeued job gave {long:#x} in {} runs; want {serial:#x} in {pieces}",
+            long_job.runs()
+        )
+        .into());
+    }
+    if at >= pieces {
+        return Err("the high-lane item waited for the whole long job".into());
+    }
+    println!(
+        "long job: {pieces} requeued slices, same digest; the high-lane item ran with {at} of {pieces} slices done"
+    );
+    one.shutdown();
 
     // The XFS pattern: hand a job to a queue that always moves forward (its rescuer
     // runs work when no thread can be started), and sleep until it answers.

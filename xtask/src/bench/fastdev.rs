@@ -107,7 +107,7 @@ impl Drop for LoopDev {
 }
 
 /// Why loop devices cannot be used here, or `None` when they can.
-fn why_no_loop() -> Option<String> {
+pub(super) fn why_no_loop() -> Option<String> {
     // SAFETY: geteuid has no preconditions and touches no memory.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root (attaching a loop device needs it)".to_owned());
@@ -130,7 +130,7 @@ fn which(name: &str) -> Option<PathBuf> {
 
 /// Creates `path` with `bytes` allocated (tmpfs hands out its pages now, not during a
 /// measured run).
-fn allocated_file(path: &Path, bytes: u64) -> Result<()> {
+pub(super) fn allocated_file(path: &Path, bytes: u64) -> Result<()> {
     use std::os::unix::io::AsRawFd;
     let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let len = libc::off_t::try_from(bytes)?;
@@ -540,7 +540,7 @@ fn verify_is_direct(env: &Env, dev: &Path) -> std::result::Result<(), String> {
 }
 
 /// A throughput row against a peer the issue sets no target for.
-fn info_row(ctx: &mut Ctx, case: &str, ours: &Res, peer: &str, theirs: &Res, n: u64) {
+pub(super) fn info_row(ctx: &mut Ctx, case: &str, ours: &Res, peer: &str, theirs: &Res, n: u64) {
     match (ours, theirs) {
         (Ok(o), Ok(p)) => {
             let gib = n as f64 / GIB as f64;

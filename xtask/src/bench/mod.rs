@@ -11,6 +11,7 @@ mod bio;
 mod csum;
 mod e2e;
 mod fastdev;
+mod many;
 mod pool;
 
 #[allow(unused_imports)]
@@ -52,6 +53,10 @@ const GROUPS: &[Group] = &[
     Group {
         name: "fastdev",
         run: fastdev::run,
+    },
+    Group {
+        name: "many",
+        run: many::run,
     },
 ];
 
