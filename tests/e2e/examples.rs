@@ -104,6 +104,19 @@ fn every_example_is_run_by_a_test() {
     assert!(found >= PACKAGES.len(), "only {found} examples found");
 }
 
+/// The crate docs' tuning experiment: with the default busy threshold and 16 items in
+/// flight, the pool never starts a second thread (what the docs say it shows).
+#[test]
+fn async_thread_busy_threshold() {
+    let out = run("busy_threshold", &["200"]);
+    let default = out
+        .lines()
+        .find(|l| l.starts_with("busy_threshold 64:"))
+        .unwrap_or_else(|| panic!("no line for the default threshold: {out}"));
+    assert!(default.ends_with("(peak 1)"), "{out}");
+    assert!(out.contains("busy_threshold  2:"), "{out}");
+}
+
 #[test]
 fn async_thread_checksum_pool() {
     let out = run("checksum_pool", &["--mib", "8"]);
