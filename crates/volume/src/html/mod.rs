@@ -257,8 +257,8 @@ fn model_of(d: &DriveReport) -> String {
 fn summary_table(drives: &[DriveReport], out: &mut String) {
     out.push_str(
         "<div class=\"card\"><table><thead><tr><th>Drive</th><th>Model · serial</th>\
-         <th class=\"num\">Size</th><th>Verdict</th><th class=\"num\">Write</th>\
-         <th class=\"num\">Read</th><th class=\"num\">Damaged</th></tr></thead><tbody>",
+         <th class=\"num\">Size</th><th>Verdict</th><th class=\"num\">Device write</th>\
+         <th class=\"num\">Device read</th><th class=\"num\">Damaged</th></tr></thead><tbody>",
     );
     for (i, d) in drives.iter().enumerate() {
         let _ = write!(
@@ -331,8 +331,8 @@ fn drive_card(i: usize, d: &DriveReport, y_max: f64, out: &mut String) {
     }
     let mut facts = vec![
         ("capacity".to_owned(), human_bytes(d.capacity_bytes)),
-        ("write speed".to_owned(), d.speed(false)),
-        ("read speed".to_owned(), d.speed(true)),
+        ("device write speed".to_owned(), d.speed(false)),
+        ("device read speed".to_owned(), d.speed(true)),
         (
             "damaged".to_owned(),
             if d.damaged_bytes == 0 {
@@ -420,7 +420,7 @@ pub fn render(drives: &[DriveReport]) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>stack drive report</title><style>{CSS}</style></head><body>\
          <h1>Drive report</h1><div class=\"sub\">{} drive{} · {} not clean · {} with findings · \
-         speeds share one scale (0–{y_max:.0} MiB/s); positions are % of each drive's capacity</div>",
+         speeds are the drive's own (bytes over the time it spent on them; the run's wall-clock speeds, commits included, are in the text and JSON summary) and share one scale (0–{y_max:.0} MiB/s); positions are % of each drive's capacity</div>",
         drives.len(),
         if drives.len() == 1 { "" } else { "s" },
         bad,
