@@ -33,30 +33,11 @@ fn workspace_root() -> PathBuf {
 /// cargo (the test binary run by hand) the examples must already be there.
 fn examples_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
+    // The whole workspace, so features unify as in `cargo test --workspace` and the
+    // libraries already built for it are reused.
     DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary knows its path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("tests run from target/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("target/<profile> has a parent");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug");
-        if let Ok(cargo) = std::env::var("CARGO") {
-            let mut build = Command::new(cargo);
-            // The whole workspace, so features unify as in `cargo test --workspace`
-            // and the libraries already built for it are reused.
-            build.args(["build", "-q", "--workspace", "--examples", "--target-dir"]);
-            build.arg(target_dir);
-            if profile != "debug" {
-                build.args(["--profile", profile]);
-            }
-            let status = build.status().expect("running cargo to build the examples");
-            assert!(status.success(), "building the examples failed");
-        }
-        profile_dir.join("examples")
+        crate::cli::harness::cargo_build("the examples", &["--workspace", "--examples"])
+            .join("examples")
     })
 }
 

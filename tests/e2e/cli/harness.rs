@@ -15,49 +15,44 @@ use std::sync::OnceLock;
 pub fn bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary knows its path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("tests run from target/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("target/<profile> has a parent");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug");
-        let binary = profile_dir.join("stackctl");
-        // Without cargo (the test binary run by hand), use what is there.
-        let Ok(cargo) = std::env::var("CARGO") else {
-            assert!(
-                binary.exists(),
-                "{} missing: cargo build -p stackctl first",
-                binary.display()
-            );
-            return binary;
-        };
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "-q",
-            "-p",
-            "stackctl",
-            "--bin",
-            "stackctl",
-            "--target-dir",
-        ]);
-        build.arg(target_dir);
-        if profile != "debug" {
-            build.args(["--profile", profile]);
-        }
-        let status = build.status().expect("running cargo to build stackctl");
-        assert!(status.success(), "building stackctl failed");
+        let binary =
+            cargo_build("stackctl", &["-p", "stackctl", "--bin", "stackctl"]).join("stackctl");
         assert!(
             binary.exists(),
-            "{} missing after the build",
+            "{} missing: cargo build -p stackctl first",
             binary.display()
         );
         binary
     })
+}
+
+/// Runs `cargo build -q ARGS` for the profile and target directory this test binary
+/// was built with, and returns `target/<profile>`. Without cargo (the test binary run
+/// by hand) it builds nothing: what is there is used.
+pub fn cargo_build(what: &str, args: &[&str]) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("target/<profile> has a parent");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let mut build = Command::new(cargo);
+        build.args(["build", "-q"]).args(args).arg("--target-dir");
+        build.arg(target_dir);
+        if profile != "debug" {
+            build.args(["--profile", profile]);
+        }
+        let status = build
+            .status()
+            .unwrap_or_else(|e| panic!("running cargo to build {what}: {e}"));
+        assert!(status.success(), "building {what} failed");
+    }
+    profile_dir.to_path_buf()
 }
 
 /// What one run of the binary did.
