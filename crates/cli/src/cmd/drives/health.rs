@@ -43,7 +43,11 @@ pub(super) fn gone(target: &Path, size_at_start: Option<u64>) -> Option<String> 
             Ok(_) => None,
         };
     }
-    match size_now(target) {
+    let now = match size_now(target) {
+        Some(now) if now != start => settled_size(target, Some(now)),
+        now => now,
+    };
+    match now {
         None => Some(format!("{} is gone (no such device now)", shown(target))),
         Some(0) if start > 0 => Some(format!(
             "{} is gone: its size went from {} to 0",
@@ -58,6 +62,22 @@ pub(super) fn gone(target: &Path, size_at_start: Option<u64>) -> Option<String> 
         )),
         Some(_) => None,
     }
+}
+
+/// The size of a block device whose size just changed, once it stops changing: a drive
+/// being pulled or reset passes through other sizes on its way (a loop device whose
+/// backing file is cut while writes still land in it), and the verdict names where it
+/// ends. Reads every 50 ms, at most for half a second; called on a failed drive only.
+fn settled_size(target: &Path, mut last: Option<u64>) -> Option<u64> {
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = size_now(target);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
 }
 
 /// A SMART reading of `target` for the report, or the note saying why there is none.
