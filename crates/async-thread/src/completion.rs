@@ -136,6 +136,10 @@ impl<T: Send> Completion<T> {
     /// Like [`wait`](Self::wait) but gives up after `timeout` with [`Error::TimedOut`].
     pub fn wait_timeout(&self, timeout: Duration) -> Result<T> {
         let start = Instant::now();
+        let Some(deadline) = start.checked_add(timeout) else {
+            // Past the clock's range: no deadline at all.
+            return self.wait();
+        };
         let mut state = lock(&self.shared.state);
         if let Some(r) = Self::take(&mut state) {
             return r;
@@ -147,8 +151,9 @@ impl<T: Send> Completion<T> {
                 if let Some(r) = Self::take(&mut state) {
                     return r;
                 }
-                let waited = start.elapsed();
-                if waited >= timeout {
+                let now = Instant::now();
+                if now >= deadline {
+                    let waited = now.duration_since(start);
                     return Err(Error::TimedOut {
                         waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
                     });
@@ -156,7 +161,7 @@ impl<T: Send> Completion<T> {
                 state = self
                     .shared
                     .cv
-                    .wait_timeout(state, timeout - waited)
+                    .wait_timeout(state, deadline.duration_since(now))
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .0;
             }
@@ -186,6 +191,7 @@ mod tests {
     #[test]
     fn complete_then_wait() {
         let c = Completion::new();
+        assert!(!c.is_complete());
         c.complete(5);
         c.complete(6);
         assert!(c.is_complete());
@@ -215,6 +221,9 @@ mod tests {
         }
         c.complete(1);
         assert_eq!(c.wait_timeout(Duration::from_millis(1)).unwrap(), 1);
+        let c = Completion::new();
+        c.complete(2);
+        assert_eq!(c.wait_timeout(Duration::MAX).unwrap(), 2, "no overflow");
     }
 
     #[test]

@@ -120,6 +120,13 @@ mod tests {
     }
 
     #[test]
+    fn debug_names_the_type_only() {
+        let f = InlineFn::new(|| ()).ok().unwrap();
+        assert_eq!(format!("{f:?}"), "InlineFn");
+        f.call();
+    }
+
+    #[test]
     fn dropped_unrun_drops_the_closure_once() {
         let drops = Arc::new(AtomicUsize::new(0));
         let t = Tracked(Arc::clone(&drops));

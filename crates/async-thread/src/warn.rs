@@ -142,8 +142,13 @@ mod tests {
         warn_unmarked_blocking(what);
     }
 
+    /// The hook and `SEEN` are global: one test at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn an_unmarked_call_on_a_worker_warns_once_per_site_and_thread() {
+        let _serial = SERIAL.lock().unwrap();
+        SEEN.lock().unwrap().clear();
         set_blocking_warning_hook(Some(record));
         let pool = Workers::builder("warned")
             .min_threads(1)
@@ -154,11 +159,39 @@ mod tests {
             blocking(|| mark("inside")); // marked: silent
             mark("outside");
             mark("outside"); // same call site (in `mark`), same thread: once
+            mark("outside");
         })
         .unwrap();
         mark("not a worker"); // the test thread: silent
         set_blocking_warning_hook(None);
         let seen = SEEN.lock().unwrap().clone();
         assert_eq!(seen, vec![("outside", "warned".to_owned())]);
+    }
+
+    #[test]
+    fn a_release_build_without_a_hook_does_not_even_look() {
+        let _serial = SERIAL.lock().unwrap();
+        let pool = Workers::builder("unhooked").max_threads(1).build().unwrap();
+        let saw = pool
+            .queue_and_wait(|| {
+                SEEN.lock().unwrap().clear();
+                for hooked in [false, true] {
+                    if hooked {
+                        set_blocking_warning_hook(Some(record));
+                    }
+                    mark_here("unhooked"); // one call site, twice
+                }
+                set_blocking_warning_hook(None);
+                SEEN.lock().unwrap().len()
+            })
+            .unwrap();
+        // A debug build warned (to stderr) at the first call and then never again at
+        // that site; a release build skipped the first call entirely.
+        let want = if cfg!(debug_assertions) { 0 } else { 1 };
+        assert_eq!(saw, want);
+    }
+
+    fn mark_here(what: &'static str) {
+        warn_unmarked_blocking(what);
     }
 }

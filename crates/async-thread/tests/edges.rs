@@ -108,3 +108,170 @@ fn a_workqueues_high_lane_runs_its_items() {
     assert_eq!(queue.stats().queued_high, 3);
     queue.shutdown();
 }
+
+/// Records every thread a pool starts (name, stack size) and every one that ended.
+#[derive(Debug, Default)]
+struct Recording {
+    started: std::sync::Mutex<Vec<(String, Option<usize>)>>,
+    ended: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl stack_async_thread::Spawner for Recording {
+    fn spawn(
+        &self,
+        name: String,
+        stack_size_bytes: Option<usize>,
+        body: Box<dyn FnOnce() + Send + 'static>,
+    ) -> std::io::Result<()> {
+        self.started
+            .lock()
+            .unwrap()
+            .push((name.clone(), stack_size_bytes));
+        let ended = Arc::clone(&self.ended);
+        stack_async_thread::ThreadSpawner.spawn(
+            name,
+            stack_size_bytes,
+            Box::new(move || {
+                body();
+                ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+        )
+    }
+}
+
+use stack_async_thread::Spawner as _;
+
+#[test]
+fn names_and_shut_down_state_are_what_the_builder_and_shutdown_made() {
+    let pool = Workers::builder("named-pool").build().unwrap();
+    assert_eq!(pool.name(), "named-pool");
+    assert!(!pool.is_shut_down());
+    pool.shutdown();
+    assert!(pool.is_shut_down());
+    assert!(pool.queue(|| ()).is_err());
+
+    let queue = stack_async_thread::WorkQueue::builder("named-queue")
+        .build()
+        .unwrap();
+    assert_eq!(queue.name(), "named-queue");
+    assert!(format!("{queue:?}").contains("named-queue"), "{queue:?}");
+    queue.shutdown();
+    let refused = queue.queue(|| ()).unwrap_err();
+    assert!(
+        matches!(&refused, stack_async_thread::Error::ShutDown { pool } if pool == "named-queue"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn shutdown_returns_after_every_thread_ended_and_uses_the_stack_size() {
+    let spawner = Arc::new(Recording::default());
+    let pool = Workers::builder("stacked")
+        .min_threads(2)
+        .max_threads(3)
+        .stack_size(512 << 10)
+        .spawner(Arc::clone(&spawner) as Arc<dyn stack_async_thread::Spawner>)
+        .build()
+        .unwrap();
+    pool.queue_and_wait(|| ()).unwrap();
+    pool.shutdown();
+    let started = spawner.started.lock().unwrap().clone();
+    assert!(
+        started.len() >= 3,
+        "the helper and two workers: {started:?}"
+    );
+    assert!(
+        started.iter().all(|(_, s)| *s == Some(512 << 10)),
+        "{started:?}"
+    );
+    assert_eq!(
+        spawner.ended.load(std::sync::atomic::Ordering::SeqCst),
+        started.len(),
+        "shutdown waits for every thread it started"
+    );
+
+    let spawner = Arc::new(Recording::default());
+    let queue = stack_async_thread::WorkQueue::builder("stacked-q")
+        .rescuer(true)
+        .stack_size(256 << 10)
+        .spawner(Arc::clone(&spawner) as Arc<dyn stack_async_thread::Spawner>)
+        .build()
+        .unwrap();
+    queue.queue_and_wait(|| ()).unwrap();
+    queue.shutdown();
+    let started = spawner.started.lock().unwrap().clone();
+    assert!(
+        started.iter().all(|(_, s)| *s == Some(256 << 10)),
+        "{started:?}"
+    );
+    assert!(
+        started.iter().any(|(n, _)| n == "stacked-q-rescuer"),
+        "{started:?}"
+    );
+    assert_eq!(
+        spawner.ended.load(std::sync::atomic::Ordering::SeqCst),
+        started.len()
+    );
+}
+
+#[test]
+fn a_workqueues_drain_waits_for_items_queued_meanwhile() {
+    let queue = stack_async_thread::WorkQueue::builder("drained")
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let q2 = queue.clone();
+    queue
+        .queue(move || {
+            // Queued after the drain began: drain (unlike flush) waits for it too.
+            q2.queue(move || tx.send(()).unwrap()).unwrap();
+        })
+        .unwrap();
+    queue.drain();
+    assert_eq!(queue.stats().outstanding, 0);
+    assert!(rx.try_recv().is_ok());
+    queue.shutdown();
+}
+
+#[test]
+fn a_failing_spawner_counts_each_refusal() {
+    let s = stack_async_thread::FailingSpawner::new(0);
+    for n in 1..=3 {
+        assert!(s.spawn(format!("t{n}"), None, Box::new(|| ())).is_err());
+        assert_eq!(s.refused(), n);
+    }
+    assert_eq!(s.spawned(), 0);
+}
+
+#[test]
+fn a_pool_built_with_defaults_takes_two_threads_per_core_and_at_least_four() {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let want = (2 * cores).max(4);
+    let pool = Workers::builder("defaults").build().unwrap();
+    // Every item blocks (marked) until the test lets go: each waiting item makes the
+    // pool start another worker, up to max_threads.
+    let (release, held) = mpsc::channel::<()>();
+    let held = Arc::new(std::sync::Mutex::new(held));
+    for _ in 0..want + 2 {
+        let held = Arc::clone(&held);
+        pool.queue(move || {
+            stack_async_thread::blocking(|| {
+                let _ = held.lock().unwrap().recv();
+            })
+        })
+        .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pool.stats().threads < want && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let s = pool.stats();
+    assert_eq!((s.threads, s.threads_peak), (want, want), "{s:?}");
+    drop(release);
+    pool.shutdown();
+    assert_eq!(
+        pool.stats().threads_peak,
+        want,
+        "never more than max_threads"
+    );
+}

@@ -267,11 +267,21 @@ fn items_waiting_on_later_items_finish() {
     let n = 2;
     let gates: Vec<Completion<u32>> = (0..n).map(|_| Completion::new()).collect();
     let results: Vec<Completion<u32>> = (0..n).map(|_| Completion::new()).collect();
+    let (started_tx, started) = std::sync::mpsc::channel();
     for i in 0..n {
         let gate = gates[i].clone();
         let res = results[i].clone();
-        pool.queue(move || res.complete(gate.wait().unwrap() + 1))
-            .unwrap();
+        let started_tx = started_tx.clone();
+        pool.queue(move || {
+            started_tx.send(()).unwrap();
+            res.complete(gate.wait().unwrap() + 1)
+        })
+        .unwrap();
+    }
+    // Both items wait before the gates are queued: every worker is blocked, so the
+    // gates need a new one (else a worker could run a gate before its item started).
+    for _ in 0..n {
+        started.recv().unwrap();
     }
     for (i, gate) in gates.iter().enumerate() {
         let gate = gate.clone();

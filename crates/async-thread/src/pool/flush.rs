@@ -85,11 +85,18 @@ impl Flush {
     pub(crate) fn leave(&self, color: usize, lane: usize) {
         assert!(lane < self.lanes_used.load(Ordering::Relaxed));
         self.left[lane][color].fetch_add(1, Ordering::SeqCst);
-        // `<= 1`: a waiter that is itself an item of this colour waits for 1.
-        if self.waiters.load(Ordering::SeqCst) > 0 && self.count(color, None) <= 1 {
+        if self.wakes_waiters(color) {
             let _g = lock(&self.lock);
             self.cv.notify_all();
         }
+    }
+
+    /// Whether a finish of `color` may be what a waiter waits for: someone waits and
+    /// that colour is (nearly) empty. `<= 1`: a waiter that is itself an item of this
+    /// colour waits for 1. Waiters re-check every `RECHECK` anyway, so a wrong "no"
+    /// costs latency, never a hang.
+    fn wakes_waiters(&self, color: usize) -> bool {
+        self.waiters.load(Ordering::SeqCst) > 0 && self.count(color, None) <= 1
     }
 
     /// Items ever counted by [`enter`](Self::enter).
@@ -206,6 +213,38 @@ mod tests {
         f.leave(b, OTHER_LANE);
         f.drain(None);
         assert_eq!(f.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_finish_wakes_waiters_only_when_its_colour_is_nearly_empty() {
+        let f = Flush::new(1);
+        let c = f.enter();
+        f.enter();
+        f.enter();
+        assert!(!f.wakes_waiters(c), "nobody waits");
+        f.waiters.fetch_add(1, Ordering::SeqCst);
+        assert!(!f.wakes_waiters(c), "three left");
+        f.leave(c, OTHER_LANE);
+        assert!(!f.wakes_waiters(c), "two left");
+        f.leave(c, OTHER_LANE);
+        assert!(
+            f.wakes_waiters(c),
+            "one left: a waiting item of this colour is done"
+        );
+        f.leave(c, OTHER_LANE);
+        assert!(f.wakes_waiters(c));
+        f.waiters.fetch_sub(1, Ordering::SeqCst);
+        assert!(!f.wakes_waiters(c));
+    }
+
+    #[test]
+    fn a_flush_moves_new_items_to_the_next_colour() {
+        let f = Flush::new(1);
+        for want in (1..COLORS).chain([0, 1]) {
+            f.flush(None);
+            assert_eq!(f.enter(), want);
+            f.leave(want, OTHER_LANE);
+        }
     }
 
     #[test]

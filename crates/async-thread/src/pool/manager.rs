@@ -17,20 +17,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Tick when nothing is outstanding: cheap, only to notice work that slipped by.
-const IDLE_TICK: Duration = Duration::from_millis(200);
+pub(super) const IDLE_TICK: Duration = Duration::from_millis(200);
 /// Most items the rescuer runs before it looks again at the whole pool.
-const RESCUE_BATCH: usize = 64;
+pub(super) const RESCUE_BATCH: usize = 64;
 
 pub(super) fn run(pool: Arc<Inner>) {
     worker::enter_thread(&pool, None);
     let mut last_progress: Vec<u64> = vec![0; pool.slots.len()];
     let mut stuck_since: Option<Instant> = None;
     loop {
-        let tick = if pool.outstanding() > 0 {
-            pool.cfg.watchdog_interval
-        } else {
-            IDLE_TICK
-        };
+        let tick = tick(&pool);
         {
             let mut m = lock(&pool.mayday);
             if !*m {
@@ -42,7 +38,7 @@ pub(super) fn run(pool: Arc<Inner>) {
             }
             *m = false;
         }
-        if pool.is_closed() && pool.outstanding() == 0 {
+        if finished(&pool) {
             break;
         }
         let stuck = check(&pool, &mut last_progress);
@@ -57,27 +53,65 @@ pub(super) fn run(pool: Arc<Inner>) {
         }
         // Nobody could be woken or created: mayday.
         let since = *stuck_since.get_or_insert_with(Instant::now);
-        if pool.cfg.rescuer && since.elapsed() >= pool.cfg.rescue_grace {
-            rescue(&pool);
-        } else if pool.cfg.rescuer {
-            // Come back when the grace period is over.
-            std::thread::sleep(pool.cfg.rescue_grace.saturating_sub(since.elapsed()));
-            pool.raise_mayday();
+        match mayday(&pool, since.elapsed()) {
+            Mayday::Rescue => rescue(&pool),
+            Mayday::WaitGrace(left) => {
+                // Come back when the grace period is over.
+                std::thread::sleep(left);
+                pool.raise_mayday();
+            }
+            Mayday::Wait => {}
         }
     }
     worker::leave_thread();
     pool.thread_exited();
 }
 
+/// How long the watchdog sleeps: short while work is outstanding, else a slow tick.
+pub(super) fn tick(pool: &Inner) -> Duration {
+    if pool.outstanding() > 0 {
+        pool.cfg.watchdog_interval
+    } else {
+        IDLE_TICK
+    }
+}
+
+/// Whether the helper thread's work is over: the pool is closed and empty.
+pub(super) fn finished(pool: &Inner) -> bool {
+    pool.is_closed() && pool.outstanding() == 0
+}
+
+/// What the helper does about stuck work nobody could be woken or started for.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Mayday {
+    /// Run the stuck items itself (the rescuer).
+    Rescue,
+    /// Sleep out the rest of the grace period, then look again.
+    WaitGrace(Duration),
+    /// Nothing (no rescuer): the next tick looks again.
+    Wait,
+}
+
+/// The rescuer steps in once work has been stuck for `rescue_grace`.
+pub(super) fn mayday(pool: &Inner, stuck_for: Duration) -> Mayday {
+    if !pool.cfg.rescuer {
+        Mayday::Wait
+    } else if stuck_for >= pool.cfg.rescue_grace {
+        Mayday::Rescue
+    } else {
+        Mayday::WaitGrace(pool.cfg.rescue_grace - stuck_for)
+    }
+}
+
 /// True when some work waits with no progress: orphans, or a worker with pending
 /// items that started nothing since the last tick.
-fn check(pool: &Inner, last_progress: &mut [u64]) -> bool {
+pub(super) fn check(pool: &Inner, last_progress: &mut [u64]) -> bool {
     let mut stuck = pool.orphan_len.load(Ordering::SeqCst) > 0;
     let n = pool.high_water.load(Ordering::Acquire);
     for (i, last) in last_progress.iter_mut().enumerate().take(n) {
         let s = &pool.slots[i];
         let p = s.hot.progress.load(Ordering::Relaxed);
-        if s.pending() > 0 && p == *last && s.has_work() {
+        if p == *last && s.has_work() {
             stuck = true;
         }
         *last = p;
@@ -86,7 +120,7 @@ fn check(pool: &Inner, last_progress: &mut [u64]) -> bool {
 }
 
 /// Wakes an idle worker or starts one; true if either happened.
-fn react(pool: &Arc<Inner>) -> bool {
+pub(super) fn react(pool: &Arc<Inner>) -> bool {
     let n = pool.high_water.load(Ordering::Acquire);
     // A sleeper with pending items missed its wake-up: kick it directly.
     let mut woke = false;
@@ -108,7 +142,7 @@ fn react(pool: &Arc<Inner>) -> bool {
 
 /// Runs stuck items on this thread: orphans first, then the head of the list of a
 /// worker that is blocked or made no progress.
-fn rescue(pool: &Arc<Inner>) {
+pub(super) fn rescue(pool: &Arc<Inner>) {
     for _ in 0..RESCUE_BATCH {
         let task = pool.pop_orphan().or_else(|| {
             let n = pool.high_water.load(Ordering::Acquire);

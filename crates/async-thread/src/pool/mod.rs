@@ -337,24 +337,24 @@ impl Inner {
         let n = self.high_water.load(Ordering::Acquire);
         // One pass from the last-used slot on: the first live, unblocked worker under
         // the threshold wins; meanwhile remember the least loaded (blocked ones last).
-        let mut least: Option<(usize, usize)> = None;
-        if n > 0 {
-            let last = self.last_used.load(Ordering::Relaxed).min(n - 1);
-            for k in 0..n {
-                let i = if last + k < n { last + k } else { last + k - n };
-                let s = &self.slots[i];
-                if !s.is_live() {
-                    continue;
-                }
-                let pending = s.pending();
-                let blocked = s.is_blocked();
-                if !blocked && pending < busy {
-                    return Choice::Slot(i);
-                }
-                let load = pending.min(usize::MAX / 2) + if blocked { usize::MAX / 2 } else { 0 };
-                if least.is_none_or(|(_, l)| load < l) {
-                    least = Some((i, load));
-                }
+        let mut least: Option<(usize, (bool, usize))> = None;
+        // `last_used` is always a slot below `high_water`: producers store only slots
+        // they chose here or that were live, and `high_water` never shrinks.
+        let last = self.last_used.load(Ordering::Relaxed);
+        for k in 0..n {
+            let i = if last + k < n { last + k } else { last + k - n };
+            let s = &self.slots[i];
+            if !s.is_live() {
+                continue;
+            }
+            let pending = s.pending();
+            let blocked = s.is_blocked();
+            if !blocked && pending < busy {
+                return Choice::Slot(i);
+            }
+            let load = (blocked, pending);
+            if least.is_none_or(|(_, l)| load < l) {
+                least = Some((i, load));
             }
         }
         if self.threads.load(Ordering::SeqCst) < self.cfg.max_threads && !self.spawn_cooling() {
@@ -365,8 +365,13 @@ impl Inner {
 
     /// True while a recent spawn failed.
     pub(crate) fn spawn_cooling(&self) -> bool {
+        self.cooling_at(self.now_ms())
+    }
+
+    /// Whether spawning still cools down at `now_ms` (the pool's clock).
+    fn cooling_at(&self, now_ms: u64) -> bool {
         let failed = self.spawn_failed_ms.load(Ordering::SeqCst);
-        failed != 0 && self.now_ms().saturating_sub(failed) < SPAWN_COOLDOWN.as_millis() as u64
+        failed != 0 && now_ms.saturating_sub(failed) < SPAWN_COOLDOWN.as_millis() as u64
     }
 
     fn now_ms(&self) -> u64 {
@@ -581,23 +586,21 @@ impl Inner {
             }
             self.wake_all();
         }
-        let mut alive = lock(&self.alive);
-        while *alive > 0 {
-            drop(alive);
+        loop {
             self.wake_all();
-            alive = lock(&self.alive);
-            // The last thread may have exited while the lock was free (woken just
-            // above): its notification is gone, so look before waiting. Without this,
-            // `stackctl` sometimes spent a whole extra 10 ms in each pool's shutdown
-            // (1 run in 60 of a 1 MiB verify took 14.7 ms instead of 3.3-5.5).
+            // Look after the wake-up, under the lock: a thread that exited meanwhile
+            // has already notified, and waiting for that notification would cost a
+            // whole extra 10 ms per pool (1 run in 60 of a 1 MiB verify took 14.7 ms
+            // instead of 3.3-5.5).
+            let alive = lock(&self.alive);
             if *alive == 0 {
                 break;
             }
-            alive = self
-                .alive_cv
-                .wait_timeout(alive, Duration::from_millis(10))
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+            drop(
+                self.alive_cv
+                    .wait_timeout(alive, Duration::from_millis(10))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
         }
         assert_eq!(self.outstanding(), 0);
     }
@@ -643,3 +646,6 @@ enum Choice {
     Spawn,
     Orphan,
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -95,18 +95,17 @@ pub(super) fn run(pool: Arc<Inner>, idx: usize) {
         }
         // Back off briefly before sleeping, as crossbeam's `Backoff` does: a burst of
         // work then costs no futex wake-up per item, and a reply comes sooner.
-        if idle_rounds < SPIN_ROUNDS + YIELD_ROUNDS {
-            if idle_rounds < SPIN_ROUNDS {
-                for _ in 0..(1_u32 << idle_rounds) {
-                    std::hint::spin_loop();
-                }
-            } else {
-                std::thread::yield_now();
+        match idle_step(&mut idle_rounds) {
+            Idle::Spin(n) => {
+                (0..n).for_each(|_| std::hint::spin_loop());
+                continue;
             }
-            idle_rounds += 1;
-            continue;
+            Idle::Yield => {
+                std::thread::yield_now();
+                continue;
+            }
+            Idle::Sleep => {}
         }
-        idle_rounds = 0;
         let mut q = lock_model(slot.q());
         if q.len() > 0 {
             continue;
@@ -152,6 +151,33 @@ pub(super) fn run(pool: Arc<Inner>, idx: usize) {
     }
     leave_thread();
     pool.thread_exited();
+}
+
+/// What an idle worker does next after finding nothing to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Idle {
+    /// Spin this many hints, then look again.
+    Spin(u32),
+    /// Give up the time slice, then look again.
+    Yield,
+    /// Sleep on the slot's condvar (until woken or the idle timeout).
+    Sleep,
+}
+
+/// The back-off after `rounds` fruitless looks in a row: spins doubling from 1 to
+/// 2^(SPIN_ROUNDS-1), then YIELD_ROUNDS yields, then sleep (which starts over).
+pub(super) fn idle_step(rounds: &mut u32) -> Idle {
+    let r = *rounds;
+    if r >= SPIN_ROUNDS + YIELD_ROUNDS {
+        *rounds = 0;
+        return Idle::Sleep;
+    }
+    *rounds = r + 1;
+    if r < SPIN_ROUNDS {
+        Idle::Spin(1 << r)
+    } else {
+        Idle::Yield
+    }
 }
 
 /// What an idle worker saw at its last look at a victim: (slot, its progress).
