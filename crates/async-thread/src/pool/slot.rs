@@ -354,6 +354,96 @@ mod tests {
     }
 
     #[test]
+    fn the_batch_length_hint_is_refreshed_every_few_items_and_cleared_when_empty() {
+        let s = Slot::new();
+        assert!(s.claim());
+        let n = 2 * BATCH_HINT_EVERY + 8;
+        for i in 0..n {
+            assert!(s.push(task(i), false).is_ok());
+        }
+        assert!(s.pop().is_some());
+        assert_eq!(s.pending(), n - 1, "set when the batch is refilled");
+        for _ in 0..7 {
+            assert!(s.pop().is_some());
+        }
+        assert_eq!(s.pending(), 2 * BATCH_HINT_EVERY, "refreshed at a multiple");
+        assert!(s.pop().is_some());
+        assert_eq!(
+            s.pending(),
+            2 * BATCH_HINT_EVERY,
+            "between refreshes it may count items already run"
+        );
+        while s.pending_exact() != Some(0) {
+            assert!(s.pop().is_some());
+        }
+        assert!(
+            s.pending() > 0,
+            "the last items of a batch leave the hint behind"
+        );
+        assert!(s.pop().is_none());
+        assert_eq!(s.pending(), 0, "a pop that finds nothing clears it");
+    }
+
+    #[test]
+    fn the_high_lane_hint_follows_the_high_list() {
+        let s = Slot::new();
+        assert!(s.claim());
+        assert!(s.push(task(1), true).is_ok());
+        assert!(s.push(task(2), true).is_ok());
+        assert_eq!(s.high_len.load(Ordering::Relaxed), 2);
+        assert_eq!(s.pop().map(|t| t.color), Some(1));
+        assert_eq!(s.high_len.load(Ordering::Relaxed), 1);
+        assert_eq!(colors(&s.steal(1)), vec![2]);
+        assert_eq!(s.high_len.load(Ordering::Relaxed), 0);
+        assert!(s.push(task(3), true).is_ok());
+        assert_eq!(colors(&s.vacate()), vec![3]);
+        assert_eq!(s.high_len.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_thief_takes_what_it_asks_for_from_batch_and_queue_together() {
+        let s = Slot::new();
+        assert!(s.claim());
+        for i in 0..3 {
+            assert!(s.push(task(i), false).is_ok());
+        }
+        assert_eq!(s.pop().map(|t| t.color), Some(0)); // batch: 1, 2
+        for i in 3..7 {
+            assert!(s.push(task(i), false).is_ok()); // queue: 3..=6
+        }
+        assert_eq!(colors(&s.steal(5)), vec![1, 2, 3, 4, 5]);
+        assert_eq!(colors(&s.steal(5)), vec![6]);
+        assert!(s.steal(5).is_empty());
+    }
+
+    #[test]
+    fn nested_blocking_sections_count_once() {
+        let s = Slot::new();
+        assert!(!s.is_blocked());
+        assert!(s.block_enter(), "outermost");
+        assert!(!s.block_enter());
+        assert!(s.is_blocked());
+        assert!(!s.block_leave(), "an inner one");
+        assert!(s.is_blocked());
+        assert!(s.block_leave(), "the outermost");
+        assert!(!s.is_blocked());
+    }
+
+    #[test]
+    fn has_work_sees_the_batch_and_the_queue() {
+        let s = Slot::new();
+        assert!(s.claim());
+        assert!(!s.has_work());
+        assert!(s.push(task(0), false).is_ok());
+        assert!(s.push(task(1), false).is_ok());
+        assert!(s.has_work(), "queued");
+        assert!(s.pop().is_some());
+        assert!(s.has_work(), "in the batch");
+        assert!(s.pop().is_some());
+        assert!(!s.has_work());
+    }
+
+    #[test]
     fn vacate_hands_back_batch_and_queue() {
         let s = Slot::new();
         assert!(s.claim());

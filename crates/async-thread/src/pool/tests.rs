@@ -734,3 +734,45 @@ fn an_idle_worker_steals_from_a_list_that_makes_no_progress() {
     worker.join().unwrap();
     assert_eq!(h.pool.slots[1].hot.progress.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn a_worker_body_leaves_its_thread_as_it_found_it() {
+    // A spawner may run bodies on threads it keeps (a pool of its own): once a body
+    // returns, the thread must no longer count as this pool's worker.
+    let h = harness(1, 1, 4, false);
+    h.pool.closed.store(true, Ordering::SeqCst);
+    let body = std::mem::replace(&mut lock(&h.spawner.bodies)[1], Body(Box::new(|| ())));
+    (body.0)();
+    assert_eq!(worker::current_worker_pool(), None);
+    assert!(!worker::on_pool_thread(&h.pool));
+    assert_eq!(h.threads(), 0);
+}
+
+#[test]
+fn shutdown_returns_once_every_thread_is_done() {
+    let h = harness(2, 2, 4, true);
+    let threads: Vec<_> = (0..3).map(|k| h.run_held(k)).collect();
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..10 {
+        let r = Arc::clone(&ran);
+        h.pool
+            .submit(
+                Job::once(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }),
+                false,
+            )
+            .unwrap();
+    }
+    h.pool.shutdown();
+    assert_eq!(
+        *lock(&h.pool.alive),
+        0,
+        "the helper and both workers are done"
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 10);
+    assert_eq!(h.threads(), 0);
+    for t in threads {
+        t.join().unwrap();
+    }
+}
