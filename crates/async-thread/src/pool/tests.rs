@@ -706,6 +706,7 @@ fn a_sleeping_worker_is_woken_by_a_push_and_exits_once_closed_and_empty() {
         .submit(Job::once(move || d.complete(7)), false)
         .unwrap();
     assert_eq!(done.wait().unwrap(), 7);
+    h.pool.drain();
     let s = h.pool.stats();
     assert_eq!((s.run, s.outstanding, s.threads), (1, 0, 1));
     assert_eq!(h.pool.slots[0].hot.progress.load(Ordering::Relaxed), 1);
@@ -718,21 +719,23 @@ fn a_sleeping_worker_is_woken_by_a_push_and_exits_once_closed_and_empty() {
 
 #[test]
 fn an_idle_worker_steals_from_a_list_that_makes_no_progress() {
-    let h = harness(2, 2, 64, false);
+    let h = harness(3, 3, 64, false);
     let ran = Arc::new(AtomicUsize::new(0));
-    // Worker 0 never runs (its body stays held): its one item is stuck.
+    // Workers 0 and 1 never run (their bodies stay held): 1's one item is stuck, and
+    // 0 is blocked with nothing to take (a thief must look past it).
+    assert!(h.pool.slots[0].block_enter());
     let t = counted(&h.pool, &ran);
-    h.pool.slots[0].push(t, false).ok().unwrap();
-    let worker = h.run_held(2);
+    h.pool.slots[1].push(t, false).ok().unwrap();
+    let worker = h.run_held(3);
     let stolen = Arc::clone(&ran);
     while stolen.load(Ordering::SeqCst) == 0 {
         std::thread::yield_now();
     }
-    assert_eq!(h.pending(), [0, 0]);
+    assert_eq!(h.pending(), [0, 0, 0]);
     h.pool.closed.store(true, Ordering::SeqCst);
     h.pool.wake_all();
     worker.join().unwrap();
-    assert_eq!(h.pool.slots[1].hot.progress.load(Ordering::Relaxed), 1);
+    assert_eq!(h.pool.slots[2].hot.progress.load(Ordering::Relaxed), 1);
 }
 
 #[test]
@@ -775,4 +778,49 @@ fn shutdown_returns_once_every_thread_is_done() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+#[test]
+fn a_worker_above_min_woken_with_work_runs_it_rather_than_retiring() {
+    // min 0: the worker may retire, but only after a whole idle timeout (an hour).
+    let h = harness(0, 1, 4, false);
+    h.pool.spawn_worker(None).unwrap();
+    let worker = h.run_held(1);
+    for round in 0..3 {
+        h.until_asleep(0);
+        let done = crate::Completion::new();
+        let d = done.clone();
+        h.pool
+            .submit(Job::once(move || d.complete(round)), false)
+            .unwrap();
+        assert_eq!(done.wait().unwrap(), round);
+        assert_eq!(h.threads(), 1);
+    }
+    h.pool.closed.store(true, Ordering::SeqCst);
+    h.pool.wake_all();
+    worker.join().unwrap();
+}
+
+#[test]
+fn a_worker_never_sleeps_on_work_queued_while_it_backed_off() {
+    // No watchdog runs and the idle timeout is an hour: an item pushed while the
+    // worker backs off (no wake-up: it is not asleep yet) must still be seen before
+    // it sleeps, or this test hangs.
+    let h = harness(1, 1, 4, false);
+    let worker = h.run_held(1);
+    for i in 0..2000_u32 {
+        let done = crate::Completion::new();
+        let d = done.clone();
+        h.pool
+            .submit(Job::once(move || d.complete(i)), false)
+            .unwrap();
+        assert_eq!(done.wait().unwrap(), i);
+        // Vary where in the worker's back-off the next push lands.
+        for _ in 0..(i % 64) {
+            std::hint::spin_loop();
+        }
+    }
+    h.pool.closed.store(true, Ordering::SeqCst);
+    h.pool.wake_all();
+    worker.join().unwrap();
 }
