@@ -824,3 +824,104 @@ fn a_worker_never_sleeps_on_work_queued_while_it_backed_off() {
     h.pool.wake_all();
     worker.join().unwrap();
 }
+
+#[test]
+fn a_worker_that_blocks_with_work_waiting_hands_it_on() {
+    use worker::BlockGuard;
+    // Work waits behind it and a worker sleeps: that one is woken, none started.
+    let h = harness(2, 3, 4, false);
+    h.fill(0, 1);
+    h.set_sleeping(1);
+    let g = BlockGuard::enter(Arc::clone(&h.pool), 0);
+    assert!(h.woken(1));
+    assert_eq!((h.threads(), h.pool.stats().blocked), (2, 1));
+    drop(g);
+    assert_eq!(h.pool.stats().blocked, 0);
+    // Nobody sleeps: a worker is started.
+    let h = harness(1, 2, 4, false);
+    h.fill(0, 1);
+    let g = BlockGuard::enter(Arc::clone(&h.pool), 0);
+    assert_eq!(h.threads(), 2);
+    drop(g);
+    // Orphans count as waiting work too.
+    let h = harness(1, 2, 4, false);
+    h.pool.push_orphan(noop());
+    drop(BlockGuard::enter(Arc::clone(&h.pool), 0));
+    assert_eq!(h.threads(), 2);
+}
+
+#[test]
+fn a_worker_that_blocks_with_nothing_waiting_or_no_room_starts_nobody() {
+    use worker::BlockGuard;
+    let h = harness(1, 2, 4, false);
+    h.set_sleeping(0);
+    let g = BlockGuard::enter(Arc::clone(&h.pool), 0);
+    assert_eq!(h.threads(), 1, "nothing waits behind it");
+    // Nested: only the outermost section counts and reacts.
+    h.fill(0, 1);
+    let inner = BlockGuard::enter(Arc::clone(&h.pool), 0);
+    assert_eq!((h.threads(), h.pool.stats().blocked), (1, 1));
+    drop(inner);
+    assert_eq!(h.pool.stats().blocked, 1);
+    drop(g);
+    assert_eq!(h.pool.stats().blocked, 0);
+    // At max_threads.
+    let h = harness(1, 1, 4, false);
+    h.fill(0, 1);
+    drop(BlockGuard::enter(Arc::clone(&h.pool), 0));
+    assert_eq!(h.threads(), 1);
+    // While spawning cools down.
+    let h = harness(1, 2, 4, false);
+    h.fill(0, 1);
+    h.pool.spawn_failed_ms.store(h.pool.now_ms(), Ordering::SeqCst);
+    drop(BlockGuard::enter(Arc::clone(&h.pool), 0));
+    assert_eq!(h.threads(), 1);
+}
+
+#[test]
+fn a_thief_robs_a_busy_worker_only_when_it_falls_behind_or_stalls() {
+    let h = harness(2, 2, 64, false);
+    let mut look = None;
+    assert!(worker::steal(&h.pool, 1, &mut look).is_none(), "nothing anywhere");
+    h.fill(0, worker::STEAL_MIN_PENDING - 1);
+    assert!(
+        worker::steal(&h.pool, 1, &mut look).is_none(),
+        "first look at a worker that keeps up"
+    );
+    h.pool.slots[0].hot.progress.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        worker::steal(&h.pool, 1, &mut look).is_none(),
+        "it made progress since"
+    );
+    let t = worker::steal(&h.pool, 1, &mut look);
+    assert!(t.is_some(), "no progress since the last look: stalled");
+    assert_eq!(h.pending(), [1, 1], "half of 3, rounded up: 1 run now, 1 kept");
+    // Fallen behind: robbed at the first look, half of its list.
+    let h = harness(2, 2, 64, false);
+    h.fill(0, 2 * worker::STEAL_MIN_PENDING);
+    let mut look = None;
+    assert!(worker::steal(&h.pool, 1, &mut look).is_some());
+    let half = worker::STEAL_MIN_PENDING;
+    assert_eq!(h.pending(), [half, half - 1]);
+    // Blocked: everything is taken.
+    let h = harness(2, 2, 64, false);
+    h.fill(0, 3);
+    assert!(h.pool.slots[0].block_enter());
+    assert!(worker::steal(&h.pool, 1, &mut None).is_some());
+    assert_eq!(h.pending(), [0, 2]);
+    // Orphans before anything else.
+    let h = harness(2, 2, 64, false);
+    h.fill(0, 2 * worker::STEAL_MIN_PENDING);
+    h.pool.push_orphan(noop());
+    assert!(worker::steal(&h.pool, 1, &mut None).is_some());
+    assert_eq!(h.pool.stats().orphaned, 0);
+    assert_eq!(h.pending(), [2 * worker::STEAL_MIN_PENDING, 0]);
+}
+
+#[test]
+fn a_thief_takes_at_most_steal_max_from_a_busy_worker() {
+    let h = harness(2, 2, 1024, false);
+    h.fill(0, 200);
+    assert!(worker::steal(&h.pool, 1, &mut None).is_some());
+    assert_eq!(h.pending(), [200 - worker::STEAL_MAX, worker::STEAL_MAX - 1]);
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// How often a worker re-checks while the pool is shutting down.
 const CLOSING_POLL: Duration = Duration::from_millis(10);
 /// Most tasks a thief takes from a busy (not blocked) worker at once.
-const STEAL_MAX: usize = 32;
+pub(super) const STEAL_MAX: usize = 32;
 /// Waiting items at which an idle worker robs a busy one that still makes progress
 /// (and at which a producer wakes a sleeping helper for it).
 pub(super) const STEAL_MIN_PENDING: usize = 4;
@@ -188,7 +188,7 @@ pub(super) type Look = Option<(usize, u64)>;
 /// worker is only robbed when it falls behind (`STEAL_MIN_PENDING` waiting) or
 /// started nothing since this thief's last look (`look`): one that keeps up does its
 /// own work, so an idle thief goes to sleep instead of taking CPU from producers.
-fn steal(pool: &Arc<Inner>, idx: usize, look: &mut Look) -> Option<Task> {
+pub(super) fn steal(pool: &Arc<Inner>, idx: usize, look: &mut Look) -> Option<Task> {
     if let Some(t) = pool.pop_orphan() {
         return Some(t);
     }
@@ -241,13 +241,13 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-struct BlockGuard {
+pub(super) struct BlockGuard {
     pool: Arc<Inner>,
     idx: usize,
 }
 
 impl BlockGuard {
-    fn enter(pool: Arc<Inner>, idx: usize) -> Self {
+    pub(super) fn enter(pool: Arc<Inner>, idx: usize) -> Self {
         let slot = &pool.slots[idx];
         if slot.block_enter() {
             pool.blocked.fetch_add(1, Ordering::SeqCst);
