@@ -873,7 +873,9 @@ fn a_worker_that_blocks_with_nothing_waiting_or_no_room_starts_nobody() {
     // While spawning cools down.
     let h = harness(1, 2, 4, false);
     h.fill(0, 1);
-    h.pool.spawn_failed_ms.store(h.pool.now_ms(), Ordering::SeqCst);
+    h.pool
+        .spawn_failed_ms
+        .store(h.pool.now_ms(), Ordering::SeqCst);
     drop(BlockGuard::enter(Arc::clone(&h.pool), 0));
     assert_eq!(h.threads(), 1);
 }
@@ -882,7 +884,10 @@ fn a_worker_that_blocks_with_nothing_waiting_or_no_room_starts_nobody() {
 fn a_thief_robs_a_busy_worker_only_when_it_falls_behind_or_stalls() {
     let h = harness(2, 2, 64, false);
     let mut look = None;
-    assert!(worker::steal(&h.pool, 1, &mut look).is_none(), "nothing anywhere");
+    assert!(
+        worker::steal(&h.pool, 1, &mut look).is_none(),
+        "nothing anywhere"
+    );
     h.fill(0, worker::STEAL_MIN_PENDING - 1);
     assert!(
         worker::steal(&h.pool, 1, &mut look).is_none(),
@@ -895,7 +900,11 @@ fn a_thief_robs_a_busy_worker_only_when_it_falls_behind_or_stalls() {
     );
     let t = worker::steal(&h.pool, 1, &mut look);
     assert!(t.is_some(), "no progress since the last look: stalled");
-    assert_eq!(h.pending(), [1, 1], "half of 3, rounded up: 1 run now, 1 kept");
+    assert_eq!(
+        h.pending(),
+        [1, 1],
+        "half of 3, rounded up: 1 run now, 1 kept"
+    );
     // Fallen behind: robbed at the first look, half of its list.
     let h = harness(2, 2, 64, false);
     h.fill(0, 2 * worker::STEAL_MIN_PENDING);
@@ -923,5 +932,43 @@ fn a_thief_takes_at_most_steal_max_from_a_busy_worker() {
     let h = harness(2, 2, 1024, false);
     h.fill(0, 200);
     assert!(worker::steal(&h.pool, 1, &mut None).is_some());
-    assert_eq!(h.pending(), [200 - worker::STEAL_MAX, worker::STEAL_MAX - 1]);
+    assert_eq!(
+        h.pending(),
+        [200 - worker::STEAL_MAX, worker::STEAL_MAX - 1]
+    );
+}
+
+#[test]
+fn a_sleeper_woken_to_steal_steals_rather_than_retiring() {
+    // Two workers above min 0; worker 0's body stays held (it never runs, but counts
+    // as awake), worker 1 runs and sleeps. Items piling up on worker 0 wake worker 1,
+    // with nothing on its own list: it must steal them, not retire.
+    let h = harness(0, 2, 64, false);
+    h.pool.spawn_worker(None).unwrap();
+    h.pool.spawn_worker(None).unwrap();
+    let worker = h.run_held(2);
+    h.until_asleep(1);
+    h.pool.last_used.store(0, Ordering::Relaxed);
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..worker::STEAL_MIN_PENDING {
+        let r = Arc::clone(&ran);
+        h.pool
+            .submit(
+                Job::once(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }),
+                false,
+            )
+            .unwrap();
+    }
+    while ran.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(h.threads(), 2);
+    assert!(h.pool.slots[1].is_live());
+    h.pool.closed.store(true, Ordering::SeqCst);
+    h.pool.wake_all();
+    // Worker 0 never runs: what it kept is run by the closing worker 1 or left.
+    lock(&h.spawner.bodies).clear();
+    drop(worker);
 }
