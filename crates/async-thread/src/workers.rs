@@ -29,7 +29,7 @@ impl Config {
         Config {
             name,
             min_threads: 1,
-            max_threads: (2 * cores).clamp(4, crate::pool::MAX_THREADS),
+            max_threads: default_max_threads(cores),
             busy_threshold: DEFAULT_BUSY_THRESHOLD,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             stack_size_bytes: None,
@@ -39,6 +39,12 @@ impl Config {
             rescue_grace: RESCUE_GRACE,
         }
     }
+}
+
+/// A pool's default `max_threads` on a machine with `cores` CPUs: two per core (room
+/// for workers that block), at least 4, at most the crate's limit.
+fn default_max_threads(cores: usize) -> usize {
+    (2 * cores).clamp(4, crate::pool::MAX_THREADS)
 }
 
 /// Owns the pool: the last handle dropped shuts it down (workers keep only `Inner`).
@@ -302,5 +308,19 @@ impl WorkersBuilder {
         Ok(Workers {
             handle: Arc::new(Handle { inner }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_max_threads_is_two_per_core_from_four_up_to_the_limit() {
+        let got: Vec<usize> = [1, 2, 3, 8, 100, 4096]
+            .into_iter()
+            .map(default_max_threads)
+            .collect();
+        assert_eq!(got, [4, 4, 6, 16, 200, crate::pool::MAX_THREADS]);
     }
 }
