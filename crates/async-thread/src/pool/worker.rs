@@ -253,11 +253,9 @@ impl BlockGuard {
             pool.blocked.fetch_add(1, Ordering::SeqCst);
             if slot.has_work() || pool.orphan_len.load(Ordering::SeqCst) > 0 {
                 // Like cmwq when nr_running drops to zero with work pending: wake an
-                // idle worker, else start one; the watchdog covers the rest.
-                if !pool.wake_one_sleeper(Some(idx))
-                    && pool.threads.load(Ordering::SeqCst) < pool.cfg.max_threads
-                    && !pool.spawn_cooling()
-                {
+                // idle worker, else start one (`spawn_worker` refuses at max_threads);
+                // the watchdog covers the rest.
+                if !pool.wake_one_sleeper(Some(idx)) && !pool.spawn_cooling() {
                     // A failure is counted and raises a mayday for the rescuer.
                     let _ = pool.spawn_worker(None);
                 }
