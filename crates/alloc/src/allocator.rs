@@ -178,10 +178,8 @@ impl Allocator {
             } else {
                 home.checked_sub(offset)
             };
+            // Step 0 is the goal's own group; every later step is `offset` >= 1 away.
             let Some(index) = index else { continue };
-            if step > 0 && offset == 0 {
-                continue;
-            }
             let g = &self.inner.groups[index];
             if g.longest() < req.min_len {
                 continue;
