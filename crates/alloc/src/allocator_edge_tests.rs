@@ -201,3 +201,26 @@ fn a_batch_of_exactly_max_batch_requests_is_one_hand_off() {
     );
     q.shutdown();
 }
+
+#[test]
+fn any_steps_around_a_group_another_thread_holds() {
+    // Group 0 is locked (by this test, as by another allocation in flight): `any`
+    // takes group 1 instead of waiting, although group 0 comes first.
+    let a = Allocator::new(200, 100).unwrap();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let a2 = a.clone();
+    let held = std::thread::spawn(move || {
+        let _g = a2.inner.groups[0].lock();
+        locked.send(()).unwrap();
+        // Held until the allocation below returned (one that waits for it hangs).
+        let _ = released.recv();
+    });
+    is_locked.recv().unwrap();
+    let e = a.alloc(&AllocRequest::any(10)).unwrap();
+    drop(release);
+    held.join().unwrap();
+    assert!(e.start >= 100, "took {e:?} from the held group");
+    // Free again: group 0 first.
+    assert!(a.alloc(&AllocRequest::any(10)).unwrap().start < 100);
+}

@@ -263,7 +263,9 @@ impl GroupSpace {
     }
 
     /// The free space closest to `goal` that holds at least `min_len`, walking outwards
-    /// from the goal a bounded number of extents on each side.
+    /// from the goal a bounded number of extents on each side. Of two pieces as close,
+    /// the lower address wins: left of the goal, a later (lower) extent may tie and
+    /// win; right of it, only a strictly closer one does.
     fn find_near(&self, req: &AllocRequest, goal: u64) -> Option<(Extent, u64)> {
         let mut best: Option<(u64, Extent, u64)> = None;
         let mut left = self.by_start.range(..=goal).rev();
@@ -276,10 +278,10 @@ impl GroupSpace {
             if !left_done {
                 match left.next() {
                     Some((&s, &l))
-                        if best.is_none_or(|(d, _, _)| goal.saturating_sub(s + l) < d) =>
+                        if best.is_none_or(|(d, _, _)| goal.saturating_sub(s + l) <= d) =>
                     {
                         if let Some(c) = near_candidate(s, s + l, goal, req) {
-                            if best.is_none_or(|(d, _, _)| c.0 < d) {
+                            if best.is_none_or(|(d, _, _)| c.0 <= d) {
                                 best = Some((c.0, c.1, s));
                             }
                         }
@@ -399,12 +401,6 @@ fn first_overlap<V>(
     end: u64,
     len: impl Fn(&V) -> u64,
 ) -> Option<u64> {
-    // Fast path: the last extent starting before `end` is the only one that can reach
-    // furthest; if it ends by `start`, nothing overlaps.
-    match map.range(..end).next_back() {
-        Some((&s, v)) if s + len(v) > start => {}
-        _ => return None,
-    }
     if let Some((&s, v)) = map.range(..=start).next_back() {
         if s + len(v) > start {
             return Some(start);
@@ -425,8 +421,10 @@ fn fit_tail(s: u64, e: u64, req: &AllocRequest) -> Option<Extent> {
     if len < req.min_len {
         return None;
     }
+    // `first <= e - len`, so the piece never starts before `first` and always ends by
+    // `e`: it holds all `len` blocks.
     let start = align_down(e - len, req.align).max(first);
-    Some(Extent::new(start, len.min(e - start)))
+    Some(Extent::new(start, len))
 }
 
 /// The best placement in free `[s, e)` for `goal`, with its distance from the goal: the

@@ -55,14 +55,14 @@ fn check_reports_every_kind_of_broken_group() {
     reports("free extents sum to 20, counter says 21", |g| {
         g.free_blocks = 21
     });
-    reports("busy extent 40+0", |g| {
+    reports("busy extent 40+0 empty, overlapping or outside", |g| {
         g.busy.insert(40, (0, 4));
     });
-    reports("busy extent", |g| {
+    reports("busy extent 33+4 empty, overlapping or outside", |g| {
         g.busy.insert(33, (4, 4));
         g.busy_by_gen.get_mut(&4).unwrap().push(33);
     });
-    reports("busy extent", |g| {
+    reports("busy extent 998+5 empty, overlapping or outside", |g| {
         g.busy.insert(998, (5, 4));
         g.busy_by_gen.get_mut(&4).unwrap().push(998);
     });
@@ -113,4 +113,51 @@ fn near_prunes_the_left_walk_by_where_an_extent_ends() {
     g.insert_free(110, 90);
     let req = AllocRequest::near(100, 5, 5);
     assert_eq!(g.alloc(&req, Some(100)), Some(Extent::new(91, 5)));
+}
+
+#[test]
+fn first_overlap_names_the_first_covered_block_not_a_neighbour() {
+    // [0, 10) and [15, 20): a query [10, 20) touches the first and overlaps the second.
+    let map: BTreeMap<u64, u64> = [(0, 10), (15, 5)].into_iter().collect();
+    let len = |&l: &u64| l;
+    assert_eq!(first_overlap(&map, 10, 20, len), Some(15));
+    assert_eq!(first_overlap(&map, 10, 15, len), None, "both only touch it");
+    assert_eq!(first_overlap(&map, 5, 12, len), Some(5), "inside the first");
+    assert_eq!(first_overlap(&map, 9, 10, len), Some(9));
+    assert_eq!(first_overlap(&map, 20, 30, len), None);
+    assert_eq!(first_overlap(&BTreeMap::new(), 0, 10, len), None);
+}
+
+#[test]
+fn near_prefers_the_lower_address_when_two_pieces_are_as_close() {
+    // Goal 100; free [90, 95) ends 5 before it, [105, 110) starts 5 after it.
+    let mut g = GroupSpace::empty(0, 1000);
+    g.insert_free(90, 5);
+    g.insert_free(105, 5);
+    let req = AllocRequest::near(100, 5, 5);
+    assert_eq!(
+        g.find_near(&req, 100).map(|(e, _)| e),
+        Some(Extent::new(90, 5))
+    );
+    // The walk meets the right one first when the nearest extent on the left is too
+    // short: [98, 99) is one block, then [85, 95) ends 5 before the goal, as [105,
+    // 110) starts 5 after it.
+    let mut g = GroupSpace::empty(0, 1000);
+    g.insert_free(85, 10);
+    g.insert_free(98, 1);
+    g.insert_free(105, 5);
+    assert_eq!(
+        g.find_near(&req, 100).map(|(e, _)| e),
+        Some(Extent::new(90, 5))
+    );
+}
+
+#[test]
+fn fit_tail_takes_the_aligned_tail_of_a_free_extent() {
+    let req = |min, max, align| AllocRequest::any(1).with_len(min, max).with_align(align);
+    assert_eq!(fit_tail(10, 30, &req(1, 8, 1)), Some(Extent::new(22, 8)));
+    assert_eq!(fit_tail(10, 30, &req(1, 8, 4)), Some(Extent::new(20, 8)));
+    assert_eq!(fit_tail(10, 30, &req(1, 100, 4)), Some(Extent::new(12, 18)));
+    assert_eq!(fit_tail(10, 13, &req(1, 100, 16)), None);
+    assert_eq!(fit_tail(10, 30, &req(25, 100, 1)), None);
 }
