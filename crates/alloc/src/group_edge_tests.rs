@@ -161,3 +161,14 @@ fn fit_tail_takes_the_aligned_tail_of_a_free_extent() {
     assert_eq!(fit_tail(10, 13, &req(1, 100, 16)), None);
     assert_eq!(fit_tail(10, 30, &req(25, 100, 1)), None);
 }
+
+#[test]
+fn first_not_free_is_none_when_the_range_is_free_to_its_end() {
+    let mut g = GroupSpace::empty(0, 100);
+    g.insert_free(10, 20); // [10, 30)
+    assert_eq!(g.first_not_free(10, 30), None);
+    assert_eq!(g.first_not_free(15, 30), None);
+    assert_eq!(g.first_not_free(10, 31), Some(30));
+    assert_eq!(g.first_not_free(5, 20), Some(5));
+    assert_eq!(g.first_not_free(30, 40), Some(30));
+}

@@ -132,7 +132,7 @@ impl Allocator {
             if e.start >= total || e.len > total - e.start {
                 return Err(corrupt(at, "extent.start", "extent outside the volume"));
             }
-            if i > 0 && e.start < prev_end {
+            if e.start < prev_end {
                 return Err(corrupt(
                     at,
                     "extent.start",

@@ -113,3 +113,35 @@ proptest! {
         }
     }
 }
+
+/// Header 40 bytes (magic, version, reserved, total, group, count), 16 per extent, CRC.
+const HEADER: usize = 40;
+const EXTENT: usize = 16;
+
+#[test]
+fn free_space_across_group_edges_is_one_extent_in_the_image() {
+    let a = Allocator::new(300, 100).unwrap();
+    assert_eq!(
+        a.encode().len(),
+        HEADER + EXTENT + 4,
+        "one extent, not three"
+    );
+    a.alloc(&AllocRequest::exact(150, 10, 10)).unwrap();
+    assert_eq!(a.encode().len(), HEADER + 2 * EXTENT + 4);
+}
+
+#[test]
+fn an_image_with_touching_extents_decodes() {
+    // Another writer may leave neighbours unmerged: [0, 10) then [10, 20).
+    let mut img = Allocator::new(100, 100).unwrap().encode();
+    img.truncate(HEADER);
+    put(&mut img, 32, 2);
+    for (s, l) in [(0_u64, 10_u64), (10, 10)] {
+        img.extend_from_slice(&s.to_le_bytes());
+        img.extend_from_slice(&l.to_le_bytes());
+    }
+    img.extend_from_slice(&[0; 4]);
+    let a = Allocator::decode(&reseal(img)).unwrap();
+    assert_eq!(a.free_blocks(), 20);
+    a.check().unwrap();
+}

@@ -144,3 +144,18 @@ fn a_queue_stream_continues_its_run_on_the_queue() {
     );
     a.check().unwrap();
 }
+
+#[test]
+fn a_queue_stream_counts_a_new_run_when_its_next_blocks_are_taken() {
+    let a = Allocator::new(1 << 16, 1 << 12).unwrap();
+    let q = AllocQueue::new(a.clone()).unwrap();
+    let s = q.stream_with_reserve(0);
+    let first = s.alloc(8, 8).unwrap();
+    assert_eq!(s.runs(), 1);
+    assert_eq!(s.reserved(), None);
+    // Another writer takes the blocks the stream would go on with.
+    a.alloc(&AllocRequest::exact(first.end(), 1, 64)).unwrap();
+    let second = s.alloc(8, 8).unwrap();
+    assert_ne!(second.start, first.end());
+    assert_eq!(s.runs(), 2);
+}
