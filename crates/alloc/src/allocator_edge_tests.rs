@@ -173,6 +173,20 @@ fn a_dropped_stream_no_longer_steers_new_streams_away() {
 }
 
 #[test]
+fn dropping_one_stream_leaves_the_others_steering() {
+    let a = Allocator::new(10_000, 10_000).unwrap();
+    let mut s = a.stream_with_reserve(100);
+    assert_eq!(s.alloc(100, 100).unwrap(), Extent::new(0, 100));
+    drop(a.stream_with_reserve(10)); // registered, then gone
+    let mut b = a.stream_with_reserve(10);
+    assert_eq!(
+        b.alloc(10, 10).unwrap().start,
+        5050,
+        "`s` still heads for 100: the new one starts mid-gap"
+    );
+}
+
+#[test]
 fn a_stream_heading_elsewhere_does_not_steer_a_new_one() {
     let a = Allocator::new(10_000, 10_000).unwrap();
     let mut s = a.stream_with_reserve(100);

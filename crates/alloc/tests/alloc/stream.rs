@@ -1,6 +1,6 @@
 //! Streams stay contiguous while several write at once, and give back their reservation.
 
-use stack_alloc::{AllocRequest, Allocator};
+use stack_alloc::{AllocRequest, Allocator, Extent};
 
 #[test]
 fn interleaved_streams_each_stay_contiguous() {
@@ -59,4 +59,27 @@ fn stream_continues_through_a_full_volume_then_reports_no_space() {
     }
     assert_eq!(got, 1000);
     assert!(s.runs() <= 4, "{} runs over 4 groups", s.runs());
+}
+
+#[test]
+fn a_stream_grows_its_reservation_by_what_it_lacks_or_its_reserve() {
+    let a = Allocator::new(10_000, 10_000).unwrap();
+    let mut s = a.stream_with_reserve(10);
+    assert_eq!(s.alloc(8, 8).unwrap(), Extent::new(0, 8));
+    assert_eq!(
+        s.reserved(),
+        Some(Extent::new(8, 2)),
+        "the reserve: 10 blocks"
+    );
+    // Lacks 14 of 16: grows by max(14, 10), exactly what the write takes.
+    assert_eq!(s.alloc(8, 16).unwrap(), Extent::new(8, 16));
+    assert_eq!(s.reserved(), None);
+    // Lacks 4: grows by the reserve.
+    assert_eq!(s.alloc(4, 4).unwrap(), Extent::new(24, 4));
+    assert_eq!(s.reserved(), Some(Extent::new(28, 6)));
+    // Holds exactly what it needs: no growth.
+    assert_eq!(s.alloc(6, 6).unwrap(), Extent::new(28, 6));
+    assert_eq!(s.reserved(), None);
+    assert_eq!(s.runs(), 1);
+    assert_eq!(s.handed_out_blocks(), 34);
 }
