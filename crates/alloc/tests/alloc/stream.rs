@@ -82,4 +82,20 @@ fn a_stream_grows_its_reservation_by_what_it_lacks_or_its_reserve() {
     assert_eq!(s.reserved(), None);
     assert_eq!(s.runs(), 1);
     assert_eq!(s.handed_out_blocks(), 34);
+    // Someone takes the blocks after the run: the stream starts a second one.
+    a.alloc(&AllocRequest::exact(34, 1, 1)).unwrap();
+    assert_ne!(s.alloc(4, 4).unwrap().start, 34);
+    assert_eq!(s.runs(), 2);
+}
+
+#[test]
+fn a_new_stream_shares_a_short_gap_from_its_start() {
+    // Only [100, 115) is free and a live stream heads for 100. Its second half (8
+    // blocks) cannot hold 10, so the new stream starts at 100 all the same.
+    let a = Allocator::new(1000, 1000).unwrap();
+    let mut s = a.stream_with_reserve(100);
+    assert_eq!(s.alloc(100, 100).unwrap(), Extent::new(0, 100));
+    a.alloc(&AllocRequest::exact(115, 885, 885)).unwrap();
+    let mut b = a.stream_with_reserve(10);
+    assert_eq!(b.alloc(10, 10).unwrap(), Extent::new(100, 10));
 }
