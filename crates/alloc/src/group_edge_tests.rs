@@ -150,6 +150,17 @@ fn near_prefers_the_lower_address_when_two_pieces_are_as_close() {
         g.find_near(&req, 100).map(|(e, _)| e),
         Some(Extent::new(90, 5))
     );
+    // Alignment makes a piece after the goal as far as one before it although its
+    // free extent starts closer: [92, 96) ends 4 before 100, [103, 110) aligned to 4
+    // gives [104, 108).
+    let mut g = GroupSpace::empty(0, 1000);
+    g.insert_free(90, 6);
+    g.insert_free(103, 7);
+    let req = AllocRequest::near(100, 4, 4).with_align(4);
+    assert_eq!(
+        g.find_near(&req, 100).map(|(e, _)| e),
+        Some(Extent::new(92, 4))
+    );
 }
 
 #[test]
