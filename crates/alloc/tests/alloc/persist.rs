@@ -145,3 +145,16 @@ fn an_image_with_touching_extents_decodes() {
     assert_eq!(a.free_blocks(), 20);
     a.check().unwrap();
 }
+
+#[test]
+fn an_image_cut_inside_its_header_or_checksum_is_a_header_error() {
+    let img = Allocator::new(100, 100).unwrap().encode();
+    for len in 0..HEADER + 4 {
+        match Allocator::decode(&img[..len]) {
+            Err(Error::Corrupt { offset, field, .. }) => {
+                assert_eq!((offset, field), (len, "header"), "cut at {len}")
+            }
+            other => panic!("cut at {len}: {other:?}"),
+        }
+    }
+}

@@ -99,3 +99,15 @@ fn a_new_stream_shares_a_short_gap_from_its_start() {
     let mut b = a.stream_with_reserve(10);
     assert_eq!(b.alloc(10, 10).unwrap(), Extent::new(100, 10));
 }
+
+#[test]
+fn a_stream_continues_in_place_rather_than_jumping_to_the_longest_gap() {
+    let a = Allocator::new(10_000, 10_000).unwrap();
+    let mut s = a.stream_with_reserve(10);
+    assert_eq!(s.alloc(8, 8).unwrap(), Extent::new(0, 8));
+    // 30 free blocks after the reservation [8, 10), and 1,000 at the end.
+    a.alloc(&AllocRequest::exact(40, 8960, 8960)).unwrap();
+    // Lacks 14 of 16: the stream grows in place instead of restarting in the longer gap.
+    assert_eq!(s.alloc(8, 16).unwrap(), Extent::new(8, 16));
+    assert_eq!(s.runs(), 1);
+}
