@@ -96,7 +96,7 @@ fn run(args: &Args, create: bool) -> Result<(), Box<dyn std::error::Error>> {
         (config.max_in_flight_bytes as usize / BIO_BYTES) + 4 * args.threads,
         BIO_BYTES,
         4096,
-    );
+    )?;
     let per_stream = total_bytes / BIO_BYTES as u64 / args.threads as u64;
     let start = Instant::now();
     std::thread::scope(|s| {

@@ -1,5 +1,6 @@
 //! Aligned buffers and a bounded pool of them, so a pipeline's memory has a limit.
 
+use crate::Error;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -194,7 +195,7 @@ struct PoolState {
 ///
 /// ```
 /// use stack_bio::BufferPool;
-/// let pool = BufferPool::new(1, 4096, 4096);
+/// let pool = BufferPool::new(1, 4096, 4096)?;
 /// let mut buf = pool.get();
 /// buf.fill(0xAB);
 /// drop(buf); // back to the pool, contents kept
@@ -202,6 +203,8 @@ struct PoolState {
 /// assert_eq!(again[0], 0xAB);
 /// again.zero();
 /// assert!(again.iter().all(|&b| b == 0));
+/// assert!(BufferPool::new(0, 4096, 4096).is_err());
+/// # Ok::<(), stack_bio::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct BufferPool {
@@ -211,15 +214,21 @@ pub struct BufferPool {
 impl BufferPool {
     /// A pool of at most `count` buffers of `buf_len` bytes aligned to `align`.
     ///
-    /// # Panics
-    /// If `count` is zero or `align` is not a power of two.
-    pub fn new(count: usize, buf_len: usize, align: usize) -> Self {
-        assert!(count > 0, "a buffer pool needs at least one buffer");
-        assert!(
-            align.is_power_of_two(),
-            "alignment {align} is not a power of two"
-        );
-        Self {
+    /// [`Error::BufferPool`] if `count` is zero or `align` is not a power of two.
+    pub fn new(count: usize, buf_len: usize, align: usize) -> Result<Self, Error> {
+        if count == 0 {
+            return Err(Error::BufferPool {
+                field: "count",
+                reason: "a buffer pool needs at least one buffer".into(),
+            });
+        }
+        if !align.is_power_of_two() {
+            return Err(Error::BufferPool {
+                field: "align",
+                reason: format!("alignment {align} is not a power of two"),
+            });
+        }
+        Ok(Self {
             inner: Arc::new(PoolInner {
                 free: Mutex::new(PoolState {
                     free: Vec::with_capacity(count),
@@ -231,7 +240,7 @@ impl BufferPool {
                 buf_len,
                 align,
             }),
-        }
+        })
     }
 
     /// A buffer (holding its previous lease's bytes), waiting while all `count` are
@@ -425,7 +434,7 @@ mod tests {
         let copy = buf.clone();
         assert_eq!(copy[HUGE_BUF_BYTES + 4095], 7);
         assert_eq!(copy.align(), 4096);
-        let pool = BufferPool::new(3, 1 << 20, 4096);
+        let pool = BufferPool::new(3, 1 << 20, 4096).unwrap();
         let (mut a, mut b) = (pool.get(), pool.get());
         assert_eq!(pool.outstanding(), 2);
         a.fill(1);
@@ -472,8 +481,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_without_buffers_or_with_a_bad_alignment_is_an_error() {
+        for (count, align, field) in [(0, 4096, "count"), (1, 3000, "align"), (1, 0, "align")] {
+            match BufferPool::new(count, 4096, align) {
+                Err(e @ Error::BufferPool { .. }) => {
+                    assert!(matches!(e, Error::BufferPool { field: f, .. } if f == field));
+                    assert_eq!(e.device(), crate::NO_DEVICE);
+                    assert!(e.to_string().contains(field), "{e}");
+                }
+                Err(other) => panic!("{count}, {align}: {other}"),
+                Ok(_) => panic!("{count}, {align}: accepted"),
+            }
+        }
+    }
+
+    #[test]
     fn pool_blocks_while_all_out_and_refills_on_drop() {
-        let pool = BufferPool::new(2, 4096, 4096);
+        let pool = BufferPool::new(2, 4096, 4096).unwrap();
         let a = pool.get();
         let mut b = pool.get();
         assert_eq!(pool.outstanding(), 2);

@@ -145,6 +145,15 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A [`crate::BufferPool`] that cannot work (no buffers, or an alignment that is
+    /// not a power of two); nothing was allocated.
+    #[error("buffer pool: invalid setting `{field}`: {reason}")]
+    BufferPool {
+        /// The argument at fault (`count` or `align`).
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A queue's submitter thread could not be started.
     #[error("queue on {device}: cannot start a submitter thread: {source}")]
     Spawn {
@@ -177,6 +186,9 @@ pub enum Error {
 
 /// The device name in [`Error::Cancelled`] of a bio dropped before it reached a queue.
 pub const NOT_QUEUED: &str = "(not queued)";
+
+/// What [`Error::device`] returns for an error about no device ([`Error::BufferPool`]).
+pub const NO_DEVICE: &str = "(no device)";
 
 impl Error {
     /// The OS error behind this error, whatever the variant: the `errno` of a failed
@@ -243,9 +255,11 @@ impl Error {
         }
     }
 
-    /// The device (path or name) the error is about; every variant names one.
+    /// The device (path or name) the error is about; every variant names one, except
+    /// [`Error::BufferPool`] ([`NO_DEVICE`]).
     pub fn device(&self) -> Cow<'_, str> {
         match self {
+            Error::BufferPool { .. } => Cow::Borrowed(NO_DEVICE),
             Error::Io { device, .. }
             | Error::Misaligned { device, .. }
             | Error::OutOfRange { device, .. }
@@ -372,6 +386,10 @@ impl Error {
                 device: device.clone(),
                 field,
                 reason,
+            },
+            Error::BufferPool { field, reason } => Error::BufferPool {
+                field,
+                reason: reason.clone(),
             },
             Error::Spawn { device, source } => Error::Spawn {
                 device: device.clone(),

@@ -89,7 +89,7 @@ pub use buf::{AlignedBuf, BufferPool, PooledBuf};
 pub use crash::{CrashMode, CRASH_LOG_LIMIT_BYTES};
 pub use device::{Backing, Device, DeviceInfo, DeviceKind, ReadPath, Residency};
 pub use endio::CallerRunsEndIo;
-pub use error::{Error, NOT_QUEUED};
+pub use error::{Error, NOT_QUEUED, NO_DEVICE};
 pub use faulty::{FaultyDevice, InjectedStall, Slowdown};
 pub use file::{FileDevice, OpenOptions, FILE_LOGICAL_BLOCK_SIZE};
 pub use group::BioGroup;

@@ -341,7 +341,8 @@ fn run_ours(case: Case<'_>) -> Result<Sample> {
             .context("starting our submission queue")?,
     );
     let in_flight_bufs = (config.max_in_flight_bytes / BIO_BYTES as u64) as usize;
-    let pool = BufferPool::new(in_flight_bufs + 4 * threads, BIO_BYTES, 4096);
+    let pool = BufferPool::new(in_flight_bufs + 4 * threads, BIO_BYTES, 4096)
+        .context("making the buffer pool")?;
     // A pipeline's pool outlives one file: fault its pages in before the clock starts,
     // as the peer's per-thread buffers are reused from their first write on.
     drop((0..pool.count()).map(|_| pool.get()).collect::<Vec<_>>());

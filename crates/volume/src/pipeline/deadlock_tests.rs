@@ -31,7 +31,7 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 fn run(pools: &Pools) -> (bool, impl Sized) {
     let device = Arc::new(MemDevice::new((CHUNKS * CHUNK_BYTES) as u64));
     let queue = IoQueue::new(device, Some(pools.end_io.clone())).expect("submission queue");
-    let buffers = BufferPool::new(BUFFERS, CHUNK_BYTES, 4096);
+    let buffers = BufferPool::new(BUFFERS, CHUNK_BYTES, 4096).expect("buffer pool");
     let done = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel();
     for i in 0..CHUNKS {

@@ -122,9 +122,10 @@ impl Reads {
         let (queue, _engine) =
             super::start_queue(&device, Arc::new(CallerRunsEndIo(end_io)), config)?;
         let (tx, rx) = crossbeam_channel::unbounded();
+        let bufs = BufferPool::new(count, chunk_bytes, IO_ALIGN_BYTES)?;
         Ok(Reads {
             queue,
-            bufs: BufferPool::new(count, chunk_bytes, IO_ALIGN_BYTES),
+            bufs,
             chunk_bytes,
             keep_data,
             tx,

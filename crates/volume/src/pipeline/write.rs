@@ -406,7 +406,7 @@ impl Writer<'_> {
     /// reached (`Ok(true)`) or the write is cancelled (`Ok(false)`).
     fn pump(&mut self, source: &mut Source<'_>) -> Result<bool, Error> {
         let bs = self.bs();
-        let pool = BufferPool::new(POOL_BUFFERS, CHUNK_BYTES, IO_ALIGN_BYTES);
+        let pool = BufferPool::new(POOL_BUFFERS, CHUNK_BYTES, IO_ALIGN_BYTES)?;
         let queue = self.queue.clone();
         let ordered = self.vol.pools()?.submit.ordered();
         let csum = self.vol.csum();
