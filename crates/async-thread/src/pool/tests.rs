@@ -148,6 +148,40 @@ impl Harness {
         }
     }
 
+    /// Submits (as `queue` does) an item that returns `v` through a completion, and
+    /// waits for it.
+    fn round_trip<T: Send + 'static>(&self, v: T) -> T {
+        let done = crate::Completion::new();
+        let d = done.clone();
+        self.pool
+            .submit(Job::once(move || d.complete(v)), false)
+            .unwrap();
+        done.wait().unwrap()
+    }
+
+    /// Submits an item that bumps `ran`.
+    fn submit_counting(&self, ran: &Arc<AtomicUsize>) {
+        let r = Arc::clone(ran);
+        let bump = move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        };
+        self.pool.submit(Job::once(bump), false).unwrap();
+    }
+
+    /// Runs a pending work item once as `runner` would, counted under the current colour.
+    fn execute_item(&self, item: &crate::WorkItem, runner: Runner) {
+        let color = self.pool.flush.enter();
+        let job = Job::Item(item.clone());
+        self.pool.execute(Task { job, color }, runner);
+    }
+
+    /// Closes the pool and wakes everyone, so running worker bodies return once the
+    /// pool is empty.
+    fn close(&self) {
+        self.pool.closed.store(true, Ordering::SeqCst);
+        self.pool.wake_all();
+    }
+
     fn mayday(&self) -> bool {
         std::mem::take(&mut *lock(&self.pool.mayday))
     }
@@ -535,14 +569,7 @@ fn a_worker_requeues_on_its_own_list_others_place_it() {
         }
     });
     assert!(item.mark_pending());
-    let color = h.pool.flush.enter();
-    h.pool.execute(
-        Task {
-            job: Job::Item(item.clone()),
-            color,
-        },
-        Runner::Worker(1),
-    );
+    h.execute_item(&item, Runner::Worker(1));
     assert_eq!(
         h.pending(),
         [0, 1],
@@ -607,14 +634,7 @@ fn a_requeue_is_dropped_when_the_item_was_queued_again_while_it_ran() {
     });
     *lock(&cell) = Some(me.clone());
     assert!(me.mark_pending());
-    let color = h.pool.flush.enter();
-    h.pool.execute(
-        Task {
-            job: Job::Item(me.clone()),
-            color,
-        },
-        Runner::Worker(0),
-    );
+    h.execute_item(&me, Runner::Worker(0));
     let s = h.pool.stats();
     assert_eq!(h.pending(), [1], "the copy it queued, not a second one");
     assert_eq!((s.requeued, s.outstanding), (0, 1));
@@ -700,18 +720,12 @@ fn a_sleeping_worker_is_woken_by_a_push_and_exits_once_closed_and_empty() {
     let h = harness(1, 1, 4, false);
     let worker = h.run_held(1);
     h.until_asleep(0);
-    let done = crate::Completion::new();
-    let d = done.clone();
-    h.pool
-        .submit(Job::once(move || d.complete(7)), false)
-        .unwrap();
-    assert_eq!(done.wait().unwrap(), 7);
+    assert_eq!(h.round_trip(7), 7);
     h.pool.drain();
     let s = h.pool.stats();
     assert_eq!((s.run, s.outstanding, s.threads), (1, 0, 1));
     assert_eq!(h.pool.slots[0].hot.progress.load(Ordering::Relaxed), 1);
-    h.pool.closed.store(true, Ordering::SeqCst);
-    h.pool.wake_all();
+    h.close();
     worker.join().unwrap();
     assert_eq!(h.threads(), 0, "it gave its thread back");
     assert!(!h.pool.slots[0].is_live());
@@ -732,8 +746,7 @@ fn an_idle_worker_steals_from_a_list_that_makes_no_progress() {
         std::thread::yield_now();
     }
     assert_eq!(h.pending(), [0, 0, 0]);
-    h.pool.closed.store(true, Ordering::SeqCst);
-    h.pool.wake_all();
+    h.close();
     worker.join().unwrap();
     assert_eq!(h.pool.slots[2].hot.progress.load(Ordering::Relaxed), 1);
 }
@@ -757,15 +770,7 @@ fn shutdown_returns_once_every_thread_is_done() {
     let threads: Vec<_> = (0..3).map(|k| h.run_held(k)).collect();
     let ran = Arc::new(AtomicUsize::new(0));
     for _ in 0..10 {
-        let r = Arc::clone(&ran);
-        h.pool
-            .submit(
-                Job::once(move || {
-                    r.fetch_add(1, Ordering::SeqCst);
-                }),
-                false,
-            )
-            .unwrap();
+        h.submit_counting(&ran);
     }
     h.pool.shutdown();
     assert_eq!(
@@ -788,16 +793,10 @@ fn a_worker_above_min_woken_with_work_runs_it_rather_than_retiring() {
     let worker = h.run_held(1);
     for round in 0..3 {
         h.until_asleep(0);
-        let done = crate::Completion::new();
-        let d = done.clone();
-        h.pool
-            .submit(Job::once(move || d.complete(round)), false)
-            .unwrap();
-        assert_eq!(done.wait().unwrap(), round);
+        assert_eq!(h.round_trip(round), round);
         assert_eq!(h.threads(), 1);
     }
-    h.pool.closed.store(true, Ordering::SeqCst);
-    h.pool.wake_all();
+    h.close();
     worker.join().unwrap();
 }
 
@@ -809,19 +808,13 @@ fn a_worker_never_sleeps_on_work_queued_while_it_backed_off() {
     let h = harness(1, 1, 4, false);
     let worker = h.run_held(1);
     for i in 0..2000_u32 {
-        let done = crate::Completion::new();
-        let d = done.clone();
-        h.pool
-            .submit(Job::once(move || d.complete(i)), false)
-            .unwrap();
-        assert_eq!(done.wait().unwrap(), i);
+        assert_eq!(h.round_trip(i), i);
         // Vary where in the worker's back-off the next push lands.
         for _ in 0..(i % 64) {
             std::hint::spin_loop();
         }
     }
-    h.pool.closed.store(true, Ordering::SeqCst);
-    h.pool.wake_all();
+    h.close();
     worker.join().unwrap();
 }
 
@@ -951,23 +944,14 @@ fn a_sleeper_woken_to_steal_steals_rather_than_retiring() {
     h.pool.last_used.store(0, Ordering::Relaxed);
     let ran = Arc::new(AtomicUsize::new(0));
     for _ in 0..worker::STEAL_MIN_PENDING {
-        let r = Arc::clone(&ran);
-        h.pool
-            .submit(
-                Job::once(move || {
-                    r.fetch_add(1, Ordering::SeqCst);
-                }),
-                false,
-            )
-            .unwrap();
+        h.submit_counting(&ran);
     }
     while ran.load(Ordering::SeqCst) == 0 {
         std::thread::yield_now();
     }
     assert_eq!(h.threads(), 2);
     assert!(h.pool.slots[1].is_live());
-    h.pool.closed.store(true, Ordering::SeqCst);
-    h.pool.wake_all();
+    h.close();
     // Worker 0 never runs: what it kept is run by the closing worker 1 or left.
     lock(&h.spawner.bodies).clear();
     drop(worker);
